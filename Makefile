@@ -1,0 +1,33 @@
+# Two commands do everything: `make run` (set up + run the main job on the built-in sample)
+# and `make test` (set up + run the tests). Both create .venv on first use.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+CONFIG ?= configs/local.yaml
+OUT    ?= out/local
+SAMPLE := .cache/sample/sample.warc.gz
+
+.PHONY: setup run test sample bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(SAMPLE): $(STAMP) flows/make_sample.py
+	$(PY) -m flows.make_sample --out $(SAMPLE)
+
+sample: $(SAMPLE)
+
+run: $(SAMPLE)
+	$(PY) -m flows.crawl --config $(CONFIG) --output $(OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .cache out
