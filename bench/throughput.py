@@ -1,0 +1,100 @@
+"""Pages per second: read only, read + extract, the whole flow on Ray, and trafilatura on the same pages.
+
+    python ../shared/tools/pages_to_warc.py --data-root ../shared/data --out /tmp/bench5 --repeat 5
+    python bench/throughput.py /tmp/bench5/*.warc.gz [--flow] [--trafilatura-pages 500]
+
+Read and read+extract run in this process on one core. `--flow` also runs `flows.crawl` on a local
+Ray with `--cpus` CPUs (reported per core). trafilatura runs on the first N HTML records (its rate is
+steady, and all pages would take minutes), with the scorer's baseline call.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from operators.extract import ExtractConfig, extract_document  # noqa: E402
+from operators.stats import Stats  # noqa: E402
+from operators.warc import ReaderConfig, iter_html_records  # noqa: E402
+
+
+def read_only(paths):
+    n = 0
+    for p in paths:
+        for _ in iter_html_records(p, ReaderConfig(), Stats("read")):
+            n += 1
+    return n
+
+
+def read_extract(paths, cfg):
+    n = 0
+    for p in paths:
+        for rec in iter_html_records(p, ReaderConfig(), Stats("read")):
+            extract_document(rec["html"], rec["url"], cfg)
+            n += 1
+    return n
+
+
+def timed(fn, *a):
+    t = time.perf_counter()
+    n = fn(*a)
+    return n, time.perf_counter() - t
+
+
+def trafilatura_rate(paths, limit):
+    import trafilatura
+    recs = []
+    for p in paths:
+        for rec in iter_html_records(p, ReaderConfig(), Stats("read")):
+            recs.append(rec)
+            if len(recs) >= limit:
+                break
+        if len(recs) >= limit:
+            break
+    t = time.perf_counter()
+    for rec in recs:
+        trafilatura.extract(rec["html"], url=rec["url"], include_images=True, output_format="xml",
+                            favor_precision=False)
+    return len(recs), time.perf_counter() - t
+
+
+def flow_rate(paths, cpus):
+    from flows.crawl import run
+    from operators.config import load_config
+    out = tempfile.mkdtemp(prefix="interleaf-bench-")
+    cfg = load_config(None, [f"ray.num_cpus={cpus}"], input=list(paths), output=out)
+    res = run(cfg, list(paths))
+    n = next(s for s in res.stats if s["name"] == "read")["counters"]["out"]
+    return n, res.seconds
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("warcs", nargs="+")
+    ap.add_argument("--flow", action="store_true", help="also time the whole flow on a local Ray")
+    ap.add_argument("--cpus", type=int, default=os.cpu_count())
+    ap.add_argument("--trafilatura-pages", type=int, default=300)
+    args = ap.parse_args()
+    rows = []
+    n, s = timed(read_only, args.warcs)
+    rows.append(("read only (FastWARC + HTTP decode + charset)", n, s, 1))
+    n, s = timed(read_extract, args.warcs, ExtractConfig())
+    rows.append(("read + extract (lexbor engine)", n, s, 1))
+    if args.trafilatura_pages:
+        n, s = trafilatura_rate(args.warcs, args.trafilatura_pages)
+        rows.append(("trafilatura.extract only (same pages)", n, s, 1))
+    if args.flow:
+        n, s = flow_rate(args.warcs, args.cpus)
+        rows.append((f"whole flow on local Ray ({args.cpus} CPUs, incl. start-up)", n, s, args.cpus))
+    print(f"| stage | pages | seconds | pages/s | pages/s/core |\n|---|---|---|---|---|")
+    for name, n, s, cores in rows:
+        print(f"| {name} | {n} | {s:.1f} | {n / s:.0f} | {n / s / cores:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The main job: WARC files to interleaved documents in Parquet.
+
+    python -m flows.crawl --config configs/local.yaml [--input PATH_OR_GLOB ...] [--output DIR]
+                          [--set dotted.key=value ...] [--no-select]
+
+Runs on the Ray cluster at `ray.address` / RAY_ADDRESS, or on a local Ray. Writes
+`documents/`, `rejected/` and `_runs/<run_id>/` (config, stats, versions) under the output.
+Exits 1 when the run failed (config error, no input, too many unreadable WARCs), 0 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import platform
+import secrets
+import sys
+import time
+from datetime import datetime, timezone
+from functools import partial
+
+import yaml
+
+from flows.report import format_stats, summarize
+from operators.config import ConfigError, RunConfig, load_config
+from operators.documents import ExtractDocuments, RunInfo
+from operators.read import ReadWarcs
+from operators.schema import PIPELINE_VERSION
+from operators.select import Select
+from operators.storage import expand_inputs
+from operators.writer import commit, ensure_dir, run_dir, write_text
+
+log = logging.getLogger("interleaf")
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+    out = {"interleaf": PIPELINE_VERSION, "python": platform.python_version()}
+    for pkg in ("ray", "pyarrow", "FastWARC", "Resiliparse", "selectolax", "trafilatura", "duckdb"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_id: str
+    output: str
+    stats: list[dict]
+    files: list[str]
+    failed: bool
+    seconds: float
+
+
+def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResult:
+    """Run the crawl flow on `paths`; commits output and writes the run record."""
+    import ray
+
+    from flows.ray_ops import DocumentSink, StatsCollector, apply, init_ray
+
+    run_id = run_id or new_run_id()
+    info = RunInfo(run_id=run_id, config_hash=cfg.config_hash())
+    t0 = time.time()
+    ensure_dir(cfg.output)
+    rdir = run_dir(cfg.output, run_id)
+    write_text(cfg.output, f"_runs/{run_id}/config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    write_text(cfg.output, f"_runs/{run_id}/versions.json", json.dumps(versions(), indent=2))
+
+    init_ray(cfg.ray.address, cfg.ray.num_cpus)
+    collector = StatsCollector.remote(cfg.ray.max_errors_kept)
+
+    ds = ray.data.from_items([{"warc_path": p} for p in paths], override_num_blocks=max(1, len(paths)))
+    ds = apply(ds, partial(ReadWarcs, cfg.reader, cfg.ray.records_per_batch), ReadWarcs, collector)
+    ds = apply(ds, partial(ExtractDocuments, cfg.extract, info), ExtractDocuments, collector)
+    ds = apply(ds, partial(Select, cfg.select), Select, collector)
+    sink = DocumentSink(cfg.output, run_id, cfg.writer, cfg.select.enabled, collector)
+    ds.write_datasink(sink)
+    files = commit(cfg.output, run_id, sink.staged)
+
+    stats = ray.get(collector.get.remote())
+    ray.kill(collector)
+    seconds = time.time() - t0
+    read = next((s for s in stats if s["name"] == "read"), {"counters": {}})["counters"]
+    n_files, n_failed = read.get("files", 0), read.get("files_failed", 0)
+    failed = n_files > 0 and n_failed / n_files > cfg.max_failed_warc_fraction
+    record = {
+        "run_id": run_id,
+        "status": "failed" if failed else "ok",
+        "failure": (f"{n_failed} of {n_files} WARC files damaged or unreadable "
+                    f"(more than max_failed_warc_fraction={cfg.max_failed_warc_fraction})") if failed else None,
+        "started": datetime.fromtimestamp(t0, timezone.utc).isoformat(),
+        "seconds": round(seconds, 3),
+        "inputs": paths,
+        "config_hash": info.config_hash,
+        "pipeline_version": PIPELINE_VERSION,
+        "files": files,
+        "operators": stats,
+    }
+    write_text(cfg.output, f"_runs/{run_id}/stats.json", json.dumps(record, indent=2, default=str))
+    log.info("run record in %s", rdir)
+    return RunResult(run_id, cfg.output, stats, files, failed, seconds)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m flows.crawl", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True, help="YAML run config (see configs/)")
+    p.add_argument("--input", nargs="+", action="extend", metavar="PATH_OR_GLOB",
+                   help="WARC files (.warc, .warc.gz), globs or folders; replaces the config's input")
+    p.add_argument("--output", help="output folder or URI; replaces the config's output")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set extract.min_image_size=64 (repeatable)")
+    p.add_argument("--no-select", action="store_true",
+                   help="compute drop reasons but keep every document in documents/")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    overrides = list(args.set) + (["select.enabled=false"] if args.no_select else [])
+    try:
+        cfg = load_config(args.config, overrides, input=args.input, output=args.output)
+        if not cfg.input:
+            raise ConfigError("no input: give --input or set `input` in the config")
+        paths = expand_inputs(cfg.input)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"interleaf {PIPELINE_VERSION}: {len(paths)} WARC file(s) -> {cfg.output}", flush=True)
+    result = run(cfg, paths)
+    print(format_stats(result.stats))
+    print(f"\noutput: {cfg.output}  (run {result.run_id}, {result.seconds:.1f} s)")
+    try:
+        print(summarize(cfg.output, result.run_id))
+    except Exception as e:  # the summary is a convenience; the run itself is done
+        print(f"(summary unavailable: {e})")
+    if result.failed:
+        print(f"error: run failed, see {run_dir(cfg.output, result.run_id)}/stats.json", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

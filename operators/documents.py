@@ -1,0 +1,105 @@
+"""Records to document rows: runs the extractor on each HTML record and adds id and provenance."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pyarrow as pa
+
+from operators.base import Operator, Resources
+from operators.extract import ExtractConfig, extract_document
+from operators.schema import DOCUMENT, PIPELINE_VERSION
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    config_hash: str
+    pipeline_version: str = PIPELINE_VERSION
+
+
+def document_id(warc_record_id: str | None, warc_path: str, offset: int) -> str:
+    """Stable id from the WARC record (never run order): sha1 of its record id.
+
+    A record without an id (broken archives) falls back to the WARC file name and byte offset,
+    which are just as stable for the same file.
+    """
+    key = warc_record_id or f"{os.path.basename(warc_path)}@{offset}"
+    return hashlib.sha1(key.encode("utf-8", "replace")).hexdigest()
+
+
+def parse_warc_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+class ExtractDocuments(Operator):
+    """One HTML record in, one document row out (kept or later rejected by `Select`)."""
+
+    name = "extract"
+    resources = Resources(num_cpus=1.0)
+
+    def __init__(self, config: ExtractConfig, run: RunInfo):
+        super().__init__()
+        self.config = config
+        self.run = run
+
+    def __call__(self, records: pa.Table) -> pa.Table:
+        rows = []
+        self.stats.incr("in", records.num_rows)
+        for rec in records.to_pylist():
+            rows.append(self.document(rec))
+        self.stats.incr("out", len(rows))
+        return pa.Table.from_pylist(rows, schema=DOCUMENT)
+
+    def document(self, rec: dict) -> dict:
+        try:
+            res = extract_document(rec["html"] or "", rec["url"], self.config)
+        except Exception as e:  # the extractor is built not to raise; a bug must not kill the run
+            self.stats.error("extract", url=rec["url"], warc_path=rec["warc_path"],
+                             offset=rec["warc_record_offset"], error=f"{type(e).__name__}: {e}")
+            res = None
+        texts = res.texts if res else []
+        images = res.images if res else []
+        info = res.image_info if res else []
+        dropped = res.dropped_images if res else {}
+        for reason, n in dropped.items():
+            self.stats.incr(f"images_dropped_{reason}", n)
+        n_images = sum(i is not None for i in images)
+        self.stats.incr("images", n_images)
+        return {
+            "id": document_id(rec["warc_record_id"], rec["warc_path"], rec["warc_record_offset"]),
+            "url": rec["url"],
+            "canonical_url": res.canonical_url if res else None,
+            "title": res.title if res else None,
+            "html_lang": res.html_lang if res else None,
+            "texts": texts,
+            "images": images,
+            "image_info": info,
+            "num_texts": len(texts) - n_images,
+            "num_images": n_images,
+            "text_chars": sum(len(t) for t in texts if t is not None),
+            "images_dropped": sum(dropped.values()),
+            "http_status": rec.get("http_status"),
+            "content_type": rec.get("content_type"),
+            "charset": rec.get("charset"),
+            "drop_reason": None,
+            "drop_reasons": None,
+            "provenance": {
+                "warc_path": rec["warc_path"],
+                "warc_record_offset": rec["warc_record_offset"],
+                "warc_record_length": rec["warc_record_length"],
+                "warc_record_id": rec["warc_record_id"],
+                "warc_date": parse_warc_date(rec.get("warc_date")),
+                "payload_digest": rec.get("payload_digest"),
+                "pipeline_version": self.run.pipeline_version,
+                "config_hash": self.run.config_hash,
+                "run_id": self.run.run_id,
+            },
+        }

@@ -1,0 +1,52 @@
+"""WARC paths to bounded batches of HTML records (the reader as an operator)."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import pyarrow as pa
+
+from operators.base import Operator, Resources
+from operators.schema import RECORD
+from operators.stats import Stats
+from operators.warc import ReaderConfig, iter_html_records
+
+
+class ReadWarcs(Operator):
+    """Input rows carry `warc_path`; yields tables of at most `records_per_batch` HTML records.
+
+    Streams each file: memory is bounded by one batch, whatever the WARC's size. A file that
+    reported damage or could not be read counts in `files_failed`.
+    """
+
+    name = "read"
+    resources = Resources(num_cpus=1.0, batch_size=1)
+
+    def __init__(self, config: ReaderConfig, records_per_batch: int = 64):
+        super().__init__()
+        self.config = config
+        self.records_per_batch = records_per_batch
+
+    def __call__(self, paths: pa.Table) -> Iterator[pa.Table]:
+        for path in paths["warc_path"].to_pylist():
+            self.stats.incr("files")
+            file_stats = Stats(self.name)
+            failed = False
+            buf: list[dict] = []
+            for rec in iter_html_records(path, self.config, file_stats):
+                buf.append(rec)
+                if len(buf) >= self.records_per_batch:
+                    failed |= self._take(file_stats, len(buf))
+                    yield pa.Table.from_pylist(buf, schema=RECORD)
+                    buf = []
+            failed |= self._take(file_stats, len(buf))
+            if failed:
+                self.stats.incr("files_failed")
+            if buf:
+                yield pa.Table.from_pylist(buf, schema=RECORD)
+
+    def _take(self, file_stats: Stats, n_out: int) -> bool:
+        """Move the file's counts into the operator's; True if the file reported an error."""
+        failed = any(k.startswith("errors_") for k in file_stats.counters)
+        self.stats.merge(file_stats.drain())
+        self.stats.incr("out", n_out)
+        return failed

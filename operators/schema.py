@@ -1,0 +1,117 @@
+"""The output contract: one Arrow schema per table, and the checks every writer runs.
+
+Documents follow the OBELICS convention: `texts` and `images` are aligned lists in reading order,
+exactly one of them non-null at each position; `image_info` is aligned with them (null at text
+positions). Later stages add fields to `image_info` and signal columns; readers should use
+DuckDB's `union_by_name` or pyarrow's schema unification across versions.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+PIPELINE_VERSION = "0.1.0"
+
+IMAGE_INFO = pa.struct([
+    pa.field("alt", pa.string()),
+    pa.field("width", pa.int32()),       # declared in the HTML (attributes), not measured
+    pa.field("height", pa.int32()),
+])
+
+PROVENANCE = pa.struct([
+    pa.field("warc_path", pa.string(), nullable=False),
+    pa.field("warc_record_offset", pa.int64(), nullable=False),
+    pa.field("warc_record_length", pa.int64(), nullable=False),
+    pa.field("warc_record_id", pa.string()),
+    pa.field("warc_date", pa.timestamp("s", tz="UTC")),
+    pa.field("payload_digest", pa.string()),
+    pa.field("pipeline_version", pa.string(), nullable=False),
+    pa.field("config_hash", pa.string(), nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+])
+
+DOCUMENT = pa.schema([
+    pa.field("id", pa.string(), nullable=False),         # sha1 of the WARC record id: stable across runs
+    pa.field("url", pa.string(), nullable=False),
+    pa.field("canonical_url", pa.string()),
+    pa.field("title", pa.string()),
+    pa.field("html_lang", pa.string()),
+    pa.field("texts", pa.list_(pa.string()), nullable=False),
+    pa.field("images", pa.list_(pa.string()), nullable=False),
+    pa.field("image_info", pa.list_(IMAGE_INFO), nullable=False),
+    pa.field("num_texts", pa.int32(), nullable=False),
+    pa.field("num_images", pa.int32(), nullable=False),
+    pa.field("text_chars", pa.int64(), nullable=False),
+    pa.field("images_dropped", pa.int32(), nullable=False),  # candidate images removed (data:, icons, ...)
+    pa.field("http_status", pa.int32()),
+    pa.field("content_type", pa.string()),
+    pa.field("charset", pa.string()),
+    pa.field("drop_reason", pa.string()),                # first failing selection rule; null = kept
+    pa.field("drop_reasons", pa.list_(pa.string())),     # every failing rule
+    pa.field("provenance", PROVENANCE, nullable=False),
+])
+
+# The batch between the reader and the extractor: one row per HTML response record.
+RECORD = pa.schema([
+    pa.field("url", pa.string()),
+    pa.field("warc_path", pa.string()),
+    pa.field("warc_record_offset", pa.int64()),
+    pa.field("warc_record_length", pa.int64()),
+    pa.field("warc_record_id", pa.string()),
+    pa.field("warc_date", pa.string()),
+    pa.field("payload_digest", pa.string()),
+    pa.field("http_status", pa.int32()),
+    pa.field("content_type", pa.string()),
+    pa.field("charset", pa.string()),
+    pa.field("html", pa.large_string()),
+])
+
+# `rejected/` has the same columns: a dropped document keeps everything computed for it.
+REJECTED = DOCUMENT
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def empty_documents() -> pa.Table:
+    return DOCUMENT.empty_table()
+
+
+def conform(table: pa.Table, schema: pa.Schema = DOCUMENT) -> pa.Table:
+    """Return `table` with exactly `schema`'s columns, in order and type, or raise SchemaError."""
+    missing = [n for n in schema.names if n not in table.column_names]
+    extra = [n for n in table.column_names if n not in schema.names]
+    if missing or extra:
+        raise SchemaError(f"columns differ from the schema: missing {missing}, unexpected {extra}")
+    table = table.select(schema.names)
+    try:
+        table = table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+        raise SchemaError(f"cannot cast to the document schema: {e}") from e
+    return table
+
+
+def validate_documents(table: pa.Table) -> pa.Table:
+    """Conform to DOCUMENT and check the row invariants; returns the conformed table."""
+    table = conform(table, DOCUMENT)
+    if table.num_rows == 0:
+        return table
+    for name in ("id", "url", "texts", "images", "image_info", "provenance"):
+        if table[name].null_count:
+            raise SchemaError(f"column {name} has {table[name].null_count} null values")
+    n_t = pc.list_value_length(table["texts"])
+    n_i = pc.list_value_length(table["images"])
+    n_m = pc.list_value_length(table["image_info"])
+    bad = pc.or_(pc.not_equal(n_t, n_i), pc.not_equal(n_t, n_m))
+    if pc.any(bad).as_py():
+        row = pc.index(bad, True).as_py()
+        raise SchemaError(f"row {row} (id {table['id'][row]}): texts, images and image_info differ in length")
+    t_null = pc.is_null(pc.list_flatten(table["texts"]))
+    i_null = pc.is_null(pc.list_flatten(table["images"]))
+    if not pc.all(pc.xor(t_null, i_null)).as_py():
+        raise SchemaError("a position has both or neither of text and image (OBELICS convention broken)")
+    m_null = pc.is_null(pc.list_flatten(table["image_info"]))
+    if not pc.all(pc.equal(m_null, i_null)).as_py():
+        raise SchemaError("image_info must be non-null exactly at image positions")
+    return table

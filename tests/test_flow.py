@@ -1,0 +1,139 @@
+"""The crawl flow end to end on a local Ray (num_cpus=2)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from flows.crawl import run
+from flows.make_sample import write_sample_warc
+from operators.config import load_config
+from operators.schema import DOCUMENT, validate_documents
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sample") / "sample.warc.gz"
+    manifest = write_sample_warc(str(path))
+    return path, manifest
+
+
+def read_dir(path: Path):
+    files = sorted(path.glob("*.parquet"))
+    return [r for f in files for r in pq.read_table(f).to_pylist()], files
+
+
+def test_sample_run_end_to_end(ray_local, sample, tmp_path):
+    warc, manifest = sample
+    cfg = load_config(ROOT / "configs/local.yaml", [], input=[str(warc)], output=str(tmp_path))
+    res = run(cfg, [str(warc)])
+    assert not res.failed
+    docs, doc_files = read_dir(tmp_path / "documents")
+    rejected, _ = read_dir(tmp_path / "rejected")
+    for f in doc_files:
+        assert pq.read_schema(f).names == DOCUMENT.names
+        validate_documents(pq.read_table(f))  # types cast to the schema, OBELICS invariants hold
+    articles = [p for p in manifest["html_pages"] if p["kind"] in ("article", "near_copy")]
+    assert {d["url"] for d in docs} == {p["url"] for p in articles}
+    assert {r["drop_reason"] for r in rejected} <= {"http_status", "no_text"}
+    assert any(r["http_status"] == 404 for r in rejected)
+    # every kept document has text, and images come with absolute URLs
+    for d in docs:
+        assert d["num_texts"] > 0
+        assert all(i.startswith(("http://", "https://")) for i in d["images"] if i)
+        assert d["provenance"]["run_id"] == res.run_id
+        assert d["provenance"]["warc_path"] == str(warc)
+    assert sum(d["num_images"] for d in docs) > 0
+    assert {d["html_lang"] for d in docs} >= {"en", "de", "fr", "ja", "ru", "ar"}
+    # the run record
+    rdir = tmp_path / "_runs" / res.run_id
+    stats = json.loads((rdir / "stats.json").read_text())
+    assert (rdir / "config.yaml").exists() and (rdir / "versions.json").exists()
+    ops = {o["name"]: o["counters"] for o in stats["operators"]}
+    assert ops["read"]["out"] == len(docs) + len(rejected)
+    assert ops["read"]["dropped_not_html"] >= 2 and ops["read"]["dropped_revisit"] == 1
+    assert ops["select"]["in"] == ops["extract"]["out"] == len(docs) + len(rejected)
+    assert ops["write"]["rows_documents"] == len(docs)
+    assert not list((rdir).glob("_staging"))
+
+
+def test_ids_are_stable_across_runs(ray_local, sample, tmp_path):
+    warc, _ = sample
+    ids = []
+    for sub in ("a", "b"):
+        cfg = load_config(ROOT / "configs/local.yaml", [], input=[str(warc)], output=str(tmp_path / sub))
+        run(cfg, [str(warc)])
+        docs, _ = read_dir(tmp_path / sub / "documents")
+        ids.append(sorted(d["id"] for d in docs))
+    assert ids[0] == ids[1] and len(set(ids[0])) == len(ids[0])
+
+
+def test_no_select_keeps_everything(ray_local, sample, tmp_path):
+    warc, _ = sample
+    cfg = load_config(ROOT / "configs/local.yaml", ["select.enabled=false"], input=[str(warc)], output=str(tmp_path))
+    run(cfg, [str(warc)])
+    docs, _ = read_dir(tmp_path / "documents")
+    assert not (tmp_path / "rejected").exists()
+    assert any(d["drop_reason"] == "http_status" for d in docs)
+
+
+@pytest.mark.shared
+def test_every_shared_warc_in_one_run(ray_local, shared_data, tmp_path):
+    paths = sorted(str(p) for p in shared_data.glob("*warc*/**/*.warc*") if p.is_file())
+    assert len(paths) >= 10
+    cfg = load_config(ROOT / "configs/local.yaml", ["max_failed_warc_fraction=1.0"], input=paths,
+                      output=str(tmp_path))
+    res = run(cfg, paths)
+    assert not res.failed
+    stats = json.loads((tmp_path / "_runs" / res.run_id / "stats.json").read_text())
+    read = next(o for o in stats["operators"] if o["name"] == "read")
+    assert read["counters"]["files"] == len(paths)
+    damaged = {Path(e["file"]).name for e in read["errors"] if e["kind"] == "damaged_warc"}
+    assert {"example-trunc.warc", "clipped.warc.gz"} <= damaged
+    docs, _ = read_dir(tmp_path / "documents")
+    assert len(docs) > 20
+
+
+def test_failure_rate_fails_the_run(ray_local, tmp_path):
+    bad = tmp_path / "bad.warc.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00garbage" * 10)
+    cfg = load_config(ROOT / "configs/local.yaml", [], input=[str(bad)], output=str(tmp_path / "o"))
+    res = run(cfg, [str(bad)])
+    assert res.failed
+    stats = json.loads((tmp_path / "o" / "_runs" / res.run_id / "stats.json").read_text())
+    assert stats["status"] == "failed" and "1 of 1" in stats["failure"]
+
+
+def cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "flows.crawl", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_cli_rejects_unknown_key_and_missing_input(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("extract:\n  engnie: lexbor\n")
+    r = cli("--config", str(cfg), "--input", "x.warc")
+    assert r.returncode == 2 and "unknown config key extract.engnie" in r.stderr
+    r = cli("--config", "configs/local.yaml", "--input", str(tmp_path / "none*.warc.gz"))
+    assert r.returncode == 2 and "matches no file" in r.stderr
+
+
+def test_cli_runs_and_prints_summary(sample, tmp_path):
+    warc, _ = sample
+    r = cli("--config", "configs/local.yaml", "--input", str(warc), "--output", str(tmp_path / "o"),
+            "--set", "ray.num_cpus=2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "documents:" in r.stdout and "dropped:" in r.stdout and "stats" in r.stdout
+    assert list((tmp_path / "o" / "documents").glob("*.parquet"))
