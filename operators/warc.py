@@ -1,0 +1,499 @@
+"""WARC reader: one dict per HTML page in a WARC file, with exact byte provenance.
+
+    for row in iter_html_records("CC-MAIN-...warc.gz", ReaderConfig(), Stats("read")):
+        row["url"], row["html"], row["warc_record_offset"], ...
+
+Parsing is FastWARC (`fastwarc.warc.ArchiveIterator`, Rust); this module adds the per-record
+decisions (HTML or not), the HTTP body decoding (operators/http.py), provenance and damage
+handling. No Ray in here.
+
+Which records are yielded
+  * `response` records whose payload is HTML (Content-Type text/html or application/xhtml+xml,
+    or - with `ReaderConfig.sniff` - an absent / uninformative type such as
+    application/octet-stream or text/plain whose first bytes look like HTML);
+  * `resource` records holding HTML (browser-made archives store pages that way; they have a
+    target URI and no HTTP header: `http_status` is None). Common Crawl has none.
+  Every HTTP status is yielded (`http_status` tells); filtering 3xx/4xx is the caller's call.
+  Everything else is counted and skipped (see "Counters").
+
+Provenance
+  `warc_record_offset` is the record's first byte in the file (for .gz: the first byte of its
+  gzip member) and `warc_record_length` runs to the next record's start (or the end of the
+  file, or the start of the damage), so seeking there and reading that many bytes gives exactly
+  that record's bytes (for .gz: its whole gzip member, which decompresses to the record).
+  All records are iterated, not only responses, so offsets stay right.
+  A .gz file whose records are NOT one gzip member each (a whole-file gzip) has no seekable
+  per-record range: its rows carry offset -1 and length -1, and one
+  `errors_gzip_not_per_record` is recorded for the file.
+
+Counters (`stats`)
+  records, records_<warc-type>, html (rows yielded); drops: not_response, revisit, bad_uri,
+  too_large, bad_http (claims HTTP but has no parseable header), not_html (+ not_html_<top-level
+  MIME type>: not_html_image, not_html_application, ...), decode_error (undecodable
+  content-encoding and not HTML as is), empty (no payload); bad_warc_date (row has warc_date
+  None), sniffed_html (HTML found by sniffing), fallback_raw_body (chunked/encoded body that did
+  not decode and was used as is).
+  Errors: damaged_warc {file, offset, error} - the offset is where the damage starts: the first
+  byte of the record (gzip member) that cannot be read completely (cut file, truncated or
+  corrupt gzip member, member without its trailer), or the end of the last good record when
+  what follows is not a WARC record / not valid gzip (junk, a Content-Length that is too short).
+  Every good record before it has been yielded; the iterator then ends normally.
+  unreadable_warc {file, error} - cannot be opened/read at all.
+  unsupported_format {file, format, error} - an ARC file (FastWARC reads WARC only).
+  gzip_not_per_record {file, error} - see Provenance.
+
+Parsing modes
+  FastWARC runs in strict mode (WARC/0.17, 0.18, 1.0, 1.1 all parse). When strict parsing fails
+  (FastWARC raises, or returns a header it could not parse - bare-LF header lines, ClueWeb09
+  style files), the file is re-read in FastWARC's quirks mode, the records already handled are
+  skipped, and reading goes on only if the next record starts exactly where the last good one
+  ended (whitespace allowed). Quirks mode silently skips junk, so on uncompressed files every
+  record start is checked against the previous record's end; junk means damage.
+  Only records that are HTTP-like are parsed in Python (operators/http.py): FastWARC's own HTTP
+  parsing would swallow the body of a response without HTTP header.
+"""
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from datetime import timezone
+from typing import Iterator
+
+from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+from operators import http as H
+from operators.stats import Stats
+from operators.storage import is_uri, open_input
+
+__all__ = ["ReaderConfig", "iter_html_records"]
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    max_payload_bytes: int = 20_000_000  # larger payloads: skipped, counted (dropped_too_large)
+    sniff: bool = True  # sniff HTML when Content-Type is absent or uninformative
+
+
+_RESPONSE = int(WarcRecordType.response)
+_RESOURCE = int(WarcRecordType.resource)
+_REVISIT = int(WarcRecordType.revisit)
+_TYPE_NAMES = {int(getattr(WarcRecordType, n)): n for n in (
+    "warcinfo", "response", "resource", "request", "metadata", "revisit", "conversion",
+    "continuation")}
+_TOP_TYPES = frozenset({"text", "image", "application", "audio", "video", "font", "multipart",
+                        "message", "model"})
+_DATE_OK = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+_URI_OK = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\s]+")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def iter_html_records(path: str, config: ReaderConfig, stats: Stats) -> Iterator[dict]:
+    """Yield one dict per HTML record of the WARC at `path` (local path or URI).
+
+    Keys: url, warc_path, warc_record_offset, warc_record_length, warc_record_id, warc_date,
+    payload_digest, http_status, content_type, charset, html. Never raises for damaged or
+    unreadable input (see the module docstring for what is counted and recorded).
+    """
+    try:
+        fh = open_input(path)
+    except Exception as e:  # noqa: BLE001 - anything: missing file, permissions, bad URI
+        stats.error("unreadable_warc", file=path, error=_msg(e))
+        return
+    try:
+        yield from _Reader(path, fh, config, stats).run()
+    finally:
+        try:
+            fh.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class _Damage(Exception):
+    def __init__(self, offset: int, message: str):
+        super().__init__(message)
+        self.offset = offset
+        self.message = message
+
+
+class _Reader:
+    def __init__(self, path: str, fh, config: ReaderConfig, stats: Stats):
+        self.path = path
+        self.fh = fh
+        self.config = config
+        self.stats = stats
+        self.side = None  # second handle for the odd random read (member checks, damage offsets)
+        self.check_every_member = not is_uri(path)  # cheap locally; remote: first records only
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _side_read(self, offset: int, n: int) -> bytes:
+        if self.side is None:
+            self.side = open_input(self.path)
+        return self.side.read_at(n, offset)
+
+    def _close_side(self):
+        if self.side is not None:
+            try:
+                self.side.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self.side = None
+
+    def _damage(self, offset: int, message: str):
+        self.stats.error("damaged_warc", file=self.path, offset=int(offset), error=message)
+
+    # -- main loop -----------------------------------------------------------------------------
+    def run(self) -> Iterator[dict]:
+        try:
+            size = self.fh.size()
+            head = self.fh.read(4096)
+            self.fh.seek(0)
+        except Exception as e:  # noqa: BLE001
+            self.stats.error("unreadable_warc", file=self.path, error=_msg(e))
+            return
+        if not head:
+            return  # empty file: nothing to read, nothing wrong
+        self.size = size
+        self.is_gz = head.startswith(_GZIP_MAGIC)
+        start = head
+        if self.is_gz:
+            try:
+                start = zlib.decompressobj(31).decompress(head, 256)
+            except zlib.error:
+                start = b""
+        if start.lstrip().startswith(b"filedesc:"):
+            self.stats.error("unsupported_format", file=self.path, format="arc",
+                             error="ARC file (filedesc:// header): only WARC is supported")
+            return
+        self.pos = 0
+        self.cut_member = None
+        try:
+            yield from self._iterate()
+        except Exception as e:  # noqa: BLE001 - safety net: never raise for bad input
+            self._damage(self.pos, f"reader failure near the record at {self.pos}: {_msg(e)}")
+        finally:
+            self._close_side()
+
+    def _iterate(self) -> Iterator[dict]:
+        """Strict FastWARC pass; on a parse failure, a lenient (quirks-mode) pass from the start
+        that skips the records already handled and carries on if - and only if - the next
+        record starts where the last good one ended (so lenient files such as bare-LF or
+        ClueWeb09-style ones read on, while junk, as in a damaged file, is reported)."""
+        stats = self.stats
+        quirks = False
+        it = ArchiveIterator(self.fh, parse_http=False, quirks_mode=False)
+        pending: dict | None = None  # row waiting for the next record's offset (its length)
+        prev_pos = -1
+        n_done = 0          # records handled (counted, maybe yielded)
+        skip = 0            # quirks pass: records still to skip (handled by the strict pass)
+        check_next = False  # the next record must start at the end of the previous one
+        strict_error = ""
+        shared = False
+        while True:
+            failure = None
+            rec = None
+            try:
+                rec = next(it)
+            except StopIteration:
+                pass
+            except Exception as e:  # noqa: BLE001 - FastWARC raises OSError on bad input
+                failure = _msg(e)
+            if rec is not None:
+                if skip:
+                    skip -= 1
+                    continue
+                pos = rec.stream_pos
+                if not _header_sane(rec):
+                    # What FastWARC returns for a header it could not parse (or one cut short).
+                    failure = f"unparseable WARC header at {pos}"
+                    rec = None
+            if rec is None:
+                if failure is not None and not quirks:
+                    # Strict parsing failed: re-read leniently, resuming after the last record.
+                    quirks, strict_error, skip = True, failure, n_done
+                    check_next = True
+                    self.fh.seek(0)
+                    it = ArchiveIterator(self.fh, parse_http=False, quirks_mode=True)
+                    continue
+                # End of what can be read.
+                if n_done == 0:
+                    self._damage(0, "no WARC record found"
+                                 + (f": {strict_error}" if strict_error else ""))
+                    return
+                end = self.size if shared else self._record_end(prev_pos)
+                if self.cut_member is not None:
+                    # The last gzip member does not end (cut, or corrupt data that inflates to
+                    # garbage): its record is not trustworthy and its bytes are no valid member.
+                    if pending is not None:
+                        stats.incr("html", -1)
+                    self._damage(prev_pos, f"the gzip member at {prev_pos} does not end "
+                                           "(file cut or member corrupt)")
+                    return
+                ok = failure is None and self._gap_ok(end, self.size)
+                if pending is not None:
+                    yield self._finish(pending, self.size if ok else end, shared)
+                if not ok:
+                    why = failure or strict_error or (
+                        f"{self.size - end} unreadable bytes before the end of the file")
+                    self._damage(end, f"unreadable data after the record at {prev_pos}: {why}")
+                return
+
+            if n_done and self.is_gz and not shared:
+                if pos <= prev_pos or ((self.check_every_member or n_done < 3)
+                                       and self._side_read(pos, 2) != _GZIP_MAGIC):
+                    shared = True
+                    stats.error("gzip_not_per_record", file=self.path,
+                                error="records are not one gzip member each: no byte offsets")
+            if (check_next or (quirks and not self.is_gz)) and not shared:
+                # Lenient parsing resynchronises silently: make sure nothing was skipped.
+                end = self._record_end(prev_pos) if n_done else 0
+                if not self._gap_ok(end, pos):
+                    if pending is not None:
+                        yield self._finish(pending, end, shared)
+                    self._damage(end, f"{pos - end} bytes of junk before the record at {pos}"
+                                      + (f" ({strict_error})" if strict_error else ""))
+                    return
+                check_next = False
+            if pending is not None:
+                yield self._finish(pending, pos, shared)
+                pending = None
+            prev_pos = self.pos = pos
+            n_done += 1
+            try:
+                pending = self._record(rec, pos)
+            except _Damage as d:
+                self._damage(d.offset, d.message)
+                return
+            except Exception as e:  # noqa: BLE001 - a decompression error inside the record
+                self._damage(pos, f"record at {pos} cannot be read: {_msg(e)}")
+                return
+
+    def _gap_ok(self, end: int, nxt: int) -> bool:
+        """Is [end, nxt) harmless: empty, only CR/LF/whitespace (uncompressed), or a small
+        overlap (a Content-Length that counted part of the separator)?"""
+        if nxt == end or -4 <= nxt - end < 0:
+            return True
+        if nxt < end or self.is_gz:
+            return False
+        return nxt - end <= 4096 and not self._side_read(end, nxt - end).strip()
+
+    @staticmethod
+    def _finish(row: dict, end: int, shared: bool) -> dict:
+        if shared:
+            row["warc_record_offset"] = -1
+            row["warc_record_length"] = -1
+        else:
+            row["warc_record_length"] = end - row["warc_record_offset"]
+        return row
+
+    def _record_end(self, pos: int) -> int:
+        """End offset of the (good) record starting at `pos`: for .gz the end of its gzip
+        member, else header + Content-Length (+ the CRLF CRLF separator when present)."""
+        try:
+            if self.is_gz:
+                d = zlib.decompressobj(31)
+                off = pos
+                while not d.eof:
+                    chunk = self._side_read(off, 1 << 16)
+                    if not chunk:
+                        # The member runs to the end of the file without its trailer (CRC,
+                        # size): the file was cut just after the record's data.
+                        self.cut_member = pos
+                        return off
+                    d.decompress(chunk, 1 << 20)
+                    while d.unconsumed_tail and not d.eof:
+                        d.decompress(d.unconsumed_tail, 1 << 20)
+                    off += len(chunk)
+                return off - len(d.unused_data)
+            head = self._side_read(pos, 1 << 16)
+            hend, sep = head.find(b"\r\n\r\n"), 4
+            lf = head.find(b"\n\n", 0, hend if hend != -1 else len(head))
+            if lf != -1:
+                hend, sep = lf, 2
+            if hend == -1:
+                return pos
+            m = re.search(rb"(?im)^content-length:\s*(\d+)", head[:hend])
+            if not m:
+                return pos
+            end = pos + hend + sep + int(m.group(1))
+            tail = self._side_read(end, 4)
+            if tail == b"\r\n\r\n":
+                end += 4
+            elif tail[:2] == b"\n\n":
+                end += 2
+            return end
+        except Exception:  # noqa: BLE001
+            return pos
+
+    # -- one record ----------------------------------------------------------------------------
+    def _record(self, rec, pos: int) -> dict | None:
+        stats = self.stats
+        rtype = int(rec.record_type)
+        hdr = rec.headers
+        tname = _TYPE_NAMES.get(rtype)
+        if tname is None:
+            tname = re.sub(r"[^a-z0-9_-]", "", (hdr.get("WARC-Type") or "unknown").lower())[:32]
+        tname = tname or "unknown"
+        stats.incr("records")
+        stats.incr("records_" + tname)
+        clen = rec.content_length
+
+        if rtype != _RESPONSE and rtype != _RESOURCE:
+            self._skip(rec, pos, clen)
+            stats.drop("revisit" if rtype == _REVISIT else "not_response")
+            return None
+        cfg = self.config
+        if clen > cfg.max_payload_bytes:
+            self._skip(rec, pos, clen)
+            stats.drop("too_large")
+            return None
+        block = rec.reader.read()
+        if len(block) < clen:
+            raise _Damage(pos, f"record at {pos} is cut: {len(block)} of {clen} bytes "
+                               "(file truncated or gzip member damaged)")
+
+        # HTTP header (response records) or none (resource records, odd responses).
+        warc_ct = hdr.get("Content-Type") or ""
+        status = None
+        headers: dict = {}
+        msg = H.parse_http_response(block) if block[:5] in (b"HTTP/", b"http/") else None
+        if msg is not None:
+            status, headers, body = msg.status, msg.headers, msg.body
+            mime, cs = H.split_content_type(headers.get("content-type"))
+        elif rtype == _RESPONSE and "application/http" in warc_ct.lower():
+            # Claims HTTP: an unparseable HTTP head is bad_http; no HTTP head at all but an
+            # HTML page (some archivers) is taken as the page.
+            if block[:5] in (b"HTTP/", b"http/") or not (cfg.sniff and H.sniff_html(block)):
+                stats.drop("bad_http")
+                return None
+            body, mime, cs = block, None, None  # no usable HTTP header: the block is the page
+        else:
+            body = block
+            mime, cs = H.split_content_type(warc_ct)
+            if mime == "application/http":
+                mime = None
+
+        is_html = mime in H.HTML_MIMES
+        if not is_html and not (cfg.sniff and (mime is None or mime in H.SNIFF_MIMES)):
+            return self._not_html(mime)
+
+        # Transfer- and content-encoding (Common Crawl keeps the headers of encodings it already
+        # removed, so the bytes decide).
+        if "chunked" in headers.get("transfer-encoding", "").lower() and H.looks_chunked(body):
+            dechunked = H.dechunk(body)
+            if dechunked is not None:
+                body = dechunked
+            else:
+                stats.incr("fallback_raw_body")
+        decoded, ok = H.decode_content(body, headers.get("content-encoding"),
+                                       cfg.max_payload_bytes + 1)
+        if ok:
+            body = decoded
+        elif H.sniff_html(body):
+            stats.incr("fallback_raw_body")
+        else:
+            stats.drop("decode_error")
+            return None
+        if not body:
+            stats.drop("empty")
+            return None
+        if len(body) > cfg.max_payload_bytes:
+            stats.drop("too_large")
+            return None
+        if is_html:
+            if H.has_binary_magic(body):
+                return self._not_html(mime)
+        elif H.sniff_html(body):
+            stats.incr("sniffed_html")
+        else:
+            return self._not_html(mime)
+
+        url = _clean_uri(hdr.get("WARC-Target-URI"))
+        if url is None:
+            stats.drop("bad_uri")
+            return None
+        try:
+            html, charset = H.decode_html(body, cs)
+        except Exception:  # noqa: BLE001 - decode_html is meant not to raise; belt and braces
+            stats.drop("decode_error")
+            return None
+
+        date = hdr.get("WARC-Date")
+        if date is None or not _DATE_OK.fullmatch(date):
+            date = _fix_date(rec)
+            if date is None:
+                stats.incr("bad_warc_date")
+        stats.incr("html")
+        return {
+            "url": url,
+            "warc_path": self.path,
+            "warc_record_offset": pos,
+            "warc_record_length": -1,  # set once the next record's offset is known
+            "warc_record_id": hdr.get("WARC-Record-ID") or "",
+            "warc_date": date,
+            "payload_digest": hdr.get("WARC-Payload-Digest"),
+            "http_status": status,
+            "content_type": mime,
+            "charset": charset,
+            "html": html,
+        }
+
+    def _not_html(self, mime: str | None) -> None:
+        self.stats.drop("not_html")
+        top = mime.split("/", 1)[0] if mime else "none"
+        self.stats.incr("not_html_" + (top if top in _TOP_TYPES or top == "none" else "other"))
+        return None
+
+    @staticmethod
+    def _skip(rec, pos: int, clen: int) -> None:
+        n = rec.reader.consume()
+        if n < clen:
+            raise _Damage(pos, f"record at {pos} is cut: {n} of {clen} bytes "
+                               "(file truncated or gzip member damaged)")
+
+
+def _header_sane(rec) -> bool:
+    """FastWARC's strict parser returns a record with no or a mismatching Content-Length (and
+    header lines swallowed into one value) for a header it cannot parse, e.g. bare-LF lines."""
+    hdr = rec.headers
+    clen = hdr.get("Content-Length")
+    if clen is None or "\n" in (hdr.get("WARC-Type") or ""):
+        return False
+    try:
+        return int(clen) == rec.content_length
+    except ValueError:
+        return False
+
+
+def _clean_uri(raw: str | None) -> str | None:
+    """WARC-Target-URI without `<>` and surrounding whitespace; inner spaces %-escaped.
+    None when it has no scheme://host."""
+    if not raw:
+        return None
+    uri = raw.strip().strip("<>").strip()
+    if " " in uri or "\t" in uri:
+        uri = uri.replace(" ", "%20").replace("\t", "%09")
+    if not _URI_OK.match(uri):
+        return None
+    return uri
+
+
+def _fix_date(rec) -> str | None:
+    """WARC-Date that is not plain `YYYY-MM-DDTHH:MM:SSZ` (fractions, offsets): as UTC, or
+    None when FastWARC cannot parse it either."""
+    try:
+        dt = rec.record_date
+    except Exception:  # noqa: BLE001
+        return None
+    if dt is None:
+        return None
+    try:
+        if dt.tzinfo is not None:
+            dt = dt.astimezone(timezone.utc)
+        return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError):
+        return None
+
+
+def _msg(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
