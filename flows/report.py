@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import posixpath
 
-from operators.storage import is_uri
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+
+from operators.storage import resolve
 
 
 def format_stats(stats: list[dict]) -> str:
@@ -23,38 +26,46 @@ def format_stats(stats: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def table_dataset(output: str, table: str) -> pads.Dataset | None:
+    """A pyarrow dataset over `<output>/<table>/*.parquet` (local or object store), or None if empty."""
+    fs, root = resolve(output)
+    path = posixpath.join(root.rstrip("/"), table)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return None
+    files = [i.path for i in fs.get_file_info(pafs.FileSelector(path)) if i.path.endswith(".parquet")]
+    if not files:
+        return None
+    return pads.dataset(sorted(files), filesystem=fs, format="parquet")
+
+
 def summarize(output: str, run_id: str | None = None) -> str:
-    """Documents, images, languages and drop reasons, read back from the Parquet output with DuckDB."""
+    """Documents, images, languages and drop reasons of a run, read back from its Parquet with DuckDB."""
     import duckdb
 
-    if is_uri(output):
-        return "(summary: read S3 output with `python -m flows.query`)"
     con = duckdb.connect()
-    where = f"WHERE provenance.run_id = '{run_id}'" if run_id else ""
+    where = "WHERE provenance.run_id = $run" if run_id else ""
+    params = {"run": run_id} if run_id else {}
     out = []
-
-    def scan(table: str) -> str | None:
-        pattern = posixpath.join(output, table, "*.parquet")
-        import glob
-        if not glob.glob(pattern):
-            return None
-        return f"read_parquet('{pattern}', union_by_name=true)"
-
-    docs = scan("documents")
-    if docs:
+    docs = table_dataset(output, "documents")
+    if docs is not None:
+        con.register("docs", docs)
+        # <html lang> as declared, reduced to its primary subtag: de-DE, de-de and DE are all "de"
+        lang = "coalesce(nullif(lower(split_part(trim(html_lang), '-', 1)), ''), '(none)')"
         n, imgs, langs = con.execute(
-            f"SELECT count(*), coalesce(sum(num_images), 0), count(DISTINCT html_lang) FROM {docs} {where}").fetchone()
+            f"SELECT count(*), coalesce(sum(num_images), 0), count(DISTINCT {lang}) FROM docs {where}",
+            params).fetchone()
         out.append(f"documents: {n}   images: {imgs}   declared languages: {langs}")
-        rows = con.execute(
-            f"SELECT coalesce(html_lang, '(none)') AS lang, count(*) AS n FROM {docs} {where} "
-            "GROUP BY 1 ORDER BY n DESC, lang LIMIT 12").fetchall()
-        out.append("languages (html lang): " + ", ".join(f"{lang} {k}" for lang, k in rows))
+        rows = con.execute(f"SELECT {lang} AS lang, count(*) AS n FROM docs {where} "
+                           "GROUP BY 1 ORDER BY n DESC, lang LIMIT 12", params).fetchall()
+        if rows:
+            out.append("languages (<html lang>): " + ", ".join(f"{lg} {k}" for lg, k in rows))
     else:
         out.append("documents: 0")
-    rej = scan("rejected")
-    if rej:
-        rows = con.execute(f"SELECT drop_reason, count(*) FROM {rej} {where} GROUP BY 1 ORDER BY 2 DESC").fetchall()
-        out.append("dropped: " + ", ".join(f"{r} {k}" for r, k in rows))
-    else:
-        out.append("dropped: none")
+    rej = table_dataset(output, "rejected")
+    rows = []
+    if rej is not None:
+        con.register("rej", rej)
+        rows = con.execute(f"SELECT drop_reason, count(*) FROM rej {where} GROUP BY 1 ORDER BY 2 DESC",
+                           params).fetchall()
+    out.append("dropped: " + (", ".join(f"{r} {k}" for r, k in rows) if rows else "none"))
     return "\n".join(out)

@@ -1,0 +1,249 @@
+"""S3 input and output against a local S3-compatible server (moto, on 127.0.0.1, started here).
+
+pyarrow's S3FileSystem finds the server through AWS_ENDPOINT_URL_S3 (honoured since pyarrow 15);
+Ray workers get the same variables through the runtime env.
+"""
+import glob
+import io
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from flows.make_sample import write_sample_warc
+from operators.config import load_config
+from operators.schema import DOCUMENT
+from operators.stats import Stats
+from operators.storage import expand_inputs
+from operators.warc import ReaderConfig, iter_html_records
+from tests.factories import doc_row
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "interleaf-test"
+KEYS = ("warcs/2024/sample.warc.gz", "warcs/2024/copy.warc.gz")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """moto's S3 on 127.0.0.1, the environment pointing at it, the sample WARC uploaded twice."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    wlog = logging.getLogger("werkzeug")
+    wlog_level = wlog.level
+    wlog.setLevel(logging.ERROR)  # one line per request otherwise
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",  # never ask 169.254.169.254 for anything
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+    empty = tmp_path_factory.mktemp("aws")
+    env["AWS_CONFIG_FILE"] = str(empty / "config")  # no profile of the user's may redirect us
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(empty / "credentials")
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION"):
+            mp.delenv(k, raising=False)
+        try:
+            client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+            client.create_bucket(Bucket=BUCKET)
+            warc = tmp_path_factory.mktemp("sample") / "sample.warc.gz"
+            manifest = write_sample_warc(str(warc))
+            for key in KEYS:
+                client.upload_file(str(warc), BUCKET, key)
+            client.put_object(Bucket=BUCKET, Key="warcs/2024/README.txt", Body=b"not a WARC")
+            client.put_object(Bucket=BUCKET, Key="warcs/2024/old/older.warc.gz", Body=warc.read_bytes())
+            yield {"client": client, "env": env, "endpoint": endpoint, "warc": warc,
+                   "manifest": manifest}
+        finally:
+            server.stop()
+            wlog.setLevel(wlog_level)
+
+
+def test_uri_glob_has_local_glob_semantics(tmp_path):
+    """The patterns matched on object keys select what glob.glob selects on the same tree."""
+    from operators.storage import _glob_regex
+
+    files = ["a.warc.gz", "b.warc.gz", "ab.warc", "x/a.warc.gz", "x/y/c.warc.gz", "x/y/z/d.warc",
+             "]q.gz", "^a.gz", "-.gz", "x/]b.gz", "[a.gz"]
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_bytes(b"")
+    patterns = ["*.warc.gz", "*", "**", "**/*.gz", "x/**", "x/**/*.warc*", "?.warc.gz", "[ab].warc.gz",
+                "[!a]*.gz", "[]]q.gz", "[!]]*.gz", "[^a].gz", "[-a]*", "x/*/c.warc.gz", "**/c.warc.gz",
+                "[a.gz", "*/]b.gz", "[a-b]*", "x/**/", "*/*"]
+    for pat in patterns:
+        hits = glob.glob(os.path.join(tmp_path, pat), recursive=True)
+        want = sorted(os.path.relpath(h, tmp_path) for h in hits if os.path.isfile(h))
+        rx = _glob_regex(pat)
+        assert sorted(f for f in files if rx.fullmatch(f)) == want, pat
+
+
+def keys(client, bucket=BUCKET, prefix=""):
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def test_expand_inputs_s3(s3):
+    u = f"s3://{BUCKET}/warcs/2024"
+    top = [f"{u}/copy.warc.gz", f"{u}/sample.warc.gz"]
+    # `*` stays in its folder, as with local globs; `**` goes down
+    assert expand_inputs([f"{u}/*.warc.gz"]) == top
+    assert expand_inputs([f"s3://{BUCKET}/warcs/*/s?mple.warc.[gx]z"]) == [f"{u}/sample.warc.gz"]
+    assert expand_inputs([f"s3://{BUCKET}/**/*.warc.gz"]) == top[:1] + [f"{u}/old/older.warc.gz"] + top[1:]
+    # a folder: every WARC below it, not the README
+    assert expand_inputs([f"{u}/"]) == top[:1] + [f"{u}/old/older.warc.gz"] + top[1:]
+    assert expand_inputs([f"s3://{BUCKET}"]) == expand_inputs([f"{u}/"])
+    # one object, and duplicates across patterns collapse
+    assert expand_inputs([top[1], f"{u}/sample*"]) == [top[1]]
+    for bad in (f"{u}/*.warc", f"s3://{BUCKET}/nope/*.warc.gz", f"{u}/nope.warc.gz",
+                f"s3://no-such-bucket-here/*.warc.gz", f"s3://no-such-bucket-here/a.warc.gz"):
+        with pytest.raises(FileNotFoundError, match=re.escape(repr(bad))):
+            expand_inputs([top[0], bad])
+
+
+def test_cli_s3_pattern_matching_nothing_exits_2(s3):
+    bad = "s3://no-such-bucket-here/warcs/*.warc.gz"
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.crawl", "--config", str(ROOT / "configs/local.yaml"),
+         "--input", bad, "--output", f"s3://{BUCKET}/out/cli"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)  # the S3 env is inherited
+    assert proc.returncode == 2, proc.stderr
+    assert repr(bad) in proc.stderr
+    assert keys(s3["client"], prefix="out/cli") == []
+
+
+def test_reader_on_s3_offsets_are_exact(s3):
+    uri = f"s3://{BUCKET}/{KEYS[0]}"
+    stats = Stats("read")
+    rows = list(iter_html_records(uri, ReaderConfig(), stats))
+    local = list(iter_html_records(str(s3["warc"]), ReaderConfig(), Stats("read")))
+    assert not stats.to_dict()["errors"]
+    assert len(rows) == len(local) > 5
+    for r, lr in zip(rows, local):
+        assert r["warc_path"] == uri
+        del r["warc_path"], lr["warc_path"]
+        assert r == lr
+    for r in rows:
+        off, n = r["warc_record_offset"], r["warc_record_length"]
+        assert off >= 0 and n > 0
+        body = s3["client"].get_object(Bucket=BUCKET, Key=KEYS[0],
+                                       Range=f"bytes={off}-{off + n - 1}")["Body"].read()
+        assert len(body) == n
+        d = zlib.decompressobj(31)
+        record = d.decompress(body)
+        assert d.eof and not d.unused_data  # exactly one whole gzip member
+        head = record.split(b"\r\n\r\n", 1)[0].decode()
+        assert head.startswith("WARC/1.0\r\n")
+        assert re.search(r"(?im)^WARC-Record-ID:\s*(\S+)", head).group(1) == r["warc_record_id"]
+        assert r["url"].encode() in record
+
+
+def test_writer_at_bucket_root(s3):
+    """Output at a bucket root: ensure_dir, staged parts, commit, run records, report."""
+    from flows.report import summarize
+    from operators.writer import PartWriter, WriterConfig, commit, ensure_dir, write_text
+
+    client = s3["client"]
+    client.create_bucket(Bucket="interleaf-root")
+    out = "s3://interleaf-root"
+    ensure_dir(out)
+    rows = [doc_row(id="a"), doc_row(id="b", drop_reason="no_text", drop_reasons=["no_text"]), doc_row(id="c")]
+    table = pa.Table.from_pylist(rows, schema=DOCUMENT)
+    w = PartWriter(out, "r1", "000000", WriterConfig())
+    w.write(table)
+    staged = w.close()
+    assert keys(client, "interleaf-root", "_runs/r1/_staging/documents/") != []
+    files = commit(out, "r1", staged)
+    write_text(out, "_runs/r1/stats.json", "{}")
+    got = keys(client, "interleaf-root")
+    assert sorted(files) == ["documents/part-r1-000000.parquet", "rejected/part-r1-000000.parquet"]
+    assert set(files) <= set(got) and "_runs/r1/stats.json" in got
+    assert not [k for k in got if "_staging" in k or k.endswith(".tmp")], got
+    assert summarize(out).splitlines()[0].startswith("documents: 2 ")
+    assert summarize(out).splitlines()[-1] == "dropped: no_text 1"
+
+
+@pytest.fixture(scope="module")
+def ray_s3(s3):
+    import ray
+    assert not ray.is_initialized(), "another test module left Ray running"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")  # no network beyond 127.0.0.1
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
+                 runtime_env={"env_vars": dict(s3["env"])})
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+@pytest.mark.ray
+def test_flow_s3_in_s3_out(s3, ray_s3):
+    from flows.crawl import run
+    from flows.report import summarize
+
+    client = s3["client"]
+    out = f"s3://{BUCKET}/out/crawl"
+    cfg = load_config(ROOT / "configs/local.yaml", [],
+                      input=[f"s3://{BUCKET}/warcs/2024/*.warc.gz"], output=out)
+    paths = expand_inputs(cfg.input)
+    assert len(paths) == 2
+    res = run(cfg, paths)
+    assert not res.failed
+
+    got = keys(client, prefix="out/crawl/")
+    parts = {t: [k for k in got if re.fullmatch(rf"out/crawl/{t}/part-{res.run_id}-\d+\.parquet", k)]
+             for t in ("documents", "rejected")}
+    assert parts["documents"] and parts["rejected"], got
+    rdir = f"out/crawl/_runs/{res.run_id}/"
+    for name in ("stats.json", "config.yaml", "versions.json"):
+        assert rdir + name in got
+    assert not [k for k in got if "_staging" in k or k.endswith(".tmp")], got
+    assert sorted(f"out/crawl/{f}" for f in res.files) == sorted(parts["documents"] + parts["rejected"])
+
+    def rows(ks):
+        return [r for k in ks for r in pq.read_table(
+            io.BytesIO(client.get_object(Bucket=BUCKET, Key=k)["Body"].read())).to_pylist()]
+
+    docs, rejected = rows(parts["documents"]), rows(parts["rejected"])
+    articles = [p for p in s3["manifest"]["html_pages"] if p["kind"] in ("article", "near_copy")]
+    assert len(docs) == 2 * len(articles)  # the same sample under two keys
+    assert sorted(d["url"] for d in docs) == sorted(2 * [p["url"] for p in articles])
+    assert {d["provenance"]["warc_path"] for d in docs} == set(paths)
+    assert any(r["http_status"] == 404 for r in rejected)
+
+    stats = json.loads(client.get_object(Bucket=BUCKET, Key=rdir + "stats.json")["Body"].read())
+    assert stats["status"] == "ok" and stats["inputs"] == paths
+    ops = {o["name"]: o["counters"] for o in stats["operators"]}
+    assert ops["read"]["files"] == 2 and not ops["read"].get("files_failed")
+    assert ops["write"]["rows_documents"] == len(docs)
+
+    summary = summarize(out)
+    assert summary.splitlines()[0].startswith(f"documents: {len(docs)} "), summary
+    assert summarize(out, res.run_id).splitlines()[0] == summary.splitlines()[0]
