@@ -109,9 +109,9 @@ def validate_documents(table: pa.Table) -> pa.Table:
         raise SchemaError(f"row {row} (id {table['id'][row]}): texts, images and image_info differ in length")
     t_null = pc.is_null(pc.list_flatten(table["texts"]))
     i_null = pc.is_null(pc.list_flatten(table["images"]))
-    if not pc.all(pc.xor(t_null, i_null)).as_py():
+    if not pc.all(pc.xor(t_null, i_null), min_count=0).as_py():
         raise SchemaError("a position has both or neither of text and image (OBELICS convention broken)")
     m_null = pc.is_null(pc.list_flatten(table["image_info"]))
-    if not pc.all(pc.equal(m_null, i_null)).as_py():
+    if not pc.all(pc.equal(m_null, i_null), min_count=0).as_py():
         raise SchemaError("image_info must be non-null exactly at image positions")
     return table

@@ -62,3 +62,8 @@ def test_no_rejected_when_disabled(tmp_path):
     w = PartWriter(str(tmp_path), "r", "0", WriterConfig(write_rejected=False))
     w.write(table(doc_row(id="drop", drop_reason="no_text", drop_reasons=["no_text"])))
     assert w.close() == []
+
+
+def test_documents_without_any_block_are_valid():
+    t = table(doc_row(id="e1", texts=[], images=[], image_info=[]), doc_row(id="e2", texts=[], images=[], image_info=[]))
+    assert validate_documents(t).num_rows == 2
