@@ -58,6 +58,15 @@ class StatsCollector:
         return [self.stats[n].to_dict() for n in self.order]
 
 
+def ship(collector, stats: Stats) -> None:
+    """Send the counts gathered since the last call. Waits for the collector, so that everything a
+    task counted has arrived by the time the task ends (the driver reads the totals after the last
+    task; fire-and-forget calls could still be in flight then). One round trip per batch."""
+    delta = stats.drain()
+    if delta["counters"] or delta["errors"]:
+        ray.get(collector.add.remote(delta))
+
+
 class _Runner:
     """Builds the operator once per worker process (or actor) and forwards its counts."""
 
@@ -68,9 +77,7 @@ class _Runner:
         self.op: Operator | None = None
 
     def _ship(self) -> None:
-        delta = self.op.stats.drain()
-        if delta["counters"] or delta["errors"]:
-            self.collector.add.remote(delta)
+        ship(self.collector, self.op.stats)
 
     def __call__(self, batch: pa.Table):
         if self.op is None:
@@ -134,7 +141,7 @@ class DocumentSink(Datasink):
             if table.num_rows:
                 w.write(table)
         staged = w.close()
-        self.collector.add.remote(w.stats.drain())
+        ship(self.collector, w.stats)
         return staged
 
     def on_write_complete(self, write_result) -> None:

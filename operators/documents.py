@@ -69,6 +69,11 @@ class ExtractDocuments(Operator):
         images = res.images if res else []
         info = res.image_info if res else []
         dropped = res.dropped_images if res else {}
+        if res is not None and res.error:
+            self.stats.error("extract", url=rec["url"], warc_path=rec["warc_path"],
+                             offset=rec["warc_record_offset"], error=res.error)
+        if res is not None and res.truncated:
+            self.stats.incr("html_truncated")
         for reason, n in dropped.items():
             self.stats.incr(f"images_dropped_{reason}", n)
         n_images = sum(i is not None for i in images)

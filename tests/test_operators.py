@@ -80,3 +80,23 @@ def test_extractor_bug_is_recorded_not_fatal(monkeypatch):
     assert out.num_rows == 2 and out["text_chars"].to_pylist() == [0, 0]
     assert op.stats.counters["errors_extract"] == 2
     assert op.stats.errors[0]["error"] == "RuntimeError: bug"
+
+
+def test_unexpected_extractor_failure_is_an_empty_document_with_a_recorded_error(monkeypatch):
+    import operators.extract as extract
+
+    def boom(*a, **k):
+        raise ValueError("pathological page")
+    monkeypatch.setattr(extract, "_extract_lexbor", boom)
+    res = extract.extract_document("<p>x</p>", "https://example.com/")
+    assert res.texts == [] and res.error == "ValueError: pathological page"
+    op = ExtractDocuments(ExtractConfig(), RunInfo("r", "h"))
+    op(pa.Table.from_pylist([record()], schema=RECORD))
+    assert op.stats.counters["errors_extract"] == 1
+
+
+def test_extract_config_is_checked():
+    with pytest.raises(ValueError, match="engine must be lexbor or trafilatura"):
+        ExtractConfig(engine="lexbr")
+    with pytest.raises(ValueError, match="max_link_density"):
+        ExtractConfig(max_link_density=2)

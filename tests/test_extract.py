@@ -1,0 +1,403 @@
+import importlib.util
+
+import pytest
+
+from operators.boilerplate import classify, is_boilerplate_text, is_hidden, name_bits, STRONG
+from operators.extract import ExtractConfig, ExtractResult, extract_document
+
+URL = "https://news.example.com/2024/01/story.html"
+CFG = ExtractConfig()
+
+P1 = ("The city council voted on Tuesday, after a long and heated debate, to approve the new "
+      "budget, which includes funding for parks, schools, and public transport across the region.")
+P2 = ("Supporters said the plan, drafted over many months, would improve services, while critics "
+      "argued that it raised taxes, cut programs, and ignored the needs of smaller neighbourhoods.")
+P3 = ("The mayor, speaking to reporters outside city hall, said she was confident that the budget, "
+      "once implemented, would deliver results, and promised regular public updates on progress.")
+
+
+def page(body: str, head: str = "<title>Budget approved</title>", attrs: str = 'lang="en"') -> str:
+    return f"<!DOCTYPE html><html {attrs}><head>{head}</head><body>{body}</body></html>"
+
+
+def article(inner: str = "") -> str:
+    return f"<article><h1>Council approves budget</h1><p>{P1}</p>{inner}<p>{P2}</p><p>{P3}</p></article>"
+
+
+def run(html: str, url: str = URL, **kw) -> ExtractResult:
+    return extract_document(html, url, ExtractConfig(**kw) if kw else CFG)
+
+
+def text_of(result: ExtractResult) -> str:
+    return "\n".join(t for t in result.texts if t)
+
+
+def check_aligned(result: ExtractResult) -> None:
+    assert len(result.texts) == len(result.images) == len(result.image_info)
+    for t, i, info in zip(result.texts, result.images, result.image_info):
+        assert (t is None) != (i is None)
+        assert (info is None) == (i is None)
+        if t is not None:
+            assert t == " ".join(t.split()) and t
+
+
+# ---- main content and boilerplate ---------------------------------------------------------
+
+def test_article_text_extracted_in_order():
+    r = run(page(article()))
+    check_aligned(r)
+    assert r.texts == ["Council approves budget", P1, P2, P3]
+
+
+@pytest.mark.parametrize("junk", [
+    '<nav><a href="/">Home</a> <a href="/news">News</a> Site navigation menu</nav>',
+    '<footer>Copyright 2024 Example News. All rights reserved. Contact us.</footer>',
+    '<aside>Trending now: celebrity gossip and unrelated headlines here</aside>',
+    '<div class="cookie-banner">We use cookies to improve your experience. Accept all cookies</div>',
+    '<div id="gdpr-consent">Please consent to our data processing partners</div>',
+    '<div class="share-buttons">Share on Facebook Share on Twitter Email this story</div>',
+    '<div class="related-articles"><h3>Related stories</h3><p>Another long story about other '
+    'things, with commas, many commas, and more words that look like content</p></div>',
+    '<div id="comments"><p>Great article, I totally agree with everything, thanks for writing '
+    'this, it was helpful</p></div>',
+    '<div class="sidebar">Popular posts: one, two, three, four, five, six, seven</div>',
+    '<div class="newsletter-signup">Subscribe to our newsletter for daily updates</div>',
+    '<ul class="breadcrumb"><li>Home</li><li>Politics</li><li>Local budget coverage</li></ul>',
+    '<div class="ad-slot">Sponsored content from our advertising partner brand</div>',
+    '<div role="navigation">Skip between site sections quickly here</div>',
+    '<div style="display:none">Hidden promotional text that browsers never show</div>',
+    '<form action="/search"><label>Search the site for more articles</label></form>',
+])
+def test_boilerplate_removed_inside_and_around_article(junk):
+    html = page(f"<header><a href='/'>Example News</a> Sections Login</header>{junk}"
+                f"<main>{article(junk)}</main>{junk}")
+    r = run(html)
+    out = text_of(r)
+    assert P1 in out and P2 in out and P3 in out
+    junk_text = " ".join(__import__("re").sub("<[^>]+>", " ", junk).split())
+    phrase = " ".join(junk_text.split()[-3:])
+    assert phrase not in out, (junk, phrase)
+    assert "Example News" not in out
+
+
+@pytest.mark.parametrize("heading", ["Related articles", "You may also like",
+                                     "Das könnte Sie auch interessieren!", "Lire aussi :"])
+def test_related_heading_and_teasers_dropped(heading):
+    teasers = (f"<h3>{heading}</h3><div><p>Teaser one about something else</p></div>"
+               "<div><p>Teaser two about another thing</p></div>")
+    out = text_of(run(page(f"<article><h1>Title here</h1><p>{P1}</p><p>{P2}</p><p>{P3}</p>{teasers}</article>")))
+    assert P3 in out
+    assert heading not in out and "Teaser one" not in out and "Teaser two" not in out
+
+
+def test_orphan_heading_before_dropped_links_removed():
+    links = "<ul>" + "".join(f'<li><a href="/s{i}">Headline number {i}</a></li>' for i in range(5)) + "</ul>"
+    out = text_of(run(page(f"<article><h1>Title here</h1><p>{P1}</p><p>{P2}</p><h4>Meistgelesen heute</h4>{links}</article>")))
+    assert P2 in out and "Meistgelesen heute" not in out
+
+
+def test_no_false_positive_on_head_header_and_shadow_classes():
+    inner = ('<div class="article-header"><p class="lead-head">A subtitle, written for the lead, '
+             'explains the news</p></div><div class="shadow download-box"><p>Download the full '
+             'budget document, with tables, charts, and annexes, here.</p></div>')
+    r = run(page(f"<article><header><h2>Header inside article</h2></header>{article(inner)}</article>"))
+    out = text_of(r)
+    assert "Header inside article" in out
+    assert "A subtitle, written for the lead" in out
+    assert "Download the full budget document" in out
+
+
+def test_intro_paragraph_before_body_container_kept():
+    intro = ("Standfirst: the council passed a budget that, after months of debate, funds parks, "
+             "schools and transport, officials said on Tuesday.")
+    html = page(f'<div class="page"><div class="top"><h1>Council approves budget</h1>'
+                f'<div class="intro"><p>{intro}</p></div></div><div class="main">'
+                f'<div class="story-body"><p>{P1}</p><p>{P2}</p><p>{P3}</p></div>'
+                '<div class="comments"><p>First comment, I think, this is great, really</p></div>'
+                '</div></div>')
+    out = text_of(run(html))
+    assert intro in out and P1 in out and "Council approves budget" in out
+    assert "First comment" not in out
+
+
+def test_misleading_wrapper_class_does_not_lose_article():
+    html = page(f'<div id="content-sidebar-wrap"><div class="box article modal-enabled">'
+                f'<div class="entry-content entry-content-read-more">{article()}</div></div>'
+                '<div class="sidebar"><p>Sidebar text, with, commas</p></div></div>')
+    out = text_of(run(html))
+    assert P1 in out and P3 in out and "Sidebar text" not in out
+
+
+def test_script_rendered_page_text_in_noscript():
+    html = page(f"<div id=app></div><noscript><div class='post'>{article()}</div></noscript>")
+    assert P2 in text_of(run(html))
+
+
+def test_sidebar_sibling_not_selected():
+    html = page(f'<div id="wrap"><div id="main">{article()}</div>'
+                '<div class="sidebar"><h3>Most read</h3><ul><li><a href="/a">Story A</a></li>'
+                '<li><a href="/b">Story B</a></li></ul></div></div>')
+    out = text_of(run(html))
+    assert P1 in out and "Most read" not in out and "Story A" not in out
+
+
+def test_link_list_inside_article_dropped():
+    links = "<ul>" + "".join(f'<li><a href="/s{i}">Other story number {i}</a></li>' for i in range(6)) + "</ul>"
+    out = text_of(run(page(article(links))))
+    assert P2 in out and "Other story number 3" not in out
+
+
+def test_inline_elements_merged_and_list_items_separate():
+    inner = ('<p>Hello <b>bold</b> <a href="/x">link</a>, <em>emph</em><br>after break '
+             '<span>span</span><code>code()</code></p><ul><li>First item</li><li>Second <i>item</i></li></ul>')
+    r = run(page(article(inner)))
+    assert "Hello bold link, emph after break spancode()" in r.texts
+    assert "First item" in r.texts and "Second item" in r.texts
+
+
+def test_whitespace_normalised_and_non_ascii_kept():
+    inner = "<p>  Grüße   aus\n\tKöln — 東京の天気は、晴れ。 Ελληνικά\u00a0κείμενο  </p>"
+    r = run(page(article(inner)))
+    assert "Grüße aus Köln — 東京の天気は、晴れ。 Ελληνικά κείμενο" in r.texts
+
+
+def test_pre_keeps_lines():
+    r = run(page(article("<pre>def f(x):\n    return x + 1\n</pre>")))
+    assert "def f(x):\nreturn x + 1" in r.texts
+
+
+def test_table_cells_are_blocks():
+    table = "<table><tr><th>City</th><th>Budget</th></tr><tr><td>Springfield</td><td>12 million</td></tr></table>"
+    r = run(page(article(table)))
+    assert "Springfield" in r.texts and "12 million" in r.texts
+
+
+# ---- images ----------------------------------------------------------------------------------
+
+def test_image_in_reading_order_with_caption_after_it():
+    fig = ('<figure><figcaption>The council chamber, photographed on Tuesday.</figcaption>'
+           '<img src="/img/chamber.jpg" alt="Council chamber" width="800" height="600"></figure>')
+    r = run(page(article(fig)))
+    check_aligned(r)
+    i = r.images.index("https://news.example.com/img/chamber.jpg")
+    assert r.texts[i - 1] == P1
+    assert r.texts[i + 1] == "The council chamber, photographed on Tuesday."
+    assert r.image_info[i] == {"alt": "Council chamber", "width": 800, "height": 600}
+
+
+def test_lazy_image_prefers_real_source_over_placeholder():
+    img = ('<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" data-src="/photos/real.jpg">'
+           '<img src="/static/placeholder.png" data-original="https://cdn.example.com/b.jpg">')
+    r = run(page(article(img)))
+    assert "https://news.example.com/photos/real.jpg" in r.images
+    assert "https://cdn.example.com/b.jpg" in r.images
+    assert not any("placeholder" in u or u.startswith("data:") for u in r.images if u)
+
+
+def test_srcset_largest_width_chosen_over_placeholder():
+    img = ('<img src="/spacer.gif" srcset="/a-320.jpg 320w, /a-1280.jpg 1280w, /a-640.jpg 640w">'
+           '<img data-srcset="/b-1x.jpg 1x, /b-2x.jpg 2x">')
+    r = run(page(article(img)))
+    assert "https://news.example.com/a-1280.jpg" in r.images
+    assert "https://news.example.com/b-2x.jpg" in r.images
+
+
+def test_srcset_preferred_over_plain_src():
+    r = run(page(article('<img src="/c-small.jpg" srcset="/c-400.jpg 400w, /c-1600.jpg 1600w">')))
+    assert "https://news.example.com/c-1600.jpg" in r.images
+    assert "https://news.example.com/c-small.jpg" not in r.images
+
+
+def test_zero_height_next_to_real_width_is_not_a_pixel():
+    r = run(page(article('<img src="/wide.jpg" width="570" height="0"><img src="/px.gif" width="0" height="0">')))
+    assert "https://news.example.com/wide.jpg" in r.images
+    assert "https://news.example.com/px.gif" not in r.images
+    assert r.dropped_images.get("small") == 1
+
+
+def test_picture_source_used_when_img_has_no_src():
+    pic = ('<picture><source srcset="/p-800.webp 800w, /p-1600.webp 1600w" type="image/webp">'
+           '<img alt="Pic"></picture>')
+    r = run(page(article(pic)))
+    assert r.images.count("https://news.example.com/p-1600.webp") == 1
+
+
+def test_noscript_image_after_placeholder():
+    img = '<img class="lazy" src="/blank.gif"><noscript><img src="/real/photo.jpg"></noscript>'
+    r = run(page(article(img)))
+    assert "https://news.example.com/real/photo.jpg" in r.images
+
+
+def test_noscript_image_replaces_low_resolution_preview():
+    img = ('<figure><div><div><img src="/max/60/photo.png?q=20" width="1894" height="970"></div>'
+           '<img width="1894" height="970"><noscript><img src="/max/3788/photo.png"></noscript></div>'
+           '<figcaption>Memory leak in action</figcaption></figure>')
+    r = run(page(article(img)))
+    assert [u for u in r.images if u] == ["https://news.example.com/max/3788/photo.png"]
+    i = r.images.index("https://news.example.com/max/3788/photo.png")
+    assert r.texts[i + 1] == "Memory leak in action"
+
+
+def test_base_href_and_relative_urls():
+    head = '<title>t</title><base href="/assets/v2/">'
+    r = run(page(article('<img src="pics/a.jpg"><img src="//cdn.example.org/b.jpg">'), head=head))
+    assert "https://news.example.com/assets/v2/pics/a.jpg" in r.images
+    assert "https://cdn.example.org/b.jpg" in r.images
+
+
+def test_dropped_images_counted_by_reason():
+    imgs = ('<img src="data:image/png;base64,iVBORw0KGgo=">'
+            '<img src="/pixel.gif" width="1" height="1">'
+            '<img src="/icon.png" width="16">'
+            '<img src="javascript:alert(1)">'
+            '<img src="/ok.jpg" width="300px" height="200"><img src="/ok.jpg" width="300" height="200">')
+    r = run(page(article(imgs)))
+    assert r.images.count("https://news.example.com/ok.jpg") == 1
+    assert r.dropped_images.get("data_uri") == 1
+    assert r.dropped_images.get("small") == 2
+    assert r.dropped_images.get("invalid_url") == 1
+    assert r.dropped_images.get("duplicate") == 1
+    i = r.images.index("https://news.example.com/ok.jpg")
+    assert r.image_info[i] == {"alt": None, "width": 300, "height": 200}
+
+
+def test_min_image_size_configurable():
+    html = page(article('<img src="/small.jpg" width="40" height="40">'))
+    assert "https://news.example.com/small.jpg" in run(html).images
+    assert "https://news.example.com/small.jpg" not in run(html, min_image_size=64).images
+
+
+# ---- metadata --------------------------------------------------------------------------------
+
+def test_title_lang_canonical():
+    head = ('<title>  Budget   approved | Example </title><link rel="canonical" href="/canon/story">')
+    r = run(page(article(), head=head, attrs='lang=" de-CH "'))
+    assert r.title == "Budget approved | Example"
+    assert r.html_lang == "de-CH"
+    assert r.canonical_url == "https://news.example.com/canon/story"
+
+
+def test_lang_from_content_language_meta():
+    head = '<meta http-equiv="Content-Language" content="fr"><title>x</title>'
+    r = run(page(article(), head=head, attrs=""))
+    assert r.html_lang == "fr"
+
+
+def test_missing_metadata_is_none():
+    r = run("<html><body><p>just text</p></body></html>")
+    assert r.title is None and r.html_lang is None and r.canonical_url is None
+
+
+# ---- robustness ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("html", [
+    "", "   ", "<", "<<<>>>", "\x00\x01\x02binary\xff", "<html></html>", "<html><body></body></html>",
+    "<p>unclosed <b>tags <i>everywhere", "<!-- only a comment -->", "<frameset></frameset>",
+    "<svg><text>x</text></svg>", "<table><tr><td><table><tr><td>nested</td></tr></table>",
+])
+def test_garbage_never_crashes(html):
+    r = run(html)
+    check_aligned(r)
+
+
+def test_empty_page_yields_empty_lists():
+    r = run("")
+    assert r.texts == [] and r.images == [] and r.image_info == []
+
+
+def test_non_string_input():
+    r = extract_document(None, URL, CFG)  # type: ignore[arg-type]
+    assert r.texts == []
+    r = extract_document(page(article()).encode(), URL, CFG)  # type: ignore[arg-type]
+    assert P1 in r.texts
+
+
+def test_huge_nesting_does_not_crash():
+    html = "<div>" * 20000 + "<p>deep text, here, with commas</p>" + "</div>" * 20000
+    r = run(page(html + article()))
+    check_aligned(r)
+    assert P1 in text_of(r)
+
+
+@pytest.mark.parametrize("html", [
+    "<div>" * 100_000 + "deep text" + "</div>" * 100_000,      # nested and closed
+    "<div><span><font>" * 40_000 + "deep text",                  # never closed
+])
+def test_pathological_nesting_is_fast(html):
+    import time
+    start = time.perf_counter()
+    r = run(html)
+    assert time.perf_counter() - start < 3.0   # lexbor alone takes >10 s on these
+    assert "deep text" in text_of(r)
+
+
+def test_unclosed_title_does_not_swallow_the_page():
+    html = ("<html><head><title>Budget approved (News)\nvar x = 1;</head><body>"
+            + article() + "<p>" + "filler text " * 500 + "</p></body></html>")
+    r = run(html)
+    assert P1 in text_of(r)
+    assert r.title == "Budget approved (News)"
+
+
+def test_unclosed_textarea_does_not_swallow_the_page():
+    html = page("<form><textarea name=q>" + article() + "<p>" + "more words " * 600 + "</p>")
+    assert P1 in text_of(run(html))
+
+
+def test_bad_url_does_not_crash():
+    r = run(page(article('<img src="/a.jpg">')), url="not a url")
+    check_aligned(r)
+    assert P1 in r.texts and r.images.count(None) == len(r.images)
+
+
+def test_truncation_counted():
+    html = page(article()) + "<p>" + "x" * 1000 + "</p>"
+    r = run(html, max_html_chars=len(html) - 10)
+    assert r.truncated
+    assert not run(html).truncated
+
+
+def test_page_without_article_container_keeps_content():
+    html = page(f"<div><p>{P1}</p><p>{P2}</p></div>")
+    out = text_of(run(html))
+    assert P1 in out and P2 in out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("trafilatura") is None, reason="trafilatura missing")
+def test_trafilatura_engine():
+    fig = '<figure><img src="/img/chamber.jpg" alt="Chamber"><figcaption>Chamber</figcaption></figure>'
+    html = page(f"<nav>Home News Sport</nav><main>{article(fig)}</main><footer>Copyright</footer>")
+    r = run(html, engine="trafilatura")
+    check_aligned(r)
+    out = text_of(r)
+    assert P1 in out and "Copyright" not in out
+    assert r.title == "Budget approved"
+
+
+# ---- boilerplate rules -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["mainNav", "share-buttons", "cookie-notice", "related-posts",
+                                  "comments", "sidebar-left", "ad-slot", "breadcrumbs", "navbar"])
+def test_strong_boilerplate_names(name):
+    assert name_bits(name) & STRONG
+
+
+@pytest.mark.parametrize("name", ["article-head", "download", "shadow", "headline", "content",
+                                  "tag-politics", "hidden-xs", "loaded", "canvas-wrap", "badge"])
+def test_names_that_are_not_boilerplate(name):
+    assert not name_bits(name) & STRONG
+
+
+def test_classify_tags_and_roles():
+    assert classify("footer", None)[0] == "drop"
+    assert classify("div", {"role": "navigation"})[0] == "check_size"
+    assert classify("div", {"itemprop": "articleBody", "class": "comments"})[0] is None
+    assert classify("article", {"class": "post share"})[0] is None
+    assert classify("div", {"class": "entry-content"})[1] > classify("div", {"class": "footer"})[1]
+
+
+def test_hidden_and_ui_text():
+    assert is_hidden({"style": "display: none"}) and is_hidden({"hidden": ""})
+    assert is_hidden({"aria-hidden": "true"}) and not is_hidden({"style": "color: red"})
+    assert is_boilerplate_text("Advertisement") and is_boilerplate_text("Share on Facebook")
+    assert not is_boilerplate_text("The council voted on Tuesday.")
