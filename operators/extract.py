@@ -25,7 +25,6 @@ Engine "trafilatura" runs trafilatura (XML output with images) as a fallback eng
 from __future__ import annotations
 
 import importlib.util
-
 import re
 from dataclasses import dataclass
 

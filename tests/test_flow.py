@@ -11,6 +11,7 @@ from flows.crawl import run
 from flows.make_sample import write_sample_warc
 from operators.config import load_config
 from operators.schema import DOCUMENT, validate_documents
+from tests.test_provenance import record_at
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +104,15 @@ def test_every_shared_warc_in_one_run(ray_local, shared_data, tmp_path):
     damaged = {Path(e["file"]).name for e in read["errors"] if e["kind"] == "damaged_warc"}
     assert {"example-trunc.warc", "clipped.warc.gz"} <= damaged
     docs, _ = read_dir(tmp_path / "documents")
+    rejected, _ = read_dir(tmp_path / "rejected")
     assert len(docs) > 20
+    # provenance of every output row from the real Common Crawl WARCs leads back to its record
+    cc_rows = [r for r in docs + rejected if "/cc-warc-" in r["provenance"]["warc_path"]]
+    assert len(cc_rows) >= 10
+    for r in cc_rows:
+        p = r["provenance"]
+        rid, uri, _ = record_at(p["warc_path"], p["warc_record_offset"], p["warc_record_length"])
+        assert rid == p["warc_record_id"] and uri == r["url"]
 
 
 def test_failure_rate_fails_the_run(ray_local, tmp_path):

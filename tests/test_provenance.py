@@ -37,27 +37,32 @@ def _gzip_members(chunk: bytes) -> int:
     return n
 
 
+def record_at(path: str, offset: int, length: int) -> tuple[str, str, str]:
+    """(record id, target URI, WARC type) of the one record in `length` bytes at `offset`, by warcio."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        chunk = fh.read(length)
+    assert len(chunk) == length
+    if path.endswith(".gz"):
+        assert _gzip_members(chunk) == 1
+    records = [(r.rec_headers.get_header("WARC-Record-ID"),
+                r.rec_headers.get_header("WARC-Target-URI"),
+                r.rec_headers.get_header("WARC-Type"))
+               for r in WarcioIterator(io.BytesIO(chunk))]
+    assert len(records) == 1
+    return records[0]
+
+
 @pytest.mark.parametrize("rel,n_rows", CASES)
 def test_seek_and_read_gives_the_record(shared_data, rel, n_rows):
     path = str(shared_data / rel)
     rows = list(iter_html_records(path, ReaderConfig(), Stats("read")))
     assert len(rows) == n_rows
-    with open(path, "rb") as fh:
-        for row in rows:
-            fh.seek(row["warc_record_offset"])
-            chunk = fh.read(row["warc_record_length"])
-            assert len(chunk) == row["warc_record_length"]
-            if path.endswith(".gz"):
-                assert _gzip_members(chunk) == 1
-            records = [(r.rec_headers.get_header("WARC-Record-ID"),
-                        r.rec_headers.get_header("WARC-Target-URI"),
-                        r.rec_headers.get_header("WARC-Type"))
-                       for r in WarcioIterator(io.BytesIO(chunk))]
-            assert len(records) == 1
-            rid, uri, wtype = records[0]
-            assert rid == row["warc_record_id"]
-            assert uri.strip("<> ") == row["url"]
-            assert wtype == "response"
+    for row in rows:
+        rid, uri, wtype = record_at(path, row["warc_record_offset"], row["warc_record_length"])
+        assert rid == row["warc_record_id"]
+        assert uri.strip("<> ") == row["url"]
+        assert wtype == "response"
 
 
 def test_offsets_tile_the_file_between_rows(shared_data):
