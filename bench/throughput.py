@@ -1,11 +1,14 @@
-"""Pages per second: read only, read + extract, the whole flow on Ray, and trafilatura on the same pages.
+"""Pages per second: read only, read + extract, every operator of the flow, the whole flow on Ray,
+and trafilatura on the same pages.
 
-    python ../shared/tools/pages_to_warc.py --data-root ../shared/data --out /tmp/bench5 --repeat 5
-    python bench/throughput.py /tmp/bench5/*.warc.gz [--flow] [--trafilatura-pages 500]
+    python ../shared/tools/pages_to_warc.py --data-root ../shared/data --out /tmp/bench --repeat 5
+    python bench/throughput.py /tmp/bench/*.warc.gz [--flow] [--trafilatura-pages 500]
 
-Read and read+extract run in this process on one core. `--flow` also runs `flows.crawl` on a local
-Ray with `--cpus` CPUs (reported per core). trafilatura runs on the first N HTML records (its rate is
-steady, and all pages would take minutes), with the scorer's baseline call.
+Read, read+extract and the operator chain run in this process on one core; the chain table gives
+each operator's own rate (CPU time of its calls: read, extract, langid, clean, quality, select,
+write). `--flow` also runs `flows.crawl` on a local Ray with `--cpus` CPUs (reported per core).
+trafilatura runs on the first N HTML records (its rate is steady, and all pages would take
+minutes), with the scorer's baseline call.
 """
 from __future__ import annotations
 
@@ -38,6 +41,47 @@ def read_extract(paths, cfg):
             extract_document(rec["html"], rec["url"], cfg)
             n += 1
     return n
+
+
+def chain(paths):
+    """Every operator of the crawl flow in one process; CPU seconds spent in each."""
+    import pyarrow as pa
+
+    from operators.clean import CleanBlocks
+    from operators.config import load_config
+    from operators.documents import ExtractDocuments, RunInfo
+    from operators.langid import IdentifyLanguage
+    from operators.quality import QualitySignals
+    from operators.read import ReadWarcs
+    from operators.select import Select
+    from operators.writer import PartWriter
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs/local.yaml")
+    ops = [("extract", ExtractDocuments(cfg.extract, RunInfo("bench", cfg.config_hash()))),
+           ("langid", IdentifyLanguage(cfg.langid)), ("clean", CleanBlocks(cfg.clean, cfg.quality)),
+           ("quality", QualitySignals(cfg.quality)), ("select", Select(cfg.select))]
+    spent = {"read": 0.0, **{name: 0.0 for name, _ in ops}, "write": 0.0}
+    out = tempfile.mkdtemp(prefix="interleaf-bench-")
+    n = 0
+    for i, path in enumerate(paths):
+        writer = PartWriter(out, "bench", f"{i:04d}", cfg.writer)
+        batches = ReadWarcs(cfg.reader, cfg.ray.records_per_batch)(pa.table({"warc_path": [path]}))
+        while True:
+            t = time.process_time()
+            batch = next(batches, None)
+            spent["read"] += time.process_time() - t
+            if batch is None:
+                break
+            n += batch.num_rows
+            for name, op in ops:
+                t = time.process_time()
+                batch = op(batch)
+                spent[name] += time.process_time() - t
+            t = time.process_time()
+            writer.write(batch)
+            spent["write"] += time.process_time() - t
+        writer.close()
+    return n, spent
 
 
 def timed(fn, *a):
@@ -97,9 +141,15 @@ def main():
     if args.flow:
         n, s = flow_rate(args.warcs, args.cpus)
         rows.append((f"whole flow on local Ray ({args.cpus} CPUs; read, extract, select, write)", n, s, args.cpus))
-    print(f"| stage | pages | seconds | pages/s | pages/s/core |\n|---|---|---|---|---|")
+    print("| stage | pages | seconds | pages/s | pages/s/core |\n|---|---|---|---|---|")
     for name, n, s, cores in rows:
         print(f"| {name} | {n} | {s:.1f} | {n / s:.0f} | {n / s / cores:.0f} |")
+    n, spent = chain(args.warcs)
+    total = sum(spent.values())
+    print("\n| operator (one process, CPU time) | seconds | docs/s/core | share |\n|---|---|---|---|")
+    for name, s in spent.items():
+        print(f"| {name} | {s:.1f} | {n / s:.0f} | {s / total:.0%} |")
+    print(f"| all operators | {total:.1f} | {n / total:.0f} | 100% |")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,10 @@ import yaml
 
 from flows.report import format_stats, summarize
 from operators.config import ConfigError, RunConfig, load_config
+from operators.clean import CleanBlocks
 from operators.documents import ExtractDocuments, RunInfo
+from operators.langid import IdentifyLanguage, LanguageModel
+from operators.quality import QualitySignals
 from operators.read import ReadWarcs
 from operators.schema import PIPELINE_VERSION
 from operators.select import Select
@@ -79,6 +82,9 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
     ds = ray.data.from_items([{"warc_path": p} for p in paths], override_num_blocks=max(1, len(paths)))
     ds = apply(ds, partial(ReadWarcs, cfg.reader, cfg.ray.records_per_batch), ReadWarcs, collector)
     ds = apply(ds, partial(ExtractDocuments, cfg.extract, info), ExtractDocuments, collector)
+    ds = apply(ds, partial(IdentifyLanguage, cfg.langid), IdentifyLanguage, collector)
+    ds = apply(ds, partial(CleanBlocks, cfg.clean, cfg.quality), CleanBlocks, collector)
+    ds = apply(ds, partial(QualitySignals, cfg.quality), QualitySignals, collector)
     ds = apply(ds, partial(Select, cfg.select), Select, collector)
     sink = DocumentSink(cfg.output, run_id, cfg.writer, cfg.select.enabled, collector)
     ds.write_datasink(sink)
@@ -130,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         if not cfg.input:
             raise ConfigError("no input: give --input or set `input` in the config")
         paths = expand_inputs(cfg.input)
-    except (ConfigError, FileNotFoundError) as e:
+        LanguageModel(cfg.langid)  # a model that cannot be loaded fails here, not in every worker
+    except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"interleaf {PIPELINE_VERSION}: {len(paths)} WARC file(s) -> {cfg.output}", flush=True)

@@ -49,16 +49,15 @@ def summarize(output: str, run_id: str | None = None) -> str:
     docs = table_dataset(output, "documents")
     if docs is not None:
         con.register("docs", docs)
-        # <html lang> as declared, reduced to its primary subtag: de-DE, de-de and DE are all "de"
-        lang = "coalesce(nullif(lower(split_part(trim(html_lang), '-', 1)), ''), '(none)')"
+        lang = "coalesce(language, '(none)')"  # identified by fastText (operators/langid.py)
         n, imgs, langs = con.execute(
-            f"SELECT count(*), coalesce(sum(num_images), 0), count(DISTINCT {lang}) FROM docs {where}",
+            f"SELECT count(*), coalesce(sum(num_images), 0), count(DISTINCT language) FROM docs {where}",
             params).fetchone()
-        out.append(f"documents: {n}   images: {imgs}   declared languages: {langs}")
+        out.append(f"documents: {n}   images: {imgs}   languages: {langs}")
         rows = con.execute(f"SELECT {lang} AS lang, count(*) AS n FROM docs {where} "
                            "GROUP BY 1 ORDER BY n DESC, lang LIMIT 12", params).fetchall()
         if rows:
-            out.append("languages (<html lang>): " + ", ".join(f"{lg} {k}" for lg, k in rows))
+            out.append("languages seen: " + ", ".join(f"{lg} {k}" for lg, k in rows))
     else:
         out.append("documents: 0")
     rej = table_dataset(output, "rejected")

