@@ -58,6 +58,11 @@ def test_sample_run_end_to_end(ray_local, sample, tmp_path):
         assert d["provenance"]["warc_path"] == str(warc)
     assert sum(d["num_images"] for d in docs) > 0
     assert {d["html_lang"] for d in docs} >= {"en", "de", "fr", "ja", "ru", "ar"}
+    # identified languages agree with the declared ones on the sample; signals are filled
+    for d in docs:
+        assert d["language"] == d["html_lang"].split("-")[0] and d["language_score"] > 0.5
+        assert len(d["text_languages"]) == len(d["texts"])
+        assert d["quality"]["word_count"] >= 50 and d["quality"]["dup_line_frac"] is not None
     # the run record
     rdir = tmp_path / "_runs" / res.run_id
     stats = json.loads((rdir / "stats.json").read_text())
@@ -88,6 +93,22 @@ def test_no_select_keeps_everything(ray_local, sample, tmp_path):
     docs, _ = read_dir(tmp_path / "documents")
     assert not (tmp_path / "rejected").exists()
     assert any(d["drop_reason"] == "http_status" for d in docs)
+
+
+def test_language_allowlist_keeps_only_those_languages(ray_local, sample, tmp_path):
+    warc, manifest = sample
+    cfg = load_config(ROOT / "configs/local.yaml", ["select.languages=[de, fr]"], input=[str(warc)],
+                      output=str(tmp_path))
+    res = run(cfg, [str(warc)])
+    docs, _ = read_dir(tmp_path / "documents")
+    rejected, _ = read_dir(tmp_path / "rejected")
+    expected = {p["url"] for p in manifest["html_pages"] if p["kind"] == "article" and p["lang"] in ("de", "fr")}
+    assert {d["url"] for d in docs} == expected and {d["language"] for d in docs} == {"de", "fr"}
+    not_allowed = [r for r in rejected if r["drop_reason"] == "language_not_allowed"]
+    assert len(not_allowed) == len([p for p in manifest["html_pages"]
+                                    if p["kind"] in ("article", "near_copy") and p["lang"] not in ("de", "fr")])
+    select = next(o for o in res.stats if o["name"] == "select")["counters"]
+    assert select["dropped_language_not_allowed"] == len(not_allowed)
 
 
 @pytest.mark.shared
@@ -142,7 +163,9 @@ def test_cli_rejects_unknown_key_and_missing_input(tmp_path):
 def test_cli_runs_and_prints_summary(sample, tmp_path):
     warc, _ = sample
     r = cli("--config", "configs/local.yaml", "--input", str(warc), "--output", str(tmp_path / "o"),
-            "--set", "ray.num_cpus=2")
+            "--set", "ray.num_cpus=2", "--no-select")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "documents:" in r.stdout and "dropped:" in r.stdout and "stats" in r.stdout
-    assert list((tmp_path / "o" / "documents").glob("*.parquet"))
+    assert "documents:" in r.stdout and "dropped: none" in r.stdout and "would_drop_http_status" in r.stdout
+    docs, _ = read_dir(tmp_path / "o" / "documents")
+    assert [d["drop_reason"] for d in docs if d["http_status"] == 404] == ["http_status"]
+    assert not (tmp_path / "o" / "rejected").exists()
