@@ -88,6 +88,9 @@ DOCUMENT = pa.schema([
     pa.field("text_language_scores", pa.list_(pa.float32())),
     pa.field("blocks_removed", pa.int32()),              # text blocks removed by block-level cleaning
     pa.field("quality", QUALITY),
+    pa.field("text_hash", pa.string()),                  # exact-duplicate key: hash of the normalised text
+    pa.field("minhash_bands", pa.list_(pa.uint64())),    # one LSH band key per band (operators/minhash.py)
+    pa.field("dup_cluster_id", pa.string()),             # id of the document kept for this one's cluster
     pa.field("http_status", pa.int32()),
     pa.field("content_type", pa.string()),
     pa.field("charset", pa.string()),

@@ -105,18 +105,53 @@ class Select(Operator):
                 self.stats.incr(f"fails_{rule}", len(hits))  # every failing rule, not only the first
             for i in hits:
                 reasons[i].append(rule)
-        first = [r[0] if r else None for r in reasons]
-        for r in first:
-            if r is None:
-                continue
-            if self.config.enabled:
-                self.stats.drop(r)
-            else:
-                self.stats.incr(f"would_drop_{r}")
-        kept = sum(r is None for r in first)
-        self.stats.incr("out", kept if self.config.enabled else n)
+        return record_reasons(table, reasons, self.config.enabled, self.stats)
+
+
+def record_reasons(table: pa.Table, reasons: list[list[str]], enabled: bool, stats) -> pa.Table:
+    """Write `drop_reason` (first) and `drop_reasons` (all) and count drops (or would-be drops)."""
+    first = [r[0] if r else None for r in reasons]
+    for r in first:
+        if r is None:
+            continue
+        if enabled:
+            stats.drop(r)
+        else:
+            stats.incr(f"would_drop_{r}")
+    kept = sum(r is None for r in first)
+    stats.incr("out", kept if enabled else len(first))
+    table = table.set_column(table.schema.get_field_index("drop_reason"), "drop_reason",
+                             pa.array(first, pa.string()))
+    return table.set_column(table.schema.get_field_index("drop_reasons"), "drop_reasons",
+                            pa.array([r or None for r in reasons], pa.list_(pa.string())))
+
+
+class SelectDuplicates(Operator):
+    """Rule `duplicate`, after clustering: a document whose `dup_cluster_id` names another document
+    (the one kept for its cluster) is dropped. Runs after `Select`, on documents the other rules
+    kept, so a duplicate is never dropped in favour of a document that is itself rejected."""
+
+    name = "duplicates"
+    resources = Resources(num_cpus=1.0)
+
+    def __init__(self, config: SelectConfig):
+        super().__init__()
+        self.config = config
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        self.stats.incr("in", table.num_rows)
+        first = table["drop_reason"].to_pylist()
+        reasons = [list(r) if r else [] for r in table["drop_reasons"].to_pylist()]
+        for i, (doc, cluster) in enumerate(zip(table["id"].to_pylist(), table["dup_cluster_id"].to_pylist())):
+            if first[i] is None and cluster is not None and cluster != doc:
+                first[i] = "duplicate"
+                reasons[i].append("duplicate")
+                if self.config.enabled:
+                    self.stats.drop("duplicate")
+                else:
+                    self.stats.incr("would_drop_duplicate")
+        self.stats.incr("out", sum(r is None for r in first) if self.config.enabled else len(first))
         table = table.set_column(table.schema.get_field_index("drop_reason"), "drop_reason",
                                  pa.array(first, pa.string()))
-        table = table.set_column(table.schema.get_field_index("drop_reasons"), "drop_reasons",
-                                 pa.array([r or None for r in reasons], pa.list_(pa.string())))
-        return table
+        return table.set_column(table.schema.get_field_index("drop_reasons"), "drop_reasons",
+                                pa.array([r or None for r in reasons], pa.list_(pa.string())))

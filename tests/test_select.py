@@ -78,3 +78,20 @@ def test_quality_thresholds_in_config_order_and_nulls_pass():
 def test_unknown_quality_rule_is_an_error_naming_it(key):
     with pytest.raises(ValueError, match=f"select.quality.{key}: not a rule"):
         SelectConfig(quality={key: 1.0})
+
+
+def test_duplicates_are_dropped_only_among_kept_documents():
+    from operators.select import SelectDuplicates
+    t = table(doc_row(id="a", dup_cluster_id="a"),
+              doc_row(id="b", dup_cluster_id="a"),
+              doc_row(id="c", dup_cluster_id="a", drop_reason="no_text", drop_reasons=["no_text"]),
+              doc_row(id="d", dup_cluster_id=None))
+    op = SelectDuplicates(SelectConfig())
+    out = op(t)
+    assert out["drop_reason"].to_pylist() == [None, "duplicate", "no_text", None]
+    assert out["drop_reasons"].to_pylist() == [None, ["duplicate"], ["no_text"], None]
+    assert out["dup_cluster_id"].to_pylist()[1] == "a"  # names the kept document
+    c = op.stats.counters
+    assert (c["in"], c["out"], c["dropped_duplicate"]) == (4, 2, 1)
+    out = SelectDuplicates(SelectConfig(enabled=False))(t)
+    assert out["drop_reason"].to_pylist() == [None, "duplicate", "no_text", None]
