@@ -26,11 +26,12 @@ from flows.report import format_stats, summarize
 from operators.config import ConfigError, RunConfig, load_config
 from operators.clean import CleanBlocks
 from operators.documents import ExtractDocuments, RunInfo
+from operators.minhash import MinHashSignatures
 from operators.langid import IdentifyLanguage, LanguageModel
 from operators.quality import QualitySignals
 from operators.read import ReadWarcs
 from operators.schema import PIPELINE_VERSION
-from operators.select import Select
+from operators.select import Select, SelectDuplicates
 from operators.storage import expand_inputs
 from operators.writer import commit, ensure_dir, run_dir, write_text
 
@@ -62,11 +63,20 @@ class RunResult:
     seconds: float
 
 
+def dedup_record(counts: dict) -> dict:
+    """The clustering's counts as a stats entry: numbers as counters, capped buckets as errors."""
+    examples = counts.get("capped_examples") or []
+    return {"name": "dedup",
+            "counters": {k: v for k, v in counts.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+            "errors": [{"kind": "capped_bucket", **(e if isinstance(e, dict) else {"bucket": str(e)})}
+                       for e in examples]}
+
+
 def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResult:
     """Run the crawl flow on `paths`; commits output and writes the run record."""
     import ray
 
-    from flows.ray_ops import DocumentSink, StatsCollector, apply, init_ray
+    from flows.ray_ops import DocumentSink, StatsCollector, apply, cluster_duplicates, init_ray
 
     run_id = run_id or new_run_id()
     info = RunInfo(run_id=run_id, config_hash=cfg.config_hash())
@@ -86,12 +96,25 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
     ds = apply(ds, partial(CleanBlocks, cfg.clean, cfg.quality), CleanBlocks, collector)
     ds = apply(ds, partial(QualitySignals, cfg.quality), QualitySignals, collector)
     ds = apply(ds, partial(Select, cfg.select), Select, collector)
+    dedup_stats = None
+    if cfg.dedup.enabled:
+        # keys for the documents selection kept, then clustering over the whole run: it reads its
+        # input several times, so the documents are materialised first (Ray spills to disk)
+        ds = apply(ds, partial(MinHashSignatures, cfg.dedup), MinHashSignatures, collector).materialize()
+        if ds.count():  # an empty run (every WARC unreadable) has nothing to cluster
+            parts = cfg.dedup.num_partitions or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+            ds, counts = cluster_duplicates(ds.drop_columns(["dup_cluster_id"]), max_bucket=cfg.dedup.max_bucket,
+                                            num_partitions=parts)
+            dedup_stats = dedup_record(counts)
+            ds = apply(ds, partial(SelectDuplicates, cfg.select), SelectDuplicates, collector)
     sink = DocumentSink(cfg.output, run_id, cfg.writer, cfg.select.enabled, collector)
     ds.write_datasink(sink)
     files = commit(cfg.output, run_id, sink.staged)
 
     stats = ray.get(collector.get.remote())
     ray.kill(collector)
+    if dedup_stats is not None:
+        stats.insert(next((i for i, s in enumerate(stats) if s["name"] == "duplicates"), len(stats)), dedup_stats)
     seconds = time.time() - t0
     read = next((s for s in stats if s["name"] == "read"), {"counters": {}})["counters"]
     n_files, n_failed = read.get("files", 0), read.get("files_failed", 0)

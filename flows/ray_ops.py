@@ -13,6 +13,7 @@ from types import GeneratorType
 from typing import Any, Callable, Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 from ray.data import ActorPoolStrategy, Datasink
 from ray.data.block import BlockAccessor
@@ -151,3 +152,188 @@ class DocumentSink(Datasink):
     @property
     def supports_distributed_writes(self) -> bool:
         return True
+
+
+# ---------------------------------------------------------------- duplicate clustering
+# Stages and their memory/scaling are described in operators/dedup.py. Every keyed stage is
+# `_by_key`: a hash repartition by the key (Ray Data's hash shuffle; with `keys=` each partition
+# comes out as ONE block, which is what `groupby().map_groups()` relies on too) followed by a
+# vectorised function over the whole block. Dataset.join is not used: in Ray 2.60 it needs
+# `polars`, which is not a dependency of this project.
+
+def _by_key(ds: ray.data.Dataset, key: str, num_partitions: int, udf: Callable, /, **fn_kwargs: Any
+            ) -> ray.data.Dataset:
+    return ds.repartition(num_partitions, keys=[key]).map_batches(
+        udf, batch_format="pyarrow", batch_size=None, zero_copy_batch=True, fn_kwargs=fn_kwargs)
+
+
+def _counted(batch: pa.Table, fn: Callable, name: str, collector, **kwargs: Any) -> pa.Table:
+    stats = Stats(name)
+    out = fn(batch, stats=stats, **kwargs)
+    ship(collector, stats)
+    return out
+
+
+def _resolve_then(batch: pa.Table, then: Callable, **kwargs: Any) -> pa.Table:
+    from operators.dedup import resolve
+    return then(resolve(batch), **kwargs)
+
+
+def _jump(batch: pa.Table, collector) -> pa.Table:
+    from operators.dedup import jumped, resolve
+    t = jumped(resolve(batch))
+    stats = Stats("dedup_jump")
+    stats.incr("changed", int(pc.sum(t["changed"]).as_py() or 0))
+    ship(collector, stats)
+    return t.select(["node", "parent"])
+
+
+def _kept(batch: pa.Table, collector) -> pa.Table:
+    from operators.dedup import kept_in_components
+    t = kept_in_components(batch)
+    stats = Stats("dedup_keep")
+    stats.incr("documents_in_clusters", t.num_rows)
+    stats.incr("clusters", int(pc.sum(t["dup_kept"]).as_py() or 0))
+    ship(collector, stats)
+    return t
+
+
+def _counters(collector) -> dict[str, dict]:
+    return {s["name"]: s for s in ray.get(collector.get.remote())}
+
+
+def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
+                       extra_key_column: str | None = "text_hash", max_bucket: int = 1000,
+                       num_partitions: int | None = None, max_rounds: int = 64
+                       ) -> tuple[ray.data.Dataset, dict]:
+    """(id, dup_cluster_id, dup_kept) for every document in a duplicate cluster of >= 2 (a
+    materialised dataset), and counts. Reads `id`, `text_chars`, `num_images`,
+    `provenance.warc_date` (or `warc_date`), `key_column`, `extra_key_column` from `ds`; `ds` is
+    read twice (three times by `cluster_duplicates`), so pass a re-readable dataset (read_parquet,
+    or materialised), not a long lazy pipeline."""
+    from operators import dedup
+
+    names = set(ds.schema().names)
+    needed = ["id", "text_chars", "num_images", key_column] + ([extra_key_column] if extra_key_column else [])
+    missing = [n for n in needed if n not in names]
+    if missing:
+        raise ValueError(f"cluster_duplicates: the dataset has no column {', '.join(missing)} "
+                         f"(columns: {', '.join(sorted(names))})")
+    parts = num_partitions or ray.data.DataContext.get_current().default_hash_shuffle_parallelism
+    collector = StatsCollector.remote()
+    try:
+        pairs = ds.map_batches(_counted, batch_format="pyarrow", zero_copy_batch=True, fn_kwargs=dict(
+            fn=dedup.band_pairs, name="dedup_pairs", collector=collector, key_column=key_column,
+            extra_key_column=extra_key_column))
+        edges = _by_key(pairs, "key", parts, _counted, fn=dedup.bucket_edges, name="dedup_buckets",
+                        collector=collector, max_bucket=max_bucket).materialize()
+        n_edges = edges.count()
+        forest = None
+        rounds = jumps = 0
+        remaining = n_edges
+        while remaining:
+            rounds += 1
+            if rounds > max_rounds:
+                raise RuntimeError(f"duplicate clustering did not converge in {max_rounds} rounds "
+                                   f"({remaining} edges left)")
+            hooks = _by_key(edges, "dst", parts, dedup.hook)
+            forest = (hooks if forest is None else forest.union(hooks)).materialize()
+            while True:   # pointer jumping until every node points at its root
+                jumps += 1
+                before = _counters(collector).get("dedup_jump", {}).get("counters", {}).get("changed", 0)
+                forest = _by_key(forest.map_batches(dedup.jump_views, batch_format="pyarrow"), "k",
+                                 parts, _jump, collector=collector).materialize()
+                after = _counters(collector).get("dedup_jump", {}).get("counters", {}).get("changed", 0)
+                if after == before:
+                    break
+            fmap = forest.map_batches(dedup.forest_map, batch_format="pyarrow")
+            for end in ("src", "dst"):
+                views = edges.map_batches(dedup.relabel_views, batch_format="pyarrow", fn_kwargs={"end": end})
+                edges = _by_key(views.union(fmap), "k", parts, _resolve_then, then=dedup.relabeled, end=end)
+            edges = edges.materialize()
+            remaining = edges.count()
+            log.info("dedup round %d: %d edges left, %d jumps so far", rounds, remaining, jumps)
+        if forest is None:
+            assigned = ray.data.from_arrow(dedup.kept_in_components(pa.table({
+                "root": pa.array([], pa.string()), "id": pa.array([], pa.string()),
+                "rank": pa.array([], pa.binary())}))).materialize()
+        else:
+            views = ds.map_batches(dedup.keep_views, batch_format="pyarrow", zero_copy_batch=True)
+            cmap = forest.map_batches(dedup.component_map, batch_format="pyarrow")
+            mem = _by_key(views.union(cmap), "k", parts, _resolve_then, then=dedup.members)
+            assigned = _by_key(mem, "root", parts, _kept, collector=collector).materialize()
+        got = _counters(collector)
+    finally:
+        ray.kill(collector)
+    c = lambda stage, key: got.get(stage, {}).get("counters", {}).get(key, 0)  # noqa: E731
+    capped = [e for e in got.get("dedup_buckets", {}).get("errors", []) if e["kind"] == "capped_bucket"]
+    counts = {
+        "documents_with_keys": c("dedup_pairs", "docs_in"), "pairs": c("dedup_pairs", "pairs"),
+        "buckets": c("dedup_buckets", "buckets"), "buckets_text": c("dedup_buckets", "buckets_text"),
+        "capped_buckets": c("dedup_buckets", "capped_buckets"),
+        "capped_bucket_ids": c("dedup_buckets", "capped_bucket_ids"),
+        "capped_examples": [{"key": e["key"], "size": e["size"]} for e in capped[:20]],
+        "edges": n_edges, "rounds": rounds, "jumps": jumps,
+        "clusters": c("dedup_keep", "clusters"),
+        "documents_in_clusters": c("dedup_keep", "documents_in_clusters"),
+    }
+    counts["duplicates_removed"] = counts["documents_in_clusters"] - counts["clusters"]
+    log.warning("dedup: %s", {k: v for k, v in counts.items() if k != "capped_examples"})
+    return assigned, counts
+
+
+_DUP_COLUMNS = ("_k", "_cid", "_kept", "_tag")
+
+
+def _attach_docs_side(batch: pa.Table) -> pa.Table:
+    n = batch.num_rows
+    return (batch.append_column("_k", batch["id"].cast(pa.string()))
+            .append_column("_cid", pa.nulls(n, pa.string()))
+            .append_column("_kept", pa.nulls(n, pa.bool_()))
+            .append_column("_tag", pa.array([0] * n, pa.int8())))
+
+
+def _attach_assigned_side(batch: pa.Table, schema: pa.Schema) -> pa.Table:
+    n = batch.num_rows
+    cols = {f.name: pa.nulls(n, f.type) for f in schema}
+    cols.update(_k=batch["id"], _cid=batch["dup_cluster_id"], _kept=batch["dup_kept"],
+                _tag=pa.array([1] * n, pa.int8()))
+    fields = [pa.field(f.name, f.type) for f in schema] + [
+        pa.field("_k", pa.string()), pa.field("_cid", pa.string()), pa.field("_kept", pa.bool_()),
+        pa.field("_tag", pa.int8())]
+    return pa.table(cols, schema=pa.schema(fields))
+
+
+def _attach_resolve(batch: pa.Table) -> pa.Table:
+    docs = batch.filter(pc.equal(batch["_tag"], 0))
+    a = batch.filter(pc.equal(batch["_tag"], 1))
+    idx = pc.index_in(docs["_k"], value_set=a["_k"].combine_chunks())
+    cid = pc.coalesce(a["_cid"].combine_chunks().take(idx), docs["_k"])
+    kept = pc.coalesce(a["_kept"].combine_chunks().take(idx), pa.scalar(True))
+    return (docs.drop_columns(list(_DUP_COLUMNS))
+            .append_column("dup_cluster_id", cid).append_column("dup_kept", kept))
+
+
+def _singletons(batch: pa.Table) -> pa.Table:
+    return (batch.append_column("dup_cluster_id", batch["id"].cast(pa.string()))
+            .append_column("dup_kept", pa.array([True] * batch.num_rows, pa.bool_())))
+
+
+def cluster_duplicates(ds: ray.data.Dataset, key_column: str = "minhash_bands",
+                       extra_key_column: str | None = "text_hash", max_bucket: int = 1000,
+                       num_partitions: int | None = None, max_rounds: int = 64
+                       ) -> tuple[ray.data.Dataset, dict]:
+    """The rows of `ds` (in another order) with `dup_cluster_id` (the kept document's id; a
+    singleton's own id) and `dup_kept`, and the counts of `duplicate_clusters`. Shuffles the full
+    documents once (by id); to avoid that, store `duplicate_clusters`' table apart."""
+    assigned, counts = duplicate_clusters(ds, key_column, extra_key_column, max_bucket,
+                                          num_partitions, max_rounds)
+    if not counts["documents_in_clusters"]:
+        return ds.map_batches(_singletons, batch_format="pyarrow"), counts
+    parts = num_partitions or ray.data.DataContext.get_current().default_hash_shuffle_parallelism
+    s = ds.schema()
+    schema = pa.schema([pa.field(n, t if isinstance(t, pa.DataType) else t.to_arrow_dtype())
+                        for n, t in zip(s.names, s.types)])
+    docs = ds.map_batches(_attach_docs_side, batch_format="pyarrow")
+    side = assigned.map_batches(_attach_assigned_side, batch_format="pyarrow", fn_kwargs={"schema": schema})
+    return _by_key(docs.union(side), "_k", parts, _attach_resolve), counts

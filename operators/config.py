@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from operators.clean import CleanConfig
+from operators.dedup import DedupConfig
 from operators.extract import ExtractConfig
 from operators.langid import LangIdConfig
 from operators.quality import QualityConfig
@@ -49,6 +50,7 @@ class RunConfig:
     clean: CleanConfig = field(default_factory=CleanConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     writer: WriterConfig = field(default_factory=WriterConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 

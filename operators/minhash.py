@@ -65,11 +65,13 @@ depends on Python's `hash()`, so keys are the same in every process and on every
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from operators.base import Operator, Resources
 from operators.quality import words
@@ -338,9 +340,24 @@ def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray | floa
 # ---------------------------------------------------------------------------------------------
 # operator
 
+_PUNCT = re.compile(r"[^\w\s]+")
+
+
+def exact_hash(texts: list[str | None] | None, images: list[str | None] | None) -> str | None:
+    """Exact-duplicate key: sha1 of the normalised text (lowercased, punctuation removed,
+    whitespace collapsed) and the image URL list in order; None for a document without text."""
+    norm = " ".join(_PUNCT.sub(" ", document_text(texts).lower()).split())
+    if not norm:
+        return None
+    urls = "\n".join(u for u in (images or []) if u)
+    return hashlib.sha1(f"{norm}\x00{urls}".encode("utf-8", "replace")).hexdigest()
+
+
 class MinHashSignatures(Operator):
-    """Adds `minhash_bands` (list<uint64>, `bands` keys; null without shingles) to a DOCUMENT
-    batch; rows are neither dropped nor reordered."""
+    """Adds the dedup keys to a DOCUMENT batch: `minhash_bands` (list<uint64>, `bands` keys; null
+    without shingles) and `text_hash` (`exact_hash`). Documents that selection already dropped
+    (`drop_reason` set) get no keys: they take no part in deduplication. Rows are neither dropped
+    nor reordered."""
 
     name = "minhash"
     resources = Resources(num_cpus=1.0)
@@ -352,7 +369,10 @@ class MinHashSignatures(Operator):
     def __call__(self, table: pa.Table) -> pa.Table:
         n = table.num_rows
         self.stats.incr("in", n)
-        texts = [document_text(t) for t in table["texts"].to_pylist()]
+        doc_texts = table["texts"].to_pylist()
+        eligible = (pc.is_null(table["drop_reason"]).to_numpy(zero_copy_only=False)
+                    if "drop_reason" in table.column_names else np.ones(n, bool))
+        texts = [document_text(t) if ok else "" for t, ok in zip(doc_texts, eligible)]
         h32, counts = hashed_batch(texts, self.config)
         keys = band_keys(signatures_from_hashes(h32, counts, self.config), self.config)
         empty = counts == 0
@@ -365,6 +385,11 @@ class MinHashSignatures(Operator):
         self.stats.incr("shingles", int(counts.sum()))
         self.stats.incr("no_shingles", int(empty.sum()))
         self.stats.incr("out", n)
-        if "minhash_bands" in table.column_names:
-            return table.set_column(table.schema.get_field_index("minhash_bands"), "minhash_bands", column)
-        return table.append_column(pa.field("minhash_bands", pa.list_(pa.uint64())), column)
+        hashes = pa.array([exact_hash(t, i) if ok else None
+                           for t, i, ok in zip(doc_texts, table["images"].to_pylist(), eligible)], pa.string())
+        for name, col in (("minhash_bands", column), ("text_hash", hashes)):
+            if name in table.column_names:
+                table = table.set_column(table.schema.get_field_index(name), name, col)
+            else:
+                table = table.append_column(name, col)
+        return table

@@ -140,6 +140,8 @@ class SelectDuplicates(Operator):
 
     def __call__(self, table: pa.Table) -> pa.Table:
         self.stats.incr("in", table.num_rows)
+        if "dup_kept" in table.column_names:  # the clustering's flag; dup_cluster_id says the same
+            table = table.drop_columns(["dup_kept"])
         first = table["drop_reason"].to_pylist()
         reasons = [list(r) if r else [] for r in table["drop_reasons"].to_pylist()]
         for i, (doc, cluster) in enumerate(zip(table["id"].to_pylist(), table["dup_cluster_id"].to_pylist())):

@@ -46,9 +46,14 @@ def test_sample_run_end_to_end(ray_local, sample, tmp_path):
     for f in doc_files:
         assert pq.read_schema(f).names == DOCUMENT.names
         validate_documents(pq.read_table(f))  # types cast to the schema, OBELICS invariants hold
-    articles = [p for p in manifest["html_pages"] if p["kind"] in ("article", "near_copy")]
+    articles = [p for p in manifest["html_pages"] if p["kind"] == "article"]
     assert {d["url"] for d in docs} == {p["url"] for p in articles}
-    assert {r["drop_reason"] for r in rejected} <= {"http_status", "no_text"}
+    assert {r["drop_reason"] for r in rejected} <= {"http_status", "no_text", "duplicate"}
+    # the planted near-copy is removed in favour of its original, whose id it names
+    original, copy = manifest["near_copy_of"]
+    (dup,) = [r for r in rejected if r["url"] == copy]
+    kept = next(d for d in docs if d["url"] == original)
+    assert dup["drop_reason"] == "duplicate" and dup["dup_cluster_id"] == kept["id"] == kept["dup_cluster_id"]
     assert any(r["http_status"] == 404 for r in rejected)
     # every kept document has text, and images come with absolute URLs
     for d in docs:
@@ -71,6 +76,7 @@ def test_sample_run_end_to_end(ray_local, sample, tmp_path):
     assert ops["read"]["out"] == len(docs) + len(rejected)
     assert ops["read"]["dropped_not_html"] >= 2 and ops["read"]["dropped_revisit"] == 1
     assert ops["select"]["in"] == ops["extract"]["out"] == len(docs) + len(rejected)
+    assert ops["dedup"]["documents_in_clusters"] == 2 and ops["duplicates"]["dropped_duplicate"] == 1
     assert ops["write"]["rows_documents"] == len(docs)
     assert not list((rdir).glob("_staging"))
 
@@ -107,6 +113,7 @@ def test_language_allowlist_keeps_only_those_languages(ray_local, sample, tmp_pa
     not_allowed = [r for r in rejected if r["drop_reason"] == "language_not_allowed"]
     assert len(not_allowed) == len([p for p in manifest["html_pages"]
                                     if p["kind"] in ("article", "near_copy") and p["lang"] not in ("de", "fr")])
+    assert not [r for r in rejected if r["drop_reason"] == "duplicate"]  # its original was not allowed
     select = next(o for o in res.stats if o["name"] == "select")["counters"]
     assert select["dropped_language_not_allowed"] == len(not_allowed)
 

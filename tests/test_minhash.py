@@ -361,3 +361,19 @@ def test_dolma_fixtures(shared_data):
     for i in range(10):
         assert exact_jaccard(texts[i], edited[i]) >= 0.85, i
         assert (k[i] == ke[i]).any(), i
+
+
+def test_exact_hash_normalises_text_and_includes_images():
+    from operators.minhash import exact_hash
+    a = exact_hash(["Hello,  World!", None], [None, "https://x/1.png"])
+    assert a == exact_hash(["hello world", None], [None, "https://x/1.png"])
+    assert a != exact_hash(["hello world", None], [None, "https://x/2.png"])
+    assert a != exact_hash(["hello there world", None], [None, "https://x/1.png"])
+    assert exact_hash([], []) is None and exact_hash(["  ...  "], [None]) is None
+
+
+def test_operator_gives_no_keys_to_documents_already_dropped():
+    rows = [doc_row(id="keep"), doc_row(id="gone", drop_reason="no_text", drop_reasons=["no_text"])]
+    out = MinHashSignatures(MinHashConfig())(pa.Table.from_pylist(rows, schema=DOCUMENT))
+    assert out["minhash_bands"].null_count == 1 and out["minhash_bands"][0].is_valid
+    assert out["text_hash"].to_pylist()[1] is None and len(out["text_hash"].to_pylist()[0]) == 40

@@ -1,0 +1,413 @@
+"""Duplicate clustering: band collisions -> edges -> connected components -> one kept document each.
+
+This module is Ray-free: the keep rule, a union-find and a reference `components()` (used by the
+tests as ground truth), and the batch functions (pyarrow tables in, tables out) that
+`flows/ray_ops.cluster_duplicates` maps over hash-partitioned blocks. Nothing here holds more than
+one block.
+
+Keys. A document's keys are its MinHash LSH band keys (`minhash_bands`, list<uint64>, one per
+band) and, for exact duplicates, the hash of its normalised text (`text_hash`): one more "band".
+A band key is taken together with its band position (2 bytes big-endian + 8 bytes of the key), so
+two documents collide only in the same band, as in standard LSH; the text hash key is
+b"\\xff\\xff" + the hash. Documents with no text (`text_chars` <= 0) contribute no key (all empty
+documents would otherwise be "exact duplicates" of each other); nulls contribute nothing.
+
+Keep rule (documented contract; `keep_rank_key`, vectorised as `rank_columns` + `pack_rank`): in a component
+the kept document is the one with the most text (`text_chars`), then the most images
+(`num_images`), then the earliest fetch (`provenance.warc_date`, or a plain `warc_date` column;
+nulls last), then the smallest `id`. Every document gets `dup_cluster_id` = the kept document's
+id (a singleton: its own id) and `dup_kept`.
+
+Stages (each one is a hash repartition by a key into P partitions, then a vectorised function over
+each partition, which Ray hands over as one block; see flows/ray_ops.py):
+
+1. pairs    docs -> (key, id) rows: bands+1 rows per document with text.
+2. buckets  by key: a bucket with n >= 2 ids gives star edges (min id -> each other id): n - 1
+            edges, so edges are linear in pairs. A band bucket above `max_bucket` ids gives no
+            edge and is counted/recorded (`capped_bucket`): such a band is degenerate (templates,
+            boilerplate) and would glue unrelated documents. Exact-text buckets are not capped
+            (every member is a true duplicate, star edges are linear anyway).
+3. components, iterated until no edge is left ("rounds", logged):
+            hook:     by dst: parent(dst) = min src (edges are kept with src < dst), a forest
+                      whose roots are local minima;
+            jump:     F(x) <- F(F(x)) over the union of all hooks so far, repeated until nothing
+                      changes (pointer jumping: log2 of the tree depth per round);
+            relabel:  each edge endpoint replaced by its root, self-loops and in-block duplicate
+                      edges dropped; an empty edge list ends the loop.
+            The final F maps every non-root clustered document to its component's minimum id.
+            Rounds: a path whose ids increase along it is one round (everyone hooks to the
+            smaller neighbour, jumping collapses it in log2(length) jumps); with random ids
+            (the worst realistic case; ids are sha1) a path of 30 / 300 / 3,000 / 20,000
+            documents took 3 / 6 / 8 / 9 rounds (measured with the block functions), i.e.
+            O(log) of the component size. Each round shortens every distance to the
+            component's minimum, so rounds <= that radius in any case; `max_rounds` guards.
+4. keep     by id: documents' rank keys meet F (component of each clustered id), then by
+            component: sort by rank, first row is the kept document -> (id, dup_cluster_id,
+            dup_kept) for documents in components of >= 2 only; singletons never get here.
+5. attach   by id: documents meet that table; singletons get their own id and dup_kept = true.
+
+Memory per worker and scaling (D documents with text, B bands, P partitions; a 40-hex-char id):
+  - pairs/buckets shuffle: D*(B+1) rows of (key ~10 bytes + id 40 bytes + ~12 bytes of offsets)
+    ~ 62 bytes; D = 1e9, B = 20: ~1.3 TB through the shuffle, one partition = 1.3 TB / P in memory
+    (x2-3 while sorting): P ~ 2000 keeps a partition ~0.65 GB. (With a dense 64-bit document
+    number instead of the string id this is bands x docs x ~18 bytes; that is the first
+    optimisation if the shuffle is the bottleneck.)
+  - edges: at most D*(B+1) star edges (in practice ~ documents in clusters x a few), 2 ids each
+    ~ 100 bytes/edge; every round shuffles the edges 3x (hook, 2 relabels) and F (<= clustered
+    documents) once per jump. Edges shrink every round (contracted to roots).
+  - keep: clustered documents x (id + root + rank ~ 120 bytes), two shuffles.
+  - attach: the one shuffle of the full documents (their Parquet size); to avoid it, store the
+    (id, dup_cluster_id, dup_kept) table apart (`duplicate_clusters`) and join it at selection.
+  - The driver holds counters only (a Stats actor; capped buckets recorded up to Stats' cap of
+    1000 examples); no structure on the driver grows with D. Every intermediate is materialised
+    in the object store (spills to disk) so that the iteration's lineage stays short.
+Heavy keys: a partition holds whole buckets and whole components. The cap bounds the edges of a
+band bucket, not its shuffle: a band key shared by k documents still sends k x ~62 bytes to one
+partition (10M documents ~ 0.6 GB), and an uncapped exact-text bucket or a giant component does
+the same. Past that, pre-count keys with a combinable groupby(key).count() and salt the heavy ones
+(not done here). Ray's own groupby().map_groups() has the same property.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Hashable, Iterable, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from operators.minhash import MinHashConfig
+from operators.stats import Stats
+
+
+@dataclass(frozen=True)
+class DedupConfig(MinHashConfig):
+    """The `dedup` config section: MinHash/LSH parameters (inherited) and the clustering's."""
+    enabled: bool = True              # false: no keys, no clustering, no `duplicate` rule
+    max_bucket: int = 1000            # a band bucket with more documents gives no edges (counted, recorded)
+    num_partitions: int | None = None  # shuffle partitions; None: 2 per CPU of the cluster
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.max_bucket, int) or isinstance(self.max_bucket, bool) or self.max_bucket < 2:
+            raise ValueError(f"dedup.max_bucket must be an integer >= 2, got {self.max_bucket!r}")
+        if self.num_partitions is not None and self.num_partitions < 1:
+            raise ValueError("dedup.num_partitions must be >= 1 or null")
+
+TEXT_KEY_PREFIX = b"\xff\xff"
+DATE_NULL = np.iinfo(np.int64).max   # nulls last
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+# ---------------------------------------------------------------- the keep rule (reference form)
+
+def _warc_date(row: Mapping[str, Any]):
+    prov = row.get("provenance")
+    if isinstance(prov, Mapping) and "warc_date" in prov:
+        return prov["warc_date"]
+    return row.get("warc_date")
+
+
+def _date_seconds(value) -> int:
+    if value is None:
+        return int(DATE_NULL)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return int((value - _EPOCH).total_seconds())
+    return int(value)
+
+
+def keep_rank_key(row: Mapping[str, Any]) -> tuple:
+    """Sort key of the keep rule: the smallest key in a component is the kept document.
+    Most text, then most images, then earliest warc_date (nulls last), then smallest id."""
+    return (-(row.get("text_chars") or 0), -(row.get("num_images") or 0),
+            _date_seconds(_warc_date(row)), row["id"])
+
+
+def choose_kept(rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The kept row of one component (the rows of a duplicate cluster)."""
+    return min(rows, key=keep_rank_key)
+
+
+# ---------------------------------------------------------------- graphs (reference form)
+
+class UnionFind:
+    """Union-find whose root is always the smallest member (deterministic labels)."""
+
+    def __init__(self) -> None:
+        self.parent: dict[Hashable, Hashable] = {}
+
+    def add(self, x: Hashable) -> None:
+        self.parent.setdefault(x, x)
+
+    def find(self, x: Hashable) -> Hashable:
+        self.add(x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]   # path halving
+            x = self.parent[x]
+        return x
+
+    def union(self, a: Hashable, b: Hashable) -> Hashable:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return ra
+        lo, hi = (ra, rb) if ra < rb else (rb, ra)
+        self.parent[hi] = lo
+        return lo
+
+    def labels(self) -> dict:
+        return {x: self.find(x) for x in list(self.parent)}
+
+
+def components(edges: Iterable[tuple[Hashable, Hashable]], nodes: Iterable[Hashable] = ()) -> dict:
+    """Reference: node -> smallest node of its connected component (nodes of `edges` and `nodes`)."""
+    uf = UnionFind()
+    for n in nodes:
+        uf.add(n)
+    for a, b in edges:
+        uf.union(a, b)
+    return uf.labels()
+
+
+def star_edges(bucket_ids: Iterable[Hashable]) -> list[tuple[Hashable, Hashable]]:
+    """Edges from the smallest id of a bucket to each other distinct id (n - 1 edges)."""
+    ids = sorted(set(bucket_ids))
+    return [(ids[0], other) for other in ids[1:]]
+
+
+# ---------------------------------------------------------------- batch functions (vectorised)
+
+def _np(col) -> np.ndarray:
+    return col.to_numpy(zero_copy_only=False) if not isinstance(col, np.ndarray) else col
+
+
+def _group_starts(sorted_keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Boolean mask: True where a run of equal keys starts (keys sorted)."""
+    n = len(sorted_keys)
+    starts = np.ones(n, bool)
+    if n > 1:
+        keys = sorted_keys.combine_chunks() if isinstance(sorted_keys, pa.ChunkedArray) else sorted_keys
+        starts[1:] = ~_np(pc.fill_null(pc.equal(keys[1:], keys[:-1]), False))
+    return starts
+
+
+def band_pairs(table: pa.Table, key_column: str = "minhash_bands",
+               extra_key_column: str | None = "text_hash", stats: Stats | None = None) -> pa.Table:
+    """(key: binary, id: string) for every band key (with its band position) and text hash of
+    the documents with text."""
+    has_text = pc.fill_null(pc.greater(table["text_chars"], 0), False)
+    table = table.filter(has_text)
+    keys: list[pa.Array] = []
+    ids: list[pa.Array] = []
+    id_col = table["id"].combine_chunks().cast(pa.string())
+    if key_column in table.column_names and table.num_rows:
+        bands = table[key_column].combine_chunks()
+        values = _np(pc.list_flatten(bands)).astype(np.uint64)
+        parents = _np(pc.list_parent_indices(bands))
+        if len(values):
+            first = np.searchsorted(parents, parents, side="left")   # index of the row's first band
+            position = (np.arange(len(values)) - first).astype(">u2")
+            raw = np.empty((len(values), 10), np.uint8)
+            raw[:, :2] = position.view(np.uint8).reshape(-1, 2)
+            raw[:, 2:] = values.astype(">u8").view(np.uint8).reshape(-1, 8)
+            fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(10), len(values),
+                                                         [None, pa.py_buffer(raw.tobytes())])
+            keys.append(fixed.cast(pa.binary()))
+            ids.append(id_col.take(pa.array(parents)))
+    if extra_key_column and extra_key_column in table.column_names and table.num_rows:
+        th = table[extra_key_column].combine_chunks()
+        ok = pc.is_valid(th)
+        th = th.filter(ok)
+        if len(th):
+            keys.append(pc.binary_join_element_wise(pa.scalar(TEXT_KEY_PREFIX), th.cast(pa.binary()),
+                                                    pa.scalar(b"")))
+            ids.append(id_col.filter(ok))
+    if not keys:
+        return pa.table({"key": pa.array([], pa.binary()), "id": pa.array([], pa.string())})
+    out = pa.table({"key": pa.concat_arrays(keys), "id": pa.concat_arrays(ids)})
+    if stats is not None:
+        stats.incr("docs_in", table.num_rows)
+        stats.incr("pairs", out.num_rows)
+    return out
+
+
+def bucket_edges(pairs: pa.Table, max_bucket: int, stats: Stats | None = None) -> pa.Table:
+    """Star edges (src < dst) of every bucket in `pairs` (holding whole buckets): each bucket's
+    smallest id to the others. Band buckets above `max_bucket` ids give no edge and are recorded."""
+    empty = pa.table({"src": pa.array([], pa.string()), "dst": pa.array([], pa.string())})
+    if pairs.num_rows == 0:
+        return empty
+    t = pairs.sort_by([("key", "ascending"), ("id", "ascending")])
+    # one row per (key, id): a document listed twice under a key counts once
+    same = np.zeros(t.num_rows, bool)
+    if t.num_rows > 1:
+        same[1:] = ~_group_starts(t["key"])[1:] & _np(pc.equal(t["id"][1:], t["id"][:-1]))
+    t = t.filter(pa.array(~same))
+    starts = _group_starts(t["key"])
+    group = np.cumsum(starts) - 1
+    start_idx = np.flatnonzero(starts)
+    sizes = np.diff(np.append(start_idx, t.num_rows))
+    size_of_row = sizes[group]
+    keys_at_start = t["key"].take(pa.array(start_idx))
+    is_text = _np(pc.fill_null(pc.equal(pc.binary_slice(keys_at_start, 0, len(TEXT_KEY_PREFIX)),
+                                        pa.scalar(TEXT_KEY_PREFIX)), False)).astype(bool)
+    capped_group = (sizes > max_bucket) & ~is_text
+    if stats is not None:
+        multi = sizes >= 2
+        stats.incr("buckets", int(multi.sum()))
+        stats.incr("buckets_text", int((multi & is_text).sum()))
+        stats.incr("capped_buckets", int(capped_group.sum()))
+        stats.incr("capped_bucket_ids", int(sizes[capped_group].sum()))
+        for g in np.flatnonzero(capped_group):
+            stats.error("capped_bucket", key=keys_at_start[int(g)].as_py().hex(), size=int(sizes[g]))
+    emit = ~starts & (size_of_row >= 2) & ~capped_group[group]
+    dst = t["id"].filter(pa.array(emit))
+    src = t["id"].take(pa.array(start_idx[group[emit]]))
+    out = pa.table({"src": src.combine_chunks() if isinstance(src, pa.ChunkedArray) else src,
+                    "dst": dst.combine_chunks() if isinstance(dst, pa.ChunkedArray) else dst})
+    if stats is not None:
+        stats.incr("edges", out.num_rows)
+    return out
+
+
+def hook(edges: pa.Table) -> pa.Table:
+    """Edges (src < dst) holding every edge of their dst -> (node=dst, parent=min src)."""
+    if edges.num_rows == 0:
+        return pa.table({"node": pa.array([], pa.string()), "parent": pa.array([], pa.string())})
+    t = edges.sort_by([("dst", "ascending"), ("src", "ascending")])
+    first = pa.array(_group_starts(t["dst"]))
+    return pa.table({"node": t["dst"].filter(first), "parent": t["src"].filter(first)})
+
+
+# The generic "lookup" block: query rows (tag 0) carry a key `k` and payload `v`, `w`; map rows
+# (tag 1) map `k` -> `v`. A partition holds every row of its keys, so a query row finds its
+# mapping in its own block.
+LOOKUP = pa.schema([pa.field("k", pa.string()), pa.field("v", pa.string()),
+                    pa.field("w", pa.binary()), pa.field("tag", pa.int8())])
+
+
+def lookup_rows(k, v, w=None, tag: int = 0) -> pa.Table:
+    n = len(k)
+    return pa.table({"k": k, "v": v, "w": w if w is not None else pa.nulls(n, pa.binary()),
+                     "tag": pa.array(np.full(n, tag, np.int8))}, schema=LOOKUP)
+
+
+def resolve(block: pa.Table) -> pa.Table:
+    """Query rows with `r` = the mapped value of `k` (or `k` itself) and `hit` (was mapped)."""
+    tag = block["tag"]
+    q = block.filter(pc.equal(tag, 0))
+    m = block.filter(pc.equal(tag, 1))
+    idx = pc.index_in(q["k"], value_set=m["k"].combine_chunks())
+    mapped = m["v"].combine_chunks().take(idx) if m.num_rows else pa.nulls(q.num_rows, pa.string())
+    hit = pc.is_valid(idx)
+    r = pc.if_else(hit, mapped, q["k"])
+    return pa.table({"k": q["k"], "v": q["v"], "w": q["w"], "r": r, "hit": hit})
+
+
+def jump_views(forest: pa.Table) -> pa.Table:
+    """Forest (node, parent) as query rows (k=parent, v=node) and map rows (k=node, v=parent)."""
+    return pa.concat_tables([lookup_rows(forest["parent"], forest["node"]),
+                             lookup_rows(forest["node"], forest["parent"], tag=1)])
+
+
+def jumped(resolved: pa.Table) -> pa.Table:
+    """After `resolve` of `jump_views`: (node, parent=grandparent or parent, changed)."""
+    return pa.table({"node": resolved["v"], "parent": resolved["r"], "changed": resolved["hit"]})
+
+
+def forest_map(forest: pa.Table) -> pa.Table:
+    """Map rows node -> root of a fully jumped forest."""
+    return lookup_rows(forest["node"], forest["parent"], tag=1)
+
+
+def relabel_views(edges: pa.Table, end: str) -> pa.Table:
+    """Edges as query rows keyed by endpoint `end` ("src" or "dst"), the other in `v`."""
+    other = "dst" if end == "src" else "src"
+    return lookup_rows(edges[end], edges[other])
+
+
+def relabeled(resolved: pa.Table, end: str) -> pa.Table:
+    """After `resolve` of `relabel_views(edges, end)`: the edges with `end` replaced by its root;
+    after both ends, self-loops are dropped, src < dst restored and duplicate edges of the block
+    dropped."""
+    other = "dst" if end == "src" else "src"
+    t = pa.table({end: resolved["r"], other: resolved["v"]}).select(["src", "dst"])
+    if end == "dst":
+        lo = pc.min_element_wise(t["src"], t["dst"])
+        hi = pc.max_element_wise(t["src"], t["dst"])
+        t = pa.table({"src": lo, "dst": hi}).filter(pc.not_equal(lo, hi))
+        if t.num_rows > 1:
+            t = t.sort_by([("src", "ascending"), ("dst", "ascending")])
+            dup = np.zeros(t.num_rows, bool)
+            dup[1:] = _np(pc.and_(pc.equal(t["src"][1:], t["src"][:-1]),
+                                  pc.equal(t["dst"][1:], t["dst"][:-1])))
+            t = t.filter(pa.array(~dup))
+    return t
+
+
+def rank_columns(table: pa.Table) -> pa.Table:
+    """(id, text_chars, num_images, date) with nulls filled: sorting by -text_chars, -num_images,
+    date, id ascending is the keep rule (see `keep_rank_key`)."""
+    if "provenance" in table.column_names:
+        date = pc.struct_field(table["provenance"], "warc_date")
+    elif "warc_date" in table.column_names:
+        date = table["warc_date"]
+    else:
+        date = pa.nulls(table.num_rows, pa.timestamp("s", tz="UTC"))
+    if pa.types.is_timestamp(date.type):
+        date = pc.cast(pc.cast(date, pa.timestamp("s", tz="UTC")), pa.int64())
+    date = pc.fill_null(pc.cast(date, pa.int64()), int(DATE_NULL))
+    return pa.table({
+        "id": table["id"].cast(pa.string()),
+        "text_chars": pc.fill_null(table["text_chars"].cast(pa.int64()), 0),
+        "num_images": pc.fill_null(table["num_images"].cast(pa.int64()), 0),
+        "date": date,
+    })
+
+
+_RANK = np.dtype([("text_chars", ">i8"), ("num_images", ">i8"), ("date", ">i8")])
+
+
+def pack_rank(ranks: pa.Table) -> pa.Array:
+    """The rank fields as 24 bytes whose byte order is the keep rule's order (before the id)."""
+    n = ranks.num_rows
+    raw = np.empty(n, _RANK)
+    # negate counts so that "most" sorts first; flip the sign bit so signed order = byte order
+    raw["text_chars"] = -_np(ranks["text_chars"]).astype(np.int64) ^ np.int64(-2**63)
+    raw["num_images"] = -_np(ranks["num_images"]).astype(np.int64) ^ np.int64(-2**63)
+    raw["date"] = _np(ranks["date"]).astype(np.int64) ^ np.int64(-2**63)
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(24), n, [None, pa.py_buffer(raw.tobytes())]) \
+        .cast(pa.binary())
+
+
+def keep_views(docs: pa.Table) -> pa.Table:
+    """Documents as query rows: k = id, v = id, w = packed rank."""
+    ranks = rank_columns(docs)
+    return lookup_rows(ranks["id"], ranks["id"], pack_rank(ranks))
+
+
+def component_map(forest: pa.Table) -> pa.Table:
+    """Map rows id -> component label for every clustered id: children and roots of the forest."""
+    return pa.concat_tables([lookup_rows(forest["node"], forest["parent"], tag=1),
+                             lookup_rows(forest["parent"], forest["parent"], tag=1)])
+
+
+def members(resolved: pa.Table) -> pa.Table:
+    """After `resolve` of documents against `component_map`: (root, id, rank) of clustered ids."""
+    t = resolved.filter(resolved["hit"])
+    return pa.table({"root": t["r"], "id": t["v"], "rank": t["w"]})
+
+
+def kept_in_components(block: pa.Table) -> pa.Table:
+    """Block holding whole components (root, id, rank) -> (id, dup_cluster_id, dup_kept)."""
+    if block.num_rows == 0:
+        return pa.table({"id": pa.array([], pa.string()), "dup_cluster_id": pa.array([], pa.string()),
+                         "dup_kept": pa.array([], pa.bool_())})
+    t = block.sort_by([("root", "ascending"), ("rank", "ascending"), ("id", "ascending")])
+    starts = _group_starts(t["root"])
+    group = np.cumsum(starts) - 1
+    kept_ids = t["id"].filter(pa.array(starts))
+    cluster = kept_ids.take(pa.array(group))
+    return pa.table({"id": t["id"], "dup_cluster_id": cluster, "dup_kept": pa.array(starts)})
