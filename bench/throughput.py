@@ -6,7 +6,7 @@ and trafilatura on the same pages.
 
 Read, read+extract and the operator chain run in this process on one core; the chain table gives
 each operator's own rate (CPU time of its calls: read, extract, langid, clean, quality, select,
-write). `--flow` also runs `flows.crawl` on a local Ray with `--cpus` CPUs (reported per core).
+minhash, write; the clustering shuffles run only in the flow). `--flow` also runs `flows.crawl` on a local Ray with `--cpus` CPUs (reported per core).
 trafilatura runs on the first N HTML records (its rate is steady, and all pages would take
 minutes), with the scorer's baseline call.
 """
@@ -51,6 +51,7 @@ def chain(paths):
     from operators.config import load_config
     from operators.documents import ExtractDocuments, RunInfo
     from operators.langid import IdentifyLanguage
+    from operators.minhash import MinHashSignatures
     from operators.quality import QualitySignals
     from operators.read import ReadWarcs
     from operators.select import Select
@@ -59,7 +60,8 @@ def chain(paths):
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs/local.yaml")
     ops = [("extract", ExtractDocuments(cfg.extract, RunInfo("bench", cfg.config_hash()))),
            ("langid", IdentifyLanguage(cfg.langid)), ("clean", CleanBlocks(cfg.clean, cfg.quality)),
-           ("quality", QualitySignals(cfg.quality)), ("select", Select(cfg.select))]
+           ("quality", QualitySignals(cfg.quality)), ("select", Select(cfg.select)),
+           ("minhash (dedup keys)", MinHashSignatures(cfg.dedup))]
     spent = {"read": 0.0, **{name: 0.0 for name, _ in ops}, "write": 0.0}
     out = tempfile.mkdtemp(prefix="interleaf-bench-")
     n = 0
@@ -140,7 +142,7 @@ def main():
         rows.append(("trafilatura.extract only (same pages)", n, s, 1))
     if args.flow:
         n, s = flow_rate(args.warcs, args.cpus)
-        rows.append((f"whole flow on local Ray ({args.cpus} CPUs; read, extract, select, write)", n, s, args.cpus))
+        rows.append((f"whole flow on local Ray ({args.cpus} CPUs; every operator + dedup clustering)", n, s, args.cpus))
     print("| stage | pages | seconds | pages/s | pages/s/core |\n|---|---|---|---|---|")
     for name, n, s, cores in rows:
         print(f"| {name} | {n} | {s:.1f} | {n / s:.0f} | {n / s / cores:.0f} |")
