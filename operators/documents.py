@@ -21,12 +21,15 @@ class RunInfo:
 
 
 def document_id(warc_record_id: str | None, warc_path: str, offset: int) -> str:
-    """Stable id from the WARC record (never run order): sha1 of its record id.
+    """Stable id from the WARC record (never run order): sha1 of its record id and file name.
 
-    A record without an id (broken archives) falls back to the WARC file name and byte offset,
-    which are just as stable for the same file.
+    The file name is part of the key because the same records can reach a run twice under
+    different names (a WARC copied or re-uploaded): those become distinct documents that dedup
+    then collapses as exact duplicates, instead of two rows with one id. A record without an id
+    (broken archives) falls back to the file name and byte offset, just as stable.
     """
-    key = warc_record_id or f"{os.path.basename(warc_path)}@{offset}"
+    name = os.path.basename(warc_path)
+    key = f"{warc_record_id}@{name}" if warc_record_id else f"{name}@{offset}"
     return hashlib.sha1(key.encode("utf-8", "replace")).hexdigest()
 
 

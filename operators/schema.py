@@ -69,7 +69,7 @@ PROVENANCE = pa.struct([
 ])
 
 DOCUMENT = pa.schema([
-    pa.field("id", pa.string(), nullable=False),         # sha1 of the WARC record id: stable across runs
+    pa.field("id", pa.string(), nullable=False),         # sha1 of the WARC record id + file name: stable across runs
     pa.field("url", pa.string(), nullable=False),
     pa.field("canonical_url", pa.string()),
     pa.field("title", pa.string()),

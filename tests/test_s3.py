@@ -210,9 +210,7 @@ def test_flow_s3_in_s3_out(s3, ray_s3):
 
     client = s3["client"]
     out = f"s3://{BUCKET}/out/crawl"
-    # the same WARC under two keys holds the same records (same record ids, so the same document
-    # ids): dedup would collapse them; this test is about object storage, so it runs without dedup
-    cfg = load_config(ROOT / "configs/local.yaml", ["dedup.enabled=false"],
+    cfg = load_config(ROOT / "configs/local.yaml", [],
                       input=[f"s3://{BUCKET}/warcs/2024/*.warc.gz"], output=out)
     paths = expand_inputs(cfg.input)
     assert len(paths) == 2
@@ -234,10 +232,15 @@ def test_flow_s3_in_s3_out(s3, ray_s3):
             io.BytesIO(client.get_object(Bucket=BUCKET, Key=k)["Body"].read())).to_pylist()]
 
     docs, rejected = rows(parts["documents"]), rows(parts["rejected"])
-    articles = [p for p in s3["manifest"]["html_pages"] if p["kind"] in ("article", "near_copy")]
-    assert len(docs) == 2 * len(articles)  # the same sample under two keys
-    assert sorted(d["url"] for d in docs) == sorted(2 * [p["url"] for p in articles])
-    assert {d["provenance"]["warc_path"] for d in docs} == set(paths)
+    # the same sample under two keys: one copy of each article is kept, the other is an exact
+    # duplicate (and the planted near-copy is a duplicate of its original in both files)
+    articles = [p for p in s3["manifest"]["html_pages"] if p["kind"] == "article"]
+    assert sorted(d["url"] for d in docs) == sorted(p["url"] for p in articles)
+    dups = [r for r in rejected if r["drop_reason"] == "duplicate"]
+    assert len(dups) == len(articles) + 2
+    kept_ids = {d["id"] for d in docs}
+    assert all(r["dup_cluster_id"] in kept_ids for r in dups)
+    assert {r["provenance"]["warc_path"] for r in docs + rejected} == set(paths)
     assert any(r["http_status"] == 404 for r in rejected)
 
     stats = json.loads(client.get_object(Bucket=BUCKET, Key=rdir + "stats.json")["Body"].read())
