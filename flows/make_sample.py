@@ -235,8 +235,8 @@ def pages():
                            "The upper Alder River. Photo: The Valley Courier", 256, 192)}),
         dict(url="https://blog.example.org/posts/sourdough-at-altitude", key="sourdough", lang="en", container="div",
              site="Crumb & Crust", content_encoding="gzip",
-             media={0: f'<p><img src="/static/img/placeholder.gif" data-src="../img/starter.png" class="lazyload" '
-                       f'alt="A jar of bubbly sourdough starter" width="256" height="192"></p>',
+             media={0: '<p><img src="/static/img/placeholder.gif" data-src="../img/starter.png" class="lazyload" '
+                       'alt="A jar of bubbly sourdough starter" width="256" height="192"></p>',
                     2: picture("img/crumb", "Open crumb of a sourdough loaf baked at altitude"),
                     4: fig("../img/loaf-scored.jpg", "Scored loaf before baking", "A shaped loaf, scored and ready for the pot.",
                            extra=' loading="lazy"')}),
@@ -304,7 +304,7 @@ def render(p: dict) -> str:
     head += ['<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{esc(title)} | {esc(site)}</title>",
              f'<meta name="description" content="{esc(paras[0][:150], True)}">',
-             f'<meta property="og:title" content="{esc(title, True)}">', f'<meta property="og:type" content="article">']
+             f'<meta property="og:title" content="{esc(title, True)}">', '<meta property="og:type" content="article">']
     if p.get("base"):
         head.append(f'<base href="{p["base"]}">')
     if p.get("canonical", True):
@@ -477,11 +477,11 @@ def write_sample_warc(path) -> dict:
     """Write the sample WARC to ``path`` (atomically) and return its manifest."""
     path = Path(path)
     w = _Writer()
-    info = (f"software: interleaf flows.make_sample\r\nhostname: sample.interleaf.example.org\r\n"
-            f"operator: interleaf (synthetic sample, not Common Crawl data)\r\nisPartOf: interleaf-sample\r\n"
-            f"description: Synthetic sample crawl of reserved example.* hosts\r\nformat: WARC File Format 1.0\r\n"
-            f"conformsTo: https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.0/\r\n"
-            f"robots: checked via crawler-commons\r\n").encode()
+    info = ("software: interleaf flows.make_sample\r\nhostname: sample.interleaf.example.org\r\n"
+            "operator: interleaf (synthetic sample, not Common Crawl data)\r\nisPartOf: interleaf-sample\r\n"
+            "description: Synthetic sample crawl of reserved example.* hosts\r\nformat: WARC File Format 1.0\r\n"
+            "conformsTo: https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.0/\r\n"
+            "robots: checked via crawler-commons\r\n").encode()
     w.info_id = w.record("warcinfo", info, "application/warc-fields", WARC_Filename=WARC_NAME)
     html_pages, image_records, other = [], [], []
     specs = pages()

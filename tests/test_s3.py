@@ -122,7 +122,7 @@ def test_expand_inputs_s3(s3):
     # one object, and duplicates across patterns collapse
     assert expand_inputs([top[1], f"{u}/sample*"]) == [top[1]]
     for bad in (f"{u}/*.warc", f"s3://{BUCKET}/nope/*.warc.gz", f"{u}/nope.warc.gz",
-                f"s3://no-such-bucket-here/*.warc.gz", f"s3://no-such-bucket-here/a.warc.gz"):
+                "s3://no-such-bucket-here/*.warc.gz", "s3://no-such-bucket-here/a.warc.gz"):
         with pytest.raises(FileNotFoundError, match=re.escape(repr(bad))):
             expand_inputs([top[0], bad])
 
