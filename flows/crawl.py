@@ -76,7 +76,8 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
     """Run the crawl flow on `paths`; commits output and writes the run record."""
     import ray
 
-    from flows.ray_ops import DocumentSink, StatsCollector, apply, cluster_duplicates, init_ray
+    from flows.ray_ops import (DocumentSink, StatsCollector, apply, cluster_duplicates, init_ray,
+                               remove_repeated_images)
 
     run_id = run_id or new_run_id()
     info = RunInfo(run_id=run_id, config_hash=cfg.config_hash())
@@ -107,6 +108,8 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
                                             num_partitions=parts)
             dedup_stats = dedup_record(counts)
             ds = apply(ds, partial(SelectDuplicates, cfg.select), SelectDuplicates, collector)
+            if cfg.dedup.max_image_repeats is not None:  # counted over the documents dedup kept
+                ds = remove_repeated_images(ds.materialize(), cfg.dedup.max_image_repeats, parts, collector)
     sink = DocumentSink(cfg.output, run_id, cfg.writer, cfg.select.enabled, collector)
     ds.write_datasink(sink)
     files = commit(cfg.output, run_id, sink.staged)

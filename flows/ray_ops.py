@@ -337,3 +337,56 @@ def cluster_duplicates(ds: ray.data.Dataset, key_column: str = "minhash_bands",
     docs = ds.map_batches(_attach_docs_side, batch_format="pyarrow")
     side = assigned.map_batches(_attach_assigned_side, batch_format="pyarrow", fn_kwargs={"schema": schema})
     return _by_key(docs.union(side), "_k", parts, _attach_resolve), counts
+
+
+_IMG_COLUMNS = ("_k", "_url", "_tag")
+
+
+def _image_refs(batch: pa.Table) -> pa.Table:
+    from operators.images import image_refs
+    return image_refs(batch)
+
+
+def _images_docs_side(batch: pa.Table) -> pa.Table:
+    n = batch.num_rows
+    return (batch.append_column("_k", batch["id"].cast(pa.string()))
+            .append_column("_url", pa.nulls(n, pa.string()))
+            .append_column("_tag", pa.array([0] * n, pa.int8())))
+
+
+def _images_refs_side(batch: pa.Table, schema: pa.Schema) -> pa.Table:
+    n = batch.num_rows
+    cols = {f.name: pa.nulls(n, f.type) for f in schema}
+    cols.update(_k=batch["id"], _url=batch["url"], _tag=pa.array([1] * n, pa.int8()))
+    fields = [pa.field(f.name, f.type) for f in schema] + [
+        pa.field("_k", pa.string()), pa.field("_url", pa.string()), pa.field("_tag", pa.int8())]
+    return pa.table(cols, schema=pa.schema(fields))
+
+
+def _images_resolve(batch: pa.Table, collector) -> pa.Table:
+    from operators.images import remove_images
+    refs = batch.filter(pc.equal(batch["_tag"], 1))
+    drop: dict[str, set[str]] = {}
+    for doc_id, url in zip(refs["_k"].to_pylist(), refs["_url"].to_pylist()):
+        drop.setdefault(doc_id, set()).add(url)
+    stats = Stats("images")
+    docs = remove_images(batch.filter(pc.equal(batch["_tag"], 0)).drop_columns(list(_IMG_COLUMNS)), drop, stats)
+    ship(collector, stats)
+    return docs
+
+
+def remove_repeated_images(ds: ray.data.Dataset, max_repeats: int, num_partitions: int, collector
+                           ) -> ray.data.Dataset:
+    """Remove image URLs used by more than `max_repeats` kept documents (operators/images.py):
+    references shuffled by URL to count, then joined back to the documents by id (one shuffle of
+    the documents). `ds` is read twice: pass a materialised dataset."""
+    from operators import images as im
+    refs = ds.map_batches(_image_refs, batch_format="pyarrow", zero_copy_batch=True)
+    repeated = _by_key(refs, "url", num_partitions, _counted, fn=im.repeated_refs, name="images",
+                       collector=collector, max_repeats=max_repeats)
+    s = ds.schema()
+    schema = pa.schema([pa.field(n, t if isinstance(t, pa.DataType) else t.to_arrow_dtype())
+                        for n, t in zip(s.names, s.types)])
+    docs = ds.map_batches(_images_docs_side, batch_format="pyarrow")
+    side = repeated.map_batches(_images_refs_side, batch_format="pyarrow", fn_kwargs={"schema": schema})
+    return _by_key(docs.union(side), "_k", num_partitions, _images_resolve, collector=collector)

@@ -87,6 +87,7 @@ class DedupConfig(MinHashConfig):
     enabled: bool = True              # false: no keys, no clustering, no `duplicate` rule
     max_bucket: int = 1000            # a band bucket with more documents gives no edges (counted, recorded)
     num_partitions: int | None = None  # shuffle partitions; None: 2 per CPU of the cluster
+    max_image_repeats: int | None = 10  # image URLs used by more kept documents are removed (OBELICS: 10); null: off
 
     def __post_init__(self):
         super().__post_init__()
@@ -94,6 +95,8 @@ class DedupConfig(MinHashConfig):
             raise ValueError(f"dedup.max_bucket must be an integer >= 2, got {self.max_bucket!r}")
         if self.num_partitions is not None and self.num_partitions < 1:
             raise ValueError("dedup.num_partitions must be >= 1 or null")
+        if self.max_image_repeats is not None and self.max_image_repeats < 0:
+            raise ValueError("dedup.max_image_repeats must be >= 0 or null")
 
 TEXT_KEY_PREFIX = b"\xff\xff"
 DATE_NULL = np.iinfo(np.int64).max   # nulls last

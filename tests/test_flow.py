@@ -77,8 +77,22 @@ def test_sample_run_end_to_end(ray_local, sample, tmp_path):
     assert ops["read"]["dropped_not_html"] >= 2 and ops["read"]["dropped_revisit"] == 1
     assert ops["select"]["in"] == ops["extract"]["out"] == len(docs) + len(rejected)
     assert ops["dedup"]["documents_in_clusters"] == 2 and ops["duplicates"]["dropped_duplicate"] == 1
+    assert ops["images"]["image_urls_repeated"] == 0  # no image of the sample is used 11 times
     assert ops["write"]["rows_documents"] == len(docs)
     assert not list((rdir).glob("_staging"))
+
+
+def test_repeated_images_are_removed(ray_local, sample, tmp_path):
+    warc, _ = sample
+    # with a threshold of 0 every image of a kept document counts as repeated: all are removed
+    cfg = load_config(ROOT / "configs/local.yaml", ["dedup.max_image_repeats=0"], input=[str(warc)],
+                      output=str(tmp_path))
+    res = run(cfg, [str(warc)])
+    docs, _ = read_dir(tmp_path / "documents")
+    assert docs and all(d["num_images"] == 0 and not any(d["images"]) for d in docs)
+    assert all(len(d["texts"]) == len(d["image_info"]) == len(d["text_languages"]) for d in docs)
+    images = next(o for o in res.stats if o["name"] == "images")["counters"]
+    assert images["images_removed_repeated"] == images["image_refs_removed"] > 0
 
 
 def test_ids_are_stable_across_runs(ray_local, sample, tmp_path):

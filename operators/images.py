@@ -1,0 +1,81 @@
+"""Repeated images: an image URL used by more than `dedup.max_image_repeats` of the run's kept
+documents (logos, buttons, ads, share icons) is removed from every document that uses it, as
+OBELICS does with a threshold of 10. Ray-free batch functions; `flows/ray_ops.remove_repeated_images`
+runs them over hash partitions (by URL to count, by document id to remove), so no structure on
+the driver grows with the corpus.
+
+A URL counts once per document (a document showing the same logo twice counts one use).
+Documents that selection already dropped are not counted and not changed.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from operators.stats import Stats
+
+REFS = pa.schema([pa.field("url", pa.string()), pa.field("id", pa.string())])
+
+
+def image_refs(table: pa.Table) -> pa.Table:
+    """(url, id) once per distinct image URL of each kept document."""
+    urls, ids = [], []
+    for doc_id, images, dropped in zip(table["id"].to_pylist(), table["images"].to_pylist(),
+                                       table["drop_reason"].to_pylist()):
+        if dropped is not None or not images:
+            continue
+        for u in dict.fromkeys(u for u in images if u):
+            urls.append(u)
+            ids.append(doc_id)
+    return pa.table({"url": pa.array(urls, pa.string()), "id": pa.array(ids, pa.string())}, schema=REFS)
+
+
+def repeated_refs(part: pa.Table, max_repeats: int, stats: Stats) -> pa.Table:
+    """Within one partition holding every reference of its URLs: the references of URLs used by
+    more than `max_repeats` documents."""
+    if part.num_rows == 0:
+        return REFS.empty_table()
+    counts = pc.value_counts(part["url"])
+    values, n = counts.field("values"), counts.field("counts")
+    over = pc.greater(n, max_repeats)
+    frequent = pc.filter(values, over)
+    stats.incr("image_urls", len(values))
+    stats.incr("image_urls_repeated", len(frequent))
+    hit = pc.is_in(part["url"], value_set=frequent)
+    out = part.filter(hit).select(["url", "id"])
+    stats.incr("image_refs_removed", out.num_rows)
+    return out
+
+
+def remove_images(docs: pa.Table, drop: dict[str, set[str]], stats: Stats) -> pa.Table:
+    """Remove, from each document in `drop`, its images whose URL is in its set (all aligned lists
+    stay aligned); `num_images` and `images_dropped` are updated."""
+    if not drop or docs.num_rows == 0:
+        return docs
+    aligned = ("texts", "images", "image_info", "text_languages", "text_language_scores")
+    present = [c for c in aligned if c in docs.column_names]
+    cols = {c: docs[c].to_pylist() for c in present}
+    num_images = docs["num_images"].to_pylist()
+    dropped = docs["images_dropped"].to_pylist()
+    for i, doc_id in enumerate(docs["id"].to_pylist()):
+        urls = drop.get(doc_id)
+        if not urls:
+            continue
+        images = cols["images"][i]
+        keep = [j for j, u in enumerate(images) if u is None or u not in urls]
+        removed = len(images) - len(keep)
+        if not removed:
+            continue
+        for c in present:
+            if cols[c][i] is not None:
+                cols[c][i] = [cols[c][i][j] for j in keep]
+        num_images[i] -= removed
+        dropped[i] = (dropped[i] or 0) + removed
+        stats.incr("images_removed_repeated", removed)
+        stats.incr("documents_changed")
+    for c in present:
+        docs = docs.set_column(docs.schema.get_field_index(c), c, pa.array(cols[c], docs.schema.field(c).type))
+    docs = docs.set_column(docs.schema.get_field_index("num_images"), "num_images",
+                           pa.array(num_images, docs.schema.field("num_images").type))
+    return docs.set_column(docs.schema.get_field_index("images_dropped"), "images_dropped",
+                           pa.array(dropped, docs.schema.field("images_dropped").type))

@@ -1,0 +1,44 @@
+"""Repeated-image removal: the batch functions (no Ray); the flow test is in test_flow.py."""
+import pyarrow as pa
+
+from operators.images import image_refs, remove_images, repeated_refs
+from operators.schema import DOCUMENT, validate_documents
+from operators.stats import Stats
+from tests.factories import doc_row
+
+LOGO = "https://example.com/logo.png"
+
+
+def doc(doc_id, images, **over):
+    texts = [None if i else "Some text here." for i in images]
+    info = [{"alt": None, "width": 100, "height": 100} if i else None for i in images]
+    return doc_row(id=doc_id, texts=texts, images=images, image_info=info,
+                   num_images=sum(i is not None for i in images), num_texts=sum(i is None for i in images), **over)
+
+
+def test_refs_count_each_url_once_per_kept_document():
+    t = pa.Table.from_pylist([doc("a", [LOGO, None, LOGO, "https://x/1.jpg"]),
+                              doc("b", [LOGO], drop_reason="duplicate", drop_reasons=["duplicate"])], schema=DOCUMENT)
+    refs = image_refs(t)
+    assert sorted(zip(refs["url"].to_pylist(), refs["id"].to_pylist())) == [(LOGO, "a"), ("https://x/1.jpg", "a")]
+
+
+def test_repeated_refs_keeps_only_urls_over_the_threshold():
+    part = pa.table({"url": [LOGO, LOGO, LOGO, "u2", "u2"], "id": ["a", "b", "c", "a", "b"]})
+    stats = Stats("images")
+    out = repeated_refs(part, 2, stats)
+    assert sorted(out["id"].to_pylist()) == ["a", "b", "c"] and set(out["url"].to_pylist()) == {LOGO}
+    assert (stats.counters["image_urls"], stats.counters["image_urls_repeated"]) == (2, 1)
+    assert repeated_refs(part, 3, Stats("images")).num_rows == 0
+
+
+def test_remove_images_keeps_lists_aligned_and_counts():
+    t = pa.Table.from_pylist([doc("a", [LOGO, None, "https://x/1.jpg", LOGO]), doc("b", [None, "https://x/2.jpg"])],
+                             schema=DOCUMENT)
+    stats = Stats("images")
+    out = validate_documents(remove_images(t, {"a": {LOGO}}, stats))
+    a, b = out.to_pylist()
+    assert a["images"] == [None, "https://x/1.jpg"] and a["texts"] == ["Some text here.", None]
+    assert a["num_images"] == 1 and a["images_dropped"] == 2
+    assert b["images"] == [None, "https://x/2.jpg"] and b["num_images"] == 1
+    assert stats.counters["images_removed_repeated"] == 2 and stats.counters["documents_changed"] == 1
