@@ -285,23 +285,39 @@ def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
 _DUP_COLUMNS = ("_k", "_cid", "_kept", "_tag")
 
 
-def _attach_docs_side(batch: pa.Table) -> pa.Table:
+def _docs_side(batch: pa.Table, side_columns: dict[str, tuple[str, pa.DataType]]) -> pa.Table:
+    """Document rows tagged 0, keyed by id, with the side table's columns null."""
     n = batch.num_rows
-    return (batch.append_column("_k", batch["id"].cast(pa.string()))
-            .append_column("_cid", pa.nulls(n, pa.string()))
-            .append_column("_kept", pa.nulls(n, pa.bool_()))
-            .append_column("_tag", pa.array([0] * n, pa.int8())))
+    batch = batch.append_column("_k", batch["id"].cast(pa.string()))
+    for name, (_source, type_) in side_columns.items():
+        batch = batch.append_column(name, pa.nulls(n, type_))
+    return batch.append_column("_tag", pa.array([0] * n, pa.int8()))
 
 
-def _attach_assigned_side(batch: pa.Table, schema: pa.Schema) -> pa.Table:
+def _side_rows(batch: pa.Table, schema: pa.Schema, side_columns: dict[str, tuple[str, pa.DataType]]) -> pa.Table:
+    """Side rows tagged 1, keyed by their `id`, with every document column null."""
     n = batch.num_rows
     cols = {f.name: pa.nulls(n, f.type) for f in schema}
-    cols.update(_k=batch["id"], _cid=batch["dup_cluster_id"], _kept=batch["dup_kept"],
-                _tag=pa.array([1] * n, pa.int8()))
-    fields = [pa.field(f.name, f.type) for f in schema] + [
-        pa.field("_k", pa.string()), pa.field("_cid", pa.string()), pa.field("_kept", pa.bool_()),
-        pa.field("_tag", pa.int8())]
+    cols["_k"] = batch["id"]
+    cols.update({name: batch[source] for name, (source, _type) in side_columns.items()})
+    cols["_tag"] = pa.array([1] * n, pa.int8())
+    fields = [pa.field(f.name, f.type) for f in schema] + [pa.field("_k", pa.string())] + [
+        pa.field(name, type_) for name, (_source, type_) in side_columns.items()] + [pa.field("_tag", pa.int8())]
     return pa.table(cols, schema=pa.schema(fields))
+
+
+def _join_by_id(ds: ray.data.Dataset, side: ray.data.Dataset, side_columns: dict[str, tuple[str, pa.DataType]],
+                num_partitions: int, resolve: Callable, **kwargs: Any) -> ray.data.Dataset:
+    """Bring each document together with the side rows that carry its id (one hash shuffle of the
+    documents by id; no `Dataset.join`, which needs polars); `resolve` gets one partition with
+    both, told apart by `_tag`. `side_columns`: helper column -> (side column, type)."""
+    s = ds.schema()
+    schema = pa.schema([pa.field(n, t if isinstance(t, pa.DataType) else t.to_arrow_dtype())
+                        for n, t in zip(s.names, s.types)])
+    docs = ds.map_batches(_docs_side, batch_format="pyarrow", fn_kwargs={"side_columns": side_columns})
+    rows = side.map_batches(_side_rows, batch_format="pyarrow",
+                            fn_kwargs={"schema": schema, "side_columns": side_columns})
+    return _by_key(docs.union(rows), "_k", num_partitions, resolve, **kwargs)
 
 
 def _attach_resolve(batch: pa.Table) -> pa.Table:
@@ -331,12 +347,8 @@ def cluster_duplicates(ds: ray.data.Dataset, key_column: str = "minhash_bands",
     if not counts["documents_in_clusters"]:
         return ds.map_batches(_singletons, batch_format="pyarrow"), counts
     parts = num_partitions or ray.data.DataContext.get_current().default_hash_shuffle_parallelism
-    s = ds.schema()
-    schema = pa.schema([pa.field(n, t if isinstance(t, pa.DataType) else t.to_arrow_dtype())
-                        for n, t in zip(s.names, s.types)])
-    docs = ds.map_batches(_attach_docs_side, batch_format="pyarrow")
-    side = assigned.map_batches(_attach_assigned_side, batch_format="pyarrow", fn_kwargs={"schema": schema})
-    return _by_key(docs.union(side), "_k", parts, _attach_resolve), counts
+    side_columns = {"_cid": ("dup_cluster_id", pa.string()), "_kept": ("dup_kept", pa.bool_())}
+    return _join_by_id(ds, assigned, side_columns, parts, _attach_resolve), counts
 
 
 _IMG_COLUMNS = ("_k", "_url", "_tag")
@@ -345,22 +357,6 @@ _IMG_COLUMNS = ("_k", "_url", "_tag")
 def _image_refs(batch: pa.Table) -> pa.Table:
     from operators.images import image_refs
     return image_refs(batch)
-
-
-def _images_docs_side(batch: pa.Table) -> pa.Table:
-    n = batch.num_rows
-    return (batch.append_column("_k", batch["id"].cast(pa.string()))
-            .append_column("_url", pa.nulls(n, pa.string()))
-            .append_column("_tag", pa.array([0] * n, pa.int8())))
-
-
-def _images_refs_side(batch: pa.Table, schema: pa.Schema) -> pa.Table:
-    n = batch.num_rows
-    cols = {f.name: pa.nulls(n, f.type) for f in schema}
-    cols.update(_k=batch["id"], _url=batch["url"], _tag=pa.array([1] * n, pa.int8()))
-    fields = [pa.field(f.name, f.type) for f in schema] + [
-        pa.field("_k", pa.string()), pa.field("_url", pa.string()), pa.field("_tag", pa.int8())]
-    return pa.table(cols, schema=pa.schema(fields))
 
 
 def _images_resolve(batch: pa.Table, collector) -> pa.Table:
@@ -384,9 +380,5 @@ def remove_repeated_images(ds: ray.data.Dataset, max_repeats: int, num_partition
     refs = ds.map_batches(_image_refs, batch_format="pyarrow", zero_copy_batch=True)
     repeated = _by_key(refs, "url", num_partitions, _counted, fn=im.repeated_refs, name="images",
                        collector=collector, max_repeats=max_repeats)
-    s = ds.schema()
-    schema = pa.schema([pa.field(n, t if isinstance(t, pa.DataType) else t.to_arrow_dtype())
-                        for n, t in zip(s.names, s.types)])
-    docs = ds.map_batches(_images_docs_side, batch_format="pyarrow")
-    side = repeated.map_batches(_images_refs_side, batch_format="pyarrow", fn_kwargs={"schema": schema})
-    return _by_key(docs.union(side), "_k", num_partitions, _images_resolve, collector=collector)
+    return _join_by_id(ds, repeated, {"_url": ("url", pa.string())}, num_partitions, _images_resolve,
+                       collector=collector)
