@@ -33,7 +33,7 @@ from operators.read import ReadWarcs
 from operators.schema import PIPELINE_VERSION
 from operators.select import Select, SelectDuplicates
 from operators.storage import expand_inputs
-from operators.writer import commit, ensure_dir, run_dir, write_text
+from operators.writer import commit, ensure_dir, recover, run_dir, write_text
 
 log = logging.getLogger("interleaf")
 
@@ -72,12 +72,17 @@ def dedup_record(counts: dict) -> dict:
                        for e in examples]}
 
 
+def _with_run_id(batch, run_id: str):
+    import pyarrow as pa
+    return batch.append_column("run_id", pa.array([run_id] * batch.num_rows, pa.string()))
+
+
 def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResult:
     """Run the crawl flow on `paths`; commits output and writes the run record."""
     import ray
 
-    from flows.ray_ops import (DocumentSink, StatsCollector, apply, cluster_duplicates, init_ray,
-                               remove_repeated_images)
+    from flows.ray_ops import (DocumentSink, StatsCollector, apply, cluster_duplicates, init_ray, read_index,
+                               remove_repeated_images, stage_index, url_duplicates, without_ids)
 
     run_id = run_id or new_run_id()
     info = RunInfo(run_id=run_id, config_hash=cfg.config_hash())
@@ -98,21 +103,45 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
     ds = apply(ds, partial(QualitySignals, cfg.quality), QualitySignals, collector)
     ds = apply(ds, partial(Select, cfg.select), Select, collector)
     dedup_stats = None
+    index_staged: list[str] = []
+    index_docs = index_images = superseded_before = None
+    recovered = recover(cfg.output)   # roll forward a commit a crash interrupted, before reading the index
+    if recovered:
+        log.warning("rolled forward the interrupted commit of run(s) %s", ", ".join(recovered))
+    if cfg.dedup.enabled and cfg.dedup.index:
+        index_docs = read_index(cfg.output, "docs")
+        index_images = read_index(cfg.output, "images")
+        superseded_before = read_index(cfg.output, "superseded")
     if cfg.dedup.enabled:
         # keys for the documents selection kept, then clustering over the whole run: it reads its
         # input several times, so the documents are materialised first (Ray spills to disk)
         ds = apply(ds, partial(MinHashSignatures, cfg.dedup), MinHashSignatures, collector).materialize()
         if ds.count():  # an empty run (every WARC unreadable) has nothing to cluster
             parts = cfg.dedup.num_partitions or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-            ds, counts = cluster_duplicates(ds.drop_columns(["dup_cluster_id"]), max_bucket=cfg.dedup.max_bucket,
-                                            num_partitions=parts)
-            dedup_stats = dedup_record(counts)
+            if index_docs is not None and superseded_before is not None:
+                index_docs = without_ids(index_docs, superseded_before, parts).materialize()
+            ds, superseded, url_counts = url_duplicates(ds, parts, collector, index_docs)
+            ds = ds.materialize()
+            if url_counts["superseded"]:
+                index_staged += stage_index(superseded.map_batches(_with_run_id, fn_kwargs={"run_id": run_id},
+                                                                   batch_format="pyarrow"),
+                                            cfg.output, run_id, "superseded")
+                if index_docs is not None:
+                    index_docs = without_ids(index_docs, superseded, parts).materialize()
+            ds, counts = cluster_duplicates(ds, max_bucket=cfg.dedup.max_bucket, num_partitions=parts,
+                                            verify=cfg.dedup, threshold=cfg.dedup.threshold,
+                                            index_docs=index_docs)
+            dedup_stats = dedup_record({**url_counts, **counts})
             ds = apply(ds, partial(SelectDuplicates, cfg.select), SelectDuplicates, collector)
             if cfg.dedup.max_image_repeats is not None:  # counted over the documents dedup kept
-                ds = remove_repeated_images(ds.materialize(), cfg.dedup.max_image_repeats, parts, collector)
-    sink = DocumentSink(cfg.output, run_id, cfg.writer, cfg.select.enabled, collector)
+                ds, image_counts = remove_repeated_images(ds.materialize(), cfg.dedup.max_image_repeats, parts,
+                                                          collector, index_images)
+                if cfg.dedup.index:
+                    index_staged += stage_index(image_counts, cfg.output, run_id, "images")
+    sink = DocumentSink(cfg.output, run_id, cfg.writer, cfg.select.enabled, collector,
+                        index=cfg.dedup if cfg.dedup.enabled and cfg.dedup.index else None)
     ds.write_datasink(sink)
-    files = commit(cfg.output, run_id, sink.staged)
+    files = commit(cfg.output, run_id, sink.staged + index_staged)
 
     stats = ray.get(collector.get.remote())
     ray.kill(collector)

@@ -232,7 +232,9 @@ def pages():
         dict(url="https://www.example.org/syndicated/alder-river-salmon-comeback", key="river", lang="en",
              kind="near_copy", container="div", site="Example Daily Digest",
              media={0: fig("https://news.example.com/img/river-hero.png", "River with gravel banks",
-                           "The upper Alder River. Photo: The Valley Courier", 256, 192)}),
+                           "The upper Alder River. Photo: The Valley Courier", 256, 192),
+                    2: '<figure><img src="https://news.example.com/img/millbrook-800.jpg" alt="The former mill pond">'
+                       '<figcaption>The drained mill pond at Millbrook, planted with willows in 2022.</figcaption></figure>'}),
         dict(url="https://blog.example.org/posts/sourdough-at-altitude", key="sourdough", lang="en", container="div",
              site="Crumb & Crust", content_encoding="gzip",
              media={0: '<p><img src="/static/img/placeholder.gif" data-src="../img/starter.png" class="lazyload" '

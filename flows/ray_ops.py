@@ -127,21 +127,32 @@ def apply(ds: ray.data.Dataset, factory: Callable[[], Operator], op_cls: type[Op
 class DocumentSink(Datasink):
     """Each write task stages one Parquet part per table; the driver commits them after the run."""
 
-    def __init__(self, output: str, run_id: str, config: WriterConfig, select_enabled: bool, collector):
+    def __init__(self, output: str, run_id: str, config: WriterConfig, select_enabled: bool, collector,
+                 index: Any = None):
         self.output = output
         self.run_id = run_id
         self.config = config
         self.select_enabled = select_enabled
         self.collector = collector
+        self.index = index   # the MinHash config: also stage the dedup index's rows of kept documents
         self.staged: list[str] = []
 
     def write(self, blocks: Iterable, ctx) -> list[str]:
-        w = PartWriter(self.output, self.run_id, f"{ctx.task_idx:06d}", self.config, self.select_enabled)
+        from operators.dedup import index_doc_rows
+        from operators.dedup_index import stage_part
+        part = f"{ctx.task_idx:06d}"
+        w = PartWriter(self.output, self.run_id, part, self.config, self.select_enabled)
+        rows = []
         for block in blocks:
             table = BlockAccessor.for_block(block).to_arrow()
             if table.num_rows:
                 w.write(table)
+                if self.index is not None:
+                    rows.append(index_doc_rows(table, self.index))
         staged = w.close()
+        if rows:
+            path = stage_part(self.output, self.run_id, "docs", part, pa.concat_tables(rows))
+            staged += [path] if path else []
         ship(self.collector, w.stats)
         return staged
 
@@ -194,8 +205,9 @@ def _kept(batch: pa.Table, collector) -> pa.Table:
     stats = Stats("dedup_keep")
     stats.incr("documents_in_clusters", t.num_rows)
     stats.incr("clusters", int(pc.sum(t["dup_kept"]).as_py() or 0))
+    stats.incr("duplicates_of_earlier_runs", int(pc.sum(t["kept_old"]).as_py() or 0))
     ship(collector, stats)
-    return t
+    return t.drop_columns(["kept_old"])
 
 
 def _counters(collector) -> dict[str, dict]:
@@ -204,17 +216,28 @@ def _counters(collector) -> dict[str, dict]:
 
 def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
                        extra_key_column: str | None = "text_hash", max_bucket: int = 1000,
-                       num_partitions: int | None = None, max_rounds: int = 64
-                       ) -> tuple[ray.data.Dataset, dict]:
-    """(id, dup_cluster_id, dup_kept) for every document in a duplicate cluster of >= 2 (a
-    materialised dataset), and counts. Reads `id`, `text_chars`, `num_images`,
-    `provenance.warc_date` (or `warc_date`), `key_column`, `extra_key_column` from `ds`; `ds` is
-    read twice (three times by `cluster_duplicates`), so pass a re-readable dataset (read_parquet,
-    or materialised), not a long lazy pipeline."""
+                       num_partitions: int | None = None, max_rounds: int = 64,
+                       verify: Any = None, threshold: float | None = None,
+                       index_docs: ray.data.Dataset | None = None) -> tuple[ray.data.Dataset, dict]:
+    """(id, dup_cluster_id, dup_kept) for every document of `ds` in a duplicate cluster of >= 2
+    (a materialised dataset), and counts. Reads `id`, `text_chars`, `num_images`,
+    `provenance.warc_date` (or `warc_date`), `key_column`, `extra_key_column` (and `texts` when
+    verifying) from `ds`; `ds` is read several times, so pass a re-readable dataset (read_parquet,
+    or materialised), not a long lazy pipeline.
+
+    `threshold` (with `verify`, the MinHash config that made the keys): candidate pairs are kept
+    as edges only when their Jaccard similarity reaches it (exact on shingles within the run; the
+    signature estimate against `index_docs`). `index_docs`: earlier runs' kept documents (the
+    dedup index's `docs` table): they take part in the buckets and components, win their
+    components (they are published), and get no output row."""
     from operators import dedup
 
     names = set(ds.schema().names)
     needed = ["id", "text_chars", "num_images", key_column] + ([extra_key_column] if extra_key_column else [])
+    if threshold is not None:
+        needed.append("texts")
+        if verify is None:
+            raise ValueError("duplicate_clusters: threshold needs the MinHash config (verify=)")
     missing = [n for n in needed if n not in names]
     if missing:
         raise ValueError(f"cluster_duplicates: the dataset has no column {', '.join(missing)} "
@@ -222,11 +245,29 @@ def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
     parts = num_partitions or ray.data.DataContext.get_current().default_hash_shuffle_parallelism
     collector = StatsCollector.remote()
     try:
-        pairs = ds.map_batches(_counted, batch_format="pyarrow", zero_copy_batch=True, fn_kwargs=dict(
-            fn=dedup.band_pairs, name="dedup_pairs", collector=collector, key_column=key_column,
-            extra_key_column=extra_key_column))
-        edges = _by_key(pairs, "key", parts, _counted, fn=dedup.bucket_edges, name="dedup_buckets",
+        pair_fn = dict(fn=dedup.band_pairs, name="dedup_pairs", collector=collector, key_column=key_column,
+                       extra_key_column=extra_key_column)
+        pairs = ds.map_batches(_counted, batch_format="pyarrow", zero_copy_batch=True, fn_kwargs=pair_fn)
+        if index_docs is not None:
+            pairs = pairs.union(index_docs.map_batches(
+                _counted, batch_format="pyarrow", zero_copy_batch=True,
+                fn_kwargs=dict(pair_fn, name="dedup_index_pairs", old=True)))
+        cands = _by_key(pairs, "key", parts, _counted, fn=dedup.bucket_edges, name="dedup_buckets",
                         collector=collector, max_bucket=max_bucket).materialize()
+        n_cands = cands.count()
+        if threshold is not None and n_cands:
+            docs = ds.map_batches(dedup.document_rows, batch_format="pyarrow", zero_copy_batch=True,
+                                  fn_kwargs={"config": verify})
+            if index_docs is not None:
+                docs = docs.union(index_docs.map_batches(dedup.index_rows, batch_format="pyarrow"))
+            docs = docs.materialize()
+            v1 = _by_key(cands.map_batches(dedup.candidate_rows, batch_format="pyarrow").union(docs), "k",
+                         parts, dedup.attach_src)
+            edges = _by_key(v1.union(docs), "k", parts, _counted, fn=dedup.verify_pairs, name="dedup_verify",
+                            collector=collector, threshold=threshold).materialize()
+            del docs
+        else:
+            edges = cands.map_batches(lambda b: b.select(["src", "dst"]), batch_format="pyarrow").materialize()
         n_edges = edges.count()
         forest = None
         rounds = jumps = 0
@@ -256,9 +297,11 @@ def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
         if forest is None:
             assigned = ray.data.from_arrow(dedup.kept_in_components(pa.table({
                 "root": pa.array([], pa.string()), "id": pa.array([], pa.string()),
-                "rank": pa.array([], pa.binary())}))).materialize()
+                "rank": pa.array([], pa.binary())})).drop_columns(["kept_old"])).materialize()
         else:
             views = ds.map_batches(dedup.keep_views, batch_format="pyarrow", zero_copy_batch=True)
+            if index_docs is not None:
+                views = views.union(index_docs.map_batches(dedup.index_keep_views, batch_format="pyarrow"))
             cmap = forest.map_batches(dedup.component_map, batch_format="pyarrow")
             mem = _by_key(views.union(cmap), "k", parts, _resolve_then, then=dedup.members)
             assigned = _by_key(mem, "root", parts, _kept, collector=collector).materialize()
@@ -269,13 +312,19 @@ def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
     capped = [e for e in got.get("dedup_buckets", {}).get("errors", []) if e["kind"] == "capped_bucket"]
     counts = {
         "documents_with_keys": c("dedup_pairs", "docs_in"), "pairs": c("dedup_pairs", "pairs"),
+        "index_documents": c("dedup_index_pairs", "docs_in"),
         "buckets": c("dedup_buckets", "buckets"), "buckets_text": c("dedup_buckets", "buckets_text"),
+        "star_buckets": c("dedup_buckets", "star_buckets"),
         "capped_buckets": c("dedup_buckets", "capped_buckets"),
         "capped_bucket_ids": c("dedup_buckets", "capped_bucket_ids"),
         "capped_examples": [{"key": e["key"], "size": e["size"]} for e in capped[:20]],
+        "candidate_pairs": n_cands,
+        **{k: c("dedup_verify", k) for k in ("pairs_exact_text", "pairs_checked_exact", "pairs_checked_estimate",
+                                             "pairs_below_threshold", "pairs_without_document")},
         "edges": n_edges, "rounds": rounds, "jumps": jumps,
         "clusters": c("dedup_keep", "clusters"),
         "documents_in_clusters": c("dedup_keep", "documents_in_clusters"),
+        "duplicates_of_earlier_runs": c("dedup_keep", "duplicates_of_earlier_runs"),
     }
     counts["duplicates_removed"] = counts["documents_in_clusters"] - counts["clusters"]
     log.warning("dedup: %s", {k: v for k, v in counts.items() if k != "capped_examples"})
@@ -320,30 +369,39 @@ def _join_by_id(ds: ray.data.Dataset, side: ray.data.Dataset, side_columns: dict
     return _by_key(docs.union(rows), "_k", num_partitions, resolve, **kwargs)
 
 
+def _with_cluster(batch: pa.Table, cid, kept) -> pa.Table:
+    """Set dup_cluster_id/dup_kept; a dup_cluster_id set before (a URL duplicate's newer fetch)
+    is kept."""
+    if "dup_cluster_id" in batch.column_names:
+        cid = pc.coalesce(batch["dup_cluster_id"], cid)
+        batch = batch.drop_columns(["dup_cluster_id"])
+    return batch.append_column("dup_cluster_id", cid).append_column("dup_kept", kept)
+
+
 def _attach_resolve(batch: pa.Table) -> pa.Table:
     docs = batch.filter(pc.equal(batch["_tag"], 0))
     a = batch.filter(pc.equal(batch["_tag"], 1))
     idx = pc.index_in(docs["_k"], value_set=a["_k"].combine_chunks())
     cid = pc.coalesce(a["_cid"].combine_chunks().take(idx), docs["_k"])
     kept = pc.coalesce(a["_kept"].combine_chunks().take(idx), pa.scalar(True))
-    return (docs.drop_columns(list(_DUP_COLUMNS))
-            .append_column("dup_cluster_id", cid).append_column("dup_kept", kept))
+    return _with_cluster(docs.drop_columns(list(_DUP_COLUMNS)), cid, kept)
 
 
 def _singletons(batch: pa.Table) -> pa.Table:
-    return (batch.append_column("dup_cluster_id", batch["id"].cast(pa.string()))
-            .append_column("dup_kept", pa.array([True] * batch.num_rows, pa.bool_())))
+    return _with_cluster(batch, batch["id"].cast(pa.string()), pa.array([True] * batch.num_rows, pa.bool_()))
 
 
 def cluster_duplicates(ds: ray.data.Dataset, key_column: str = "minhash_bands",
                        extra_key_column: str | None = "text_hash", max_bucket: int = 1000,
-                       num_partitions: int | None = None, max_rounds: int = 64
+                       num_partitions: int | None = None, max_rounds: int = 64, verify: Any = None,
+                       threshold: float | None = None, index_docs: ray.data.Dataset | None = None
                        ) -> tuple[ray.data.Dataset, dict]:
     """The rows of `ds` (in another order) with `dup_cluster_id` (the kept document's id; a
-    singleton's own id) and `dup_kept`, and the counts of `duplicate_clusters`. Shuffles the full
+    singleton's own id; an id set before is kept) and `dup_kept`, and the counts of
+    `duplicate_clusters` (see there for `verify`, `threshold`, `index_docs`). Shuffles the full
     documents once (by id); to avoid that, store `duplicate_clusters`' table apart."""
     assigned, counts = duplicate_clusters(ds, key_column, extra_key_column, max_bucket,
-                                          num_partitions, max_rounds)
+                                          num_partitions, max_rounds, verify, threshold, index_docs)
     if not counts["documents_in_clusters"]:
         return ds.map_batches(_singletons, batch_format="pyarrow"), counts
     parts = num_partitions or ray.data.DataContext.get_current().default_hash_shuffle_parallelism
@@ -355,8 +413,8 @@ _IMG_COLUMNS = ("_k", "_url", "_tag")
 
 
 def _image_refs(batch: pa.Table) -> pa.Table:
-    from operators.images import image_refs
-    return image_refs(batch)
+    from operators.images import image_refs, ref_counts
+    return ref_counts(image_refs(batch))
 
 
 def _images_resolve(batch: pa.Table, collector) -> pa.Table:
@@ -371,14 +429,124 @@ def _images_resolve(batch: pa.Table, collector) -> pa.Table:
     return docs
 
 
-def remove_repeated_images(ds: ray.data.Dataset, max_repeats: int, num_partitions: int, collector
-                           ) -> ray.data.Dataset:
-    """Remove image URLs used by more than `max_repeats` kept documents (operators/images.py):
-    references shuffled by URL to count, then joined back to the documents by id (one shuffle of
-    the documents). `ds` is read twice: pass a materialised dataset."""
+def remove_repeated_images(ds: ray.data.Dataset, max_repeats: int, num_partitions: int, collector,
+                           index_images: ray.data.Dataset | None = None
+                           ) -> tuple[ray.data.Dataset, ray.data.Dataset]:
+    """Remove image URLs used by more than `max_repeats` kept documents (operators/images.py),
+    counting earlier runs' uses from `index_images` (the index's `images` table): references
+    shuffled by URL to count, then joined back to the documents by id (one shuffle of the
+    documents). Returns the documents and this run's per-URL counts (url, documents) for the
+    index. `ds` is read twice: pass a materialised dataset."""
     from operators import images as im
+    from operators.dedup_index import IMAGES
     refs = ds.map_batches(_image_refs, batch_format="pyarrow", zero_copy_batch=True)
-    repeated = _by_key(refs, "url", num_partitions, _counted, fn=im.repeated_refs, name="images",
-                       collector=collector, max_repeats=max_repeats)
-    return _join_by_id(ds, repeated, {"_url": ("url", pa.string())}, num_partitions, _images_resolve,
+    if index_images is not None:
+        refs = refs.union(index_images.map_batches(im.index_counts, batch_format="pyarrow"))
+    counted = _by_key(refs, "url", num_partitions, _counted, fn=im.repeated_refs, name="images",
+                      collector=collector, max_repeats=max_repeats).materialize()
+    repeated = counted.map_batches(lambda b: b.filter(pc.is_valid(b["id"])), batch_format="pyarrow")
+    counts = counted.map_batches(
+        lambda b: pa.table({"url": b["url"], "documents": b["n"]}, schema=IMAGES).filter(pc.is_null(b["id"])),
+        batch_format="pyarrow")
+    docs = _join_by_id(ds, repeated, {"_url": ("url", pa.string())}, num_partitions, _images_resolve,
                        collector=collector)
+    return docs, counts
+
+
+# ---------------------------------------------------------------- URL duplicates, the index
+
+def url_duplicates(ds: ray.data.Dataset, num_partitions: int, collector,
+                   index_docs: ray.data.Dataset | None = None
+                   ) -> tuple[ray.data.Dataset, ray.data.Dataset, dict]:
+    """Keep the most recent fetch of each URL (operators/dedup.py, URL duplicates): light rows
+    (url key, id, date, rank) of this run's kept documents and of `index_docs` are shuffled by
+    URL key. Returns the documents (losers of this run marked `duplicate_url`; the documents are
+    shuffled by id only when there is one), the earlier runs' documents superseded by a newer
+    fetch (id, superseded_by), and counts. `ds` is read more than once: pass a materialised dataset."""
+    from operators import dedup
+    views = ds.map_batches(dedup.url_views, batch_format="pyarrow", zero_copy_batch=True)
+    if index_docs is not None:
+        views = views.union(index_docs.map_batches(dedup.index_url_views, batch_format="pyarrow"))
+    losers = _by_key(views, "k", num_partitions, _counted, fn=dedup.url_losers, name="url_duplicates",
+                     collector=collector).materialize()
+    new = losers.map_batches(lambda b: b.filter(pc.invert(b["old"])), batch_format="pyarrow").materialize()
+    superseded = losers.map_batches(
+        lambda b: b.filter(b["old"]).select(["id", "winner"]).rename_columns(["id", "superseded_by"]),
+        batch_format="pyarrow").materialize()
+    counts = {"duplicate_url": new.count(), "superseded": superseded.count()}
+    if counts["duplicate_url"]:
+        ds = _join_by_id(ds, new, {"_win": ("winner", pa.string())}, num_partitions, _url_resolve,
+                         collector=collector)
+    return ds, superseded, counts
+
+
+def _url_resolve(batch: pa.Table, collector) -> pa.Table:
+    docs = batch.filter(pc.equal(batch["_tag"], 0))
+    side = batch.filter(pc.equal(batch["_tag"], 1))
+    idx = pc.index_in(docs["_k"], value_set=side["_k"].combine_chunks())
+    winner = side["_win"].combine_chunks().take(idx)
+    hit = pc.is_valid(winner)
+    docs = docs.drop_columns(["_k", "_win", "_tag"])
+    stats = Stats("duplicates")
+    n = int(pc.sum(hit).as_py() or 0)
+    if n:
+        first = docs["drop_reason"].to_pylist()
+        reasons = [list(r) if r else [] for r in docs["drop_reasons"].to_pylist()]
+        for i in [i for i, h in enumerate(hit.to_pylist()) if h]:
+            first[i] = first[i] or "duplicate_url"
+            reasons[i].append("duplicate_url")
+        docs = docs.set_column(docs.schema.get_field_index("drop_reason"), "drop_reason", pa.array(first, pa.string()))
+        docs = docs.set_column(docs.schema.get_field_index("drop_reasons"), "drop_reasons",
+                               pa.array([r or None for r in reasons], pa.list_(pa.string())))
+        docs = docs.set_column(docs.schema.get_field_index("dup_cluster_id"), "dup_cluster_id",
+                               pc.coalesce(winner, docs["dup_cluster_id"]))
+        stats.drop("duplicate_url", n)
+    ship(collector, stats)
+    return docs
+
+
+def _drop_listed(batch: pa.Table) -> pa.Table:
+    rows = batch.filter(pc.equal(batch["_tag"], 0))
+    listed = batch.filter(pc.equal(batch["_tag"], 1))["_k"]
+    return rows.filter(pc.invert(pc.is_in(rows["_k"], value_set=listed.combine_chunks()))) \
+        .drop_columns(["_k", "_x", "_tag"])
+
+
+def without_ids(ds: ray.data.Dataset, ids: ray.data.Dataset, num_partitions: int) -> ray.data.Dataset:
+    """The rows of `ds` whose `id` is not in `ids` (a dataset with an `id` column): one shuffle by id."""
+    return _join_by_id(ds, ids, {"_x": ("id", pa.string())}, num_partitions, _drop_listed)
+
+
+def read_index(output: str, itable: str) -> ray.data.Dataset | None:
+    """The committed rows of one dedup-index table as a dataset (None when there are none)."""
+    from operators.dedup_index import TABLES, committed_files
+    from operators.storage import resolve
+    files = committed_files(output, itable)
+    if not files:
+        return None
+    fs, _ = resolve(output)
+    return ray.data.read_parquet(files, filesystem=fs, schema=TABLES[itable])
+
+
+def stage_index(ds: ray.data.Dataset, output: str, run_id: str, itable: str) -> list[str]:
+    """Write `ds` as the run's staged parts of an index table; returns their paths relative to
+    the output (for `operators.writer.commit`)."""
+    import posixpath
+
+    import pyarrow.fs as pafs
+
+    from operators.dedup_index import TABLES
+    from operators.storage import resolve
+    from operators.writer import staging_dir
+    fs, root = resolve(output)
+    root = root.rstrip("/")
+    folder = posixpath.join(staging_dir(root, run_id), "index", itable)
+    schema = TABLES[itable]
+    ds.map_batches(lambda b: b.select(schema.names).cast(schema), batch_format="pyarrow") \
+        .write_parquet(folder, filesystem=fs)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    except FileNotFoundError:
+        return []
+    return sorted(posixpath.relpath(i.path, root) for i in infos
+                  if i.type == pafs.FileType.File and i.path.endswith(".parquet"))

@@ -88,9 +88,13 @@ class DedupConfig(MinHashConfig):
     max_bucket: int = 1000            # a band bucket with more documents gives no edges (counted, recorded)
     num_partitions: int | None = None  # shuffle partitions; None: 2 per CPU of the cluster
     max_image_repeats: int | None = 10  # image URLs used by more kept documents are removed (OBELICS: 10); null: off
+    threshold: float | None = 0.8     # candidate pairs below this Jaccard are not duplicates; null: no check
+    index: bool = True                # dedup against earlier runs' index in the output, and append to it
 
     def __post_init__(self):
         super().__post_init__()
+        if self.threshold is not None and (isinstance(self.threshold, bool) or not 0 < self.threshold <= 1):
+            raise ValueError(f"dedup.threshold must be in (0, 1] or null, got {self.threshold!r}")
         if not isinstance(self.max_bucket, int) or isinstance(self.max_bucket, bool) or self.max_bucket < 2:
             raise ValueError(f"dedup.max_bucket must be an integer >= 2, got {self.max_bucket!r}")
         if self.num_partitions is not None and self.num_partitions < 1:
@@ -196,11 +200,18 @@ def _group_starts(sorted_keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return starts
 
 
+PAIRS = pa.schema([pa.field("key", pa.binary()), pa.field("id", pa.string()), pa.field("old", pa.bool_())])
+
+
 def band_pairs(table: pa.Table, key_column: str = "minhash_bands",
-               extra_key_column: str | None = "text_hash", stats: Stats | None = None) -> pa.Table:
-    """(key: binary, id: string) for every band key (with its band position) and text hash of
-    the documents with text."""
+               extra_key_column: str | None = "text_hash", stats: Stats | None = None,
+               old: bool = False) -> pa.Table:
+    """(key: binary, id: string, old: bool) for every band key (with its band position) and text
+    hash of the documents with text that selection kept (`drop_reason` null, where the column
+    exists). `old`: the rows are earlier runs' documents (from the index)."""
     has_text = pc.fill_null(pc.greater(table["text_chars"], 0), False)
+    if "drop_reason" in table.column_names:
+        has_text = pc.and_(has_text, pc.is_null(table["drop_reason"]))
     table = table.filter(has_text)
     keys: list[pa.Array] = []
     ids: list[pa.Array] = []
@@ -228,21 +239,50 @@ def band_pairs(table: pa.Table, key_column: str = "minhash_bands",
                                                     pa.scalar(b"")))
             ids.append(id_col.filter(ok))
     if not keys:
-        return pa.table({"key": pa.array([], pa.binary()), "id": pa.array([], pa.string())})
-    out = pa.table({"key": pa.concat_arrays(keys), "id": pa.concat_arrays(ids)})
+        return PAIRS.empty_table()
+    n = sum(len(k) for k in keys)
+    out = pa.table({"key": pa.concat_arrays(keys), "id": pa.concat_arrays(ids),
+                    "old": pa.array(np.full(n, old))}, schema=PAIRS)
     if stats is not None:
         stats.incr("docs_in", table.num_rows)
         stats.incr("pairs", out.num_rows)
     return out
 
 
-def bucket_edges(pairs: pa.Table, max_bucket: int, stats: Stats | None = None) -> pa.Table:
-    """Star edges (src < dst) of every bucket in `pairs` (holding whole buckets): each bucket's
-    smallest id to the others. Band buckets above `max_bucket` ids give no edge and are recorded."""
-    empty = pa.table({"src": pa.array([], pa.string()), "dst": pa.array([], pa.string())})
+ALL_PAIRS_MAX = 32   # band buckets up to this size give every pair (verification needs them); larger ones a star
+
+
+def _all_pairs(start_idx: np.ndarray, sizes: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row index pairs (i < j) of every pair inside the groups `which` (given by start and size)."""
+    src, dst = [], []
+    for s in np.unique(sizes[which]):
+        starts = start_idx[which][sizes[which] == s]
+        a, b = np.triu_indices(int(s), 1)
+        src.append((starts[:, None] + a[None, :]).ravel())
+        dst.append((starts[:, None] + b[None, :]).ravel())
+    if not src:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(src), np.concatenate(dst)
+
+
+CANDIDATES = pa.schema([pa.field("src", pa.string()), pa.field("dst", pa.string()),
+                        pa.field("verified", pa.bool_())])
+
+
+def bucket_edges(pairs: pa.Table, max_bucket: int, stats: Stats | None = None,
+                 all_pairs_max: int = ALL_PAIRS_MAX) -> pa.Table:
+    """Candidate pairs (src < dst, `verified`) of every bucket in `pairs` (holding whole buckets).
+
+    An exact-text bucket gives a star (smallest id to each other id), `verified` true: its
+    members are equal. A band bucket of up to `all_pairs_max` ids gives every pair, so that
+    verification can drop a false pair without losing the true ones beside it; a larger one a
+    star (counted as `star_buckets`); above `max_bucket` ids none (recorded as `capped_bucket`).
+    With an `old` column (documents of earlier runs, from the index), pairs of two old documents
+    are left out: they were settled when those runs ran."""
     if pairs.num_rows == 0:
-        return empty
-    t = pairs.sort_by([("key", "ascending"), ("id", "ascending")])
+        return CANDIDATES.empty_table()
+    cols = ["key", "id"] + (["old"] if "old" in pairs.column_names else [])
+    t = pairs.select(cols).sort_by([("key", "ascending"), ("id", "ascending")])
     # one row per (key, id): a document listed twice under a key counts once
     same = np.zeros(t.num_rows, bool)
     if t.num_rows > 1:
@@ -252,27 +292,196 @@ def bucket_edges(pairs: pa.Table, max_bucket: int, stats: Stats | None = None) -
     group = np.cumsum(starts) - 1
     start_idx = np.flatnonzero(starts)
     sizes = np.diff(np.append(start_idx, t.num_rows))
-    size_of_row = sizes[group]
     keys_at_start = t["key"].take(pa.array(start_idx))
     is_text = _np(pc.fill_null(pc.equal(pc.binary_slice(keys_at_start, 0, len(TEXT_KEY_PREFIX)),
                                         pa.scalar(TEXT_KEY_PREFIX)), False)).astype(bool)
     capped_group = (sizes > max_bucket) & ~is_text
+    multi = sizes >= 2
+    every_pair = multi & ~is_text & ~capped_group & (sizes <= all_pairs_max)
+    star = multi & ~capped_group & ~every_pair
     if stats is not None:
-        multi = sizes >= 2
         stats.incr("buckets", int(multi.sum()))
         stats.incr("buckets_text", int((multi & is_text).sum()))
+        stats.incr("star_buckets", int((star & ~is_text).sum()))
         stats.incr("capped_buckets", int(capped_group.sum()))
         stats.incr("capped_bucket_ids", int(sizes[capped_group].sum()))
         for g in np.flatnonzero(capped_group):
             stats.error("capped_bucket", key=keys_at_start[int(g)].as_py().hex(), size=int(sizes[g]))
-    emit = ~starts & (size_of_row >= 2) & ~capped_group[group]
-    dst = t["id"].filter(pa.array(emit))
-    src = t["id"].take(pa.array(start_idx[group[emit]]))
-    out = pa.table({"src": src.combine_chunks() if isinstance(src, pa.ChunkedArray) else src,
-                    "dst": dst.combine_chunks() if isinstance(dst, pa.ChunkedArray) else dst})
+    emit = ~starts & star[group]
+    star_dst = np.flatnonzero(emit)
+    star_src = start_idx[group[emit]]
+    ap_src, ap_dst = _all_pairs(start_idx, sizes, every_pair)
+    src_idx = np.concatenate([star_src, ap_src]).astype(np.int64)
+    dst_idx = np.concatenate([star_dst, ap_dst]).astype(np.int64)
+    verified = np.concatenate([is_text[group[star_dst]], np.zeros(len(ap_src), bool)])
+    if "old" in t.column_names and len(src_idx):
+        old = _np(pc.fill_null(t["old"], False)).astype(bool)
+        fresh = ~(old[src_idx] & old[dst_idx])
+        src_idx, dst_idx, verified = src_idx[fresh], dst_idx[fresh], verified[fresh]
+    ids = t["id"].combine_chunks() if isinstance(t["id"], pa.ChunkedArray) else t["id"]
+    out = pa.table({"src": ids.take(pa.array(src_idx)), "dst": ids.take(pa.array(dst_idx)),
+                    "verified": pa.array(verified)}, schema=CANDIDATES)
     if stats is not None:
         stats.incr("edges", out.num_rows)
     return out
+
+
+# ---------------------------------------------------------------- verification of candidate pairs
+# Band collisions are candidates, not duplicates: at the default 20 x 8 about 40% of the
+# candidate pairs of a near-duplicate-rich corpus are below J = 0.8 (bench/dedup_benchmark.md).
+# Two keyed stages put both documents' shingle sets next to each pair, then the pair is kept as
+# an edge only when its Jaccard similarity reaches the threshold:
+#   V1  by src: pair rows (k=src, v=dst) meet document rows (k=id); duplicate pairs (the same
+#       pair from several bands) collapse; the src document's signature and shingle set ride on
+#       the pair, which is re-keyed by dst;
+#   V2  by dst: the pair meets the dst document: J is computed, the edge kept or counted away.
+# Document rows carry the sorted distinct 32-bit shingle hashes (4 bytes per shingle, less than
+# the text) and the MinHash signature (4 bytes per permutation). J is exact (on the shingle
+# hashes) when both documents are of this run; a document of an earlier run (the index) has only
+# its signature, so its pairs are judged by the signature estimate.
+
+VERIFY = pa.schema([pa.field("k", pa.string()), pa.field("v", pa.string()), pa.field("ok", pa.bool_()),
+                    pa.field("sig", pa.binary()), pa.field("sh", pa.binary()), pa.field("tag", pa.int8())])
+EDGES = pa.schema([pa.field("src", pa.string()), pa.field("dst", pa.string())])
+
+
+def candidate_rows(cands: pa.Table) -> pa.Table:
+    """Candidate pairs as V1 query rows keyed by src."""
+    n = cands.num_rows
+    return pa.table({"k": cands["src"], "v": cands["dst"], "ok": cands["verified"],
+                     "sig": pa.nulls(n, pa.binary()), "sh": pa.nulls(n, pa.binary()),
+                     "tag": pa.array(np.zeros(n, np.int8))}, schema=VERIFY)
+
+
+def _u32_bytes(values: np.ndarray, n_rows: int, offsets: np.ndarray) -> pa.Array:
+    """Rows of uint32 values (row i = values[offsets[i]:offsets[i+1]]) as binary little-endian."""
+    data = np.ascontiguousarray(values, dtype="<u4").view(np.uint8)
+    return pa.BinaryArray.from_buffers(pa.binary(), n_rows,
+                                       [None, pa.py_buffer((offsets * 4).astype(np.int32).tobytes()),
+                                        pa.py_buffer(data.tobytes())])
+
+
+def document_rows(docs: pa.Table, config: MinHashConfig) -> pa.Table:
+    """V1/V2 map rows for this run's documents that take part (text, keys, not dropped): the
+    signature and the sorted distinct shingle hashes of each."""
+    from operators.minhash import document_text, hashed_batch, signatures_from_hashes
+    take = pc.fill_null(pc.greater(docs["text_chars"], 0), False)
+    if "drop_reason" in docs.column_names:
+        take = pc.and_(take, pc.is_null(docs["drop_reason"]))
+    if "minhash_bands" in docs.column_names:
+        take = pc.and_(take, pc.is_valid(docs["minhash_bands"]))
+    docs = docs.filter(take)
+    n = docs.num_rows
+    if n == 0:
+        return VERIFY.empty_table()
+    h32, counts = hashed_batch([document_text(t) for t in docs["texts"].to_pylist()], config)
+    sigs = signatures_from_hashes(h32, counts, config).astype(np.uint32)
+    ends = np.cumsum(counts)
+    uniq, lens = [], np.zeros(n, np.int64)
+    for i, (lo, hi) in enumerate(zip(ends - counts, ends)):
+        u = np.unique(h32[lo:hi])
+        uniq.append(u)
+        lens[i] = len(u)
+    offsets = np.concatenate([[0], np.cumsum(lens)])
+    sh = _u32_bytes(np.concatenate(uniq) if uniq else np.zeros(0, np.uint32), n, offsets)
+    sig = _u32_bytes(sigs.reshape(-1), n, np.arange(n + 1) * config.num_perm)
+    return pa.table({"k": docs["id"].cast(pa.string()), "v": pa.nulls(n, pa.string()),
+                     "ok": pa.nulls(n, pa.bool_()), "sig": sig, "sh": sh,
+                     "tag": pa.array(np.ones(n, np.int8))}, schema=VERIFY)
+
+
+def signature_bytes(sigs: np.ndarray) -> pa.Array:
+    """MinHash signatures [n, num_perm] as one binary value each (uint32 little-endian)."""
+    n, p = sigs.shape
+    return _u32_bytes(np.asarray(sigs, np.uint32).reshape(-1), n, np.arange(n + 1) * p)
+
+
+def index_rows(index_docs: pa.Table) -> pa.Table:
+    """V1/V2 map rows for earlier runs' documents: their signature only."""
+    n = index_docs.num_rows
+    return pa.table({"k": index_docs["id"], "v": pa.nulls(n, pa.string()), "ok": pa.nulls(n, pa.bool_()),
+                     "sig": index_docs["signature"], "sh": pa.nulls(n, pa.binary()),
+                     "tag": pa.array(np.ones(n, np.int8))}, schema=VERIFY)
+
+
+def _lookup(block: pa.Table) -> tuple[pa.Table, pa.Table, pa.Array]:
+    """Query rows, map rows, and for each query row the index of its key's map row (or null)."""
+    q = block.filter(pc.equal(block["tag"], 0))
+    m = block.filter(pc.equal(block["tag"], 1))
+    idx = pc.index_in(q["k"], value_set=m["k"].combine_chunks())
+    return q, m, idx
+
+
+def attach_src(block: pa.Table) -> pa.Table:
+    """V1 (a block holding whole keys): distinct pairs, each with its src document's signature
+    and shingles (unless already verified), re-keyed by dst."""
+    q, m, _ = _lookup(block)
+    if q.num_rows == 0:
+        return VERIFY.empty_table()
+    q = q.group_by(["k", "v"]).aggregate([("ok", "any")]).rename_columns(["k", "v", "ok"])
+    idx = pc.index_in(q["k"], value_set=m["k"].combine_chunks())
+    need = pc.and_(pc.invert(q["ok"]), pc.is_valid(idx))
+    sig = pc.if_else(need, m["sig"].combine_chunks().take(idx), pa.scalar(None, pa.binary()))
+    sh = pc.if_else(need, m["sh"].combine_chunks().take(idx), pa.scalar(None, pa.binary()))
+    return pa.table({"k": q["v"], "v": q["k"], "ok": q["ok"], "sig": sig, "sh": sh,
+                     "tag": pa.array(np.zeros(q.num_rows, np.int8))}, schema=VERIFY)
+
+
+def jaccard(sh_a: bytes, sh_b: bytes) -> float:
+    """Exact Jaccard of two sorted distinct uint32 arrays given as bytes."""
+    a = np.frombuffer(sh_a, "<u4")
+    b = np.frombuffer(sh_b, "<u4")
+    if not len(a) and not len(b):
+        return 1.0
+    inter = len(np.intersect1d(a, b, assume_unique=True))
+    return inter / (len(a) + len(b) - inter)
+
+
+def signature_jaccard(sig_a: bytes, sig_b: bytes) -> float:
+    """MinHash estimate of J: the share of equal signature values."""
+    a = np.frombuffer(sig_a, "<u4")
+    b = np.frombuffer(sig_b, "<u4")
+    return float((a == b).mean()) if len(a) == len(b) and len(a) else 0.0
+
+
+def verify_pairs(block: pa.Table, threshold: float, stats: Stats | None = None) -> pa.Table:
+    """V2 (a block holding whole dst keys): the edges (src < dst) whose Jaccard reaches
+    `threshold`; exact-text pairs pass unchecked."""
+    q, m, idx = _lookup(block)
+    if q.num_rows == 0:
+        return EDGES.empty_table()
+    ok = _np(q["ok"]).astype(bool)
+    keep = ok.copy()
+    src_sig, src_sh = q["sig"].to_pylist(), q["sh"].to_pylist()
+    idx_np = _np(pc.fill_null(idx, -1)).astype(np.int64)
+    m_sig, m_sh = m["sig"].to_pylist(), m["sh"].to_pylist()
+    exact = estimated = rejected = missing = 0
+    for i in np.flatnonzero(~ok):
+        j = idx_np[i]
+        if j < 0 or src_sig[i] is None:
+            missing += 1
+            continue
+        if src_sh[i] is not None and m_sh[j] is not None:
+            exact += 1
+            sim = jaccard(src_sh[i], m_sh[j])
+        else:
+            estimated += 1
+            sim = signature_jaccard(src_sig[i], m_sig[j])
+        if sim >= threshold:
+            keep[i] = True
+        else:
+            rejected += 1
+    if stats is not None:
+        stats.incr("candidate_pairs", q.num_rows)
+        stats.incr("pairs_exact_text", int(ok.sum()))
+        stats.incr("pairs_checked_exact", exact)
+        stats.incr("pairs_checked_estimate", estimated)
+        stats.incr("pairs_below_threshold", rejected)
+        stats.incr("pairs_without_document", missing)
+        stats.incr("edges", int(keep.sum()))
+    kept = q.filter(pa.array(keep))
+    # rows are keyed by dst and carry src in v; src < dst by construction
+    return pa.table({"src": kept["v"], "dst": kept["k"]}, schema=EDGES)
 
 
 def hook(edges: pa.Table) -> pa.Table:
@@ -403,14 +612,118 @@ def members(resolved: pa.Table) -> pa.Table:
     return pa.table({"root": t["r"], "id": t["v"], "rank": t["w"]})
 
 
+OLD_RANK = bytes(24)   # rank of an earlier run's document: before every document of this run
+
+
+def index_keep_views(index_docs: pa.Table) -> pa.Table:
+    """Earlier runs' documents as query rows with the lowest rank: a component that holds one
+    keeps it (it is published already) and drops this run's members."""
+    n = index_docs.num_rows
+    ids = index_docs["id"].cast(pa.string())
+    return lookup_rows(ids, ids, pa.array([OLD_RANK] * n, pa.binary()))
+
+
 def kept_in_components(block: pa.Table) -> pa.Table:
-    """Block holding whole components (root, id, rank) -> (id, dup_cluster_id, dup_kept)."""
+    """Block holding whole components (root, id, rank) -> (id, dup_cluster_id, dup_kept,
+    kept_old) for this run's documents (earlier runs' documents get no row; `kept_old`: the
+    component's kept document is one of theirs)."""
+    empty = pa.table({"id": pa.array([], pa.string()), "dup_cluster_id": pa.array([], pa.string()),
+                      "dup_kept": pa.array([], pa.bool_()), "kept_old": pa.array([], pa.bool_())})
     if block.num_rows == 0:
-        return pa.table({"id": pa.array([], pa.string()), "dup_cluster_id": pa.array([], pa.string()),
-                         "dup_kept": pa.array([], pa.bool_())})
+        return empty
     t = block.sort_by([("root", "ascending"), ("rank", "ascending"), ("id", "ascending")])
     starts = _group_starts(t["root"])
     group = np.cumsum(starts) - 1
-    kept_ids = t["id"].filter(pa.array(starts))
+    start_idx = np.flatnonzero(starts)
+    kept_ids = t["id"].take(pa.array(start_idx))
     cluster = kept_ids.take(pa.array(group))
-    return pa.table({"id": t["id"], "dup_cluster_id": cluster, "dup_kept": pa.array(starts)})
+    old = _np(pc.equal(t["rank"], pa.scalar(OLD_RANK, pa.binary()))).astype(bool)
+    out = pa.table({"id": t["id"], "dup_cluster_id": cluster, "dup_kept": pa.array(starts),
+                    "kept_old": pa.array(old[start_idx][group])})
+    return out.filter(pa.array(~old))
+
+
+# ---------------------------------------------------------------- URL duplicates
+# The same URL fetched more than once (in several WARCs of a run, or in an earlier run): the most
+# recent fetch is kept. Keyed by `operators.urls.url_key` (scheme, default port, fragment
+# ignored). Ties on the date go to an earlier run's document (it is published), then to the keep
+# rule. A losing document of this run is dropped as `duplicate_url` naming the winner in
+# `dup_cluster_id`; a losing document of an earlier run is recorded as superseded in the index
+# (`_index/superseded`): readers of the corpus leave it out, later runs no longer match against it.
+# Only documents selection kept take part: a newer fetch that failed selection (a 404, a thin
+# page) does not replace a good older one.
+
+URL_VIEWS = pa.schema([pa.field("k", pa.string()), pa.field("id", pa.string()), pa.field("date", pa.int64()),
+                       pa.field("rank", pa.binary()), pa.field("old", pa.bool_())])
+URL_LOSERS = pa.schema([pa.field("id", pa.string()), pa.field("winner", pa.string()), pa.field("old", pa.bool_())])
+
+
+def url_views(docs: pa.Table) -> pa.Table:
+    """(url key, id, date, rank, old=false) of this run's documents selection kept."""
+    from operators.urls import url_key
+    if "drop_reason" in docs.column_names:
+        docs = docs.filter(pc.is_null(docs["drop_reason"]))
+    ranks = rank_columns(docs)
+    keys = pa.array([url_key(u) for u in docs["url"].to_pylist()], pa.string())
+    date = pc.if_else(pc.equal(ranks["date"], int(DATE_NULL)), pa.scalar(None, pa.int64()), ranks["date"])
+    t = pa.table({"k": keys, "id": ranks["id"], "date": date, "rank": pack_rank(ranks),
+                  "old": pa.array(np.zeros(docs.num_rows, bool))}, schema=URL_VIEWS)
+    return t.filter(pc.is_valid(t["k"]))
+
+
+def index_url_views(index_docs: pa.Table) -> pa.Table:
+    """The same rows for earlier runs' documents (the index's `docs` table)."""
+    n = index_docs.num_rows
+    t = pa.table({"k": index_docs["url_key"], "id": index_docs["id"], "date": index_docs["warc_date"],
+                  "rank": pa.array([OLD_RANK] * n, pa.binary()), "old": pa.array(np.ones(n, bool))},
+                 schema=URL_VIEWS)
+    return t.filter(pc.is_valid(t["k"]))
+
+
+def url_losers(block: pa.Table, stats: Stats | None = None) -> pa.Table:
+    """A block holding whole URL keys -> (id, winner, old) of every fetch that is not its URL's
+    most recent one (nulls dates oldest; ties: earlier run, then the keep rule, then id)."""
+    if block.num_rows == 0:
+        return URL_LOSERS.empty_table()
+    newest_first = pc.fill_null(pc.negate(block["date"]), np.iinfo(np.int64).max)
+    t = block.append_column("_d", newest_first).append_column("_new", pc.invert(block["old"]))
+    t = t.sort_by([("k", "ascending"), ("_d", "ascending"), ("_new", "ascending"), ("rank", "ascending"),
+                   ("id", "ascending")])
+    starts = _group_starts(t["k"])
+    group = np.cumsum(starts) - 1
+    winners = t["id"].take(pa.array(np.flatnonzero(starts))).take(pa.array(group))
+    lose = pa.array(~starts)
+    out = pa.table({"id": t["id"].filter(lose), "winner": winners.filter(lose), "old": t["old"].filter(lose)},
+                   schema=URL_LOSERS)
+    if stats is not None:
+        old = _np(out["old"]).astype(bool)
+        stats.incr("urls", int(starts.sum()))
+        stats.incr("duplicate_url", int((~old).sum()))
+        stats.incr("superseded", int(old.sum()))
+        stats.incr("same_document_as_earlier_run", int(pc.sum(pc.equal(out["id"], out["winner"])).as_py() or 0))
+    return out
+
+
+# ---------------------------------------------------------------- rows for the persistent index
+
+def index_doc_rows(docs: pa.Table, config: MinHashConfig) -> pa.Table:
+    """The dedup index's `docs` rows (operators/dedup_index.DOCS) of the documents a run keeps
+    (`drop_reason` null): URL key, date, rank fields, exact and band keys, and the signature
+    (recomputed from the text: 4 bytes x num_perm) that later runs verify their pairs against."""
+    from operators.dedup_index import DOCS
+    from operators.minhash import document_text, signatures
+    from operators.urls import url_key
+    if "drop_reason" in docs.column_names:
+        docs = docs.filter(pc.is_null(docs["drop_reason"]))
+    n = docs.num_rows
+    if n == 0:
+        return DOCS.empty_table()
+    ranks = rank_columns(docs)
+    date = pc.if_else(pc.equal(ranks["date"], int(DATE_NULL)), pa.scalar(None, pa.int64()), ranks["date"])
+    bands = docs["minhash_bands"].combine_chunks()
+    sig = signature_bytes(signatures([document_text(t) for t in docs["texts"].to_pylist()], config))
+    sig = pc.if_else(pc.is_valid(bands), sig, pa.scalar(None, pa.binary()))
+    return pa.table({"id": ranks["id"], "url_key": pa.array([url_key(u) for u in docs["url"].to_pylist()], pa.string()),
+                     "warc_date": date, "text_chars": ranks["text_chars"], "num_images": ranks["num_images"],
+                     "text_hash": docs["text_hash"].cast(pa.string()), "minhash_bands": bands, "signature": sig},
+                    schema=DOCS)

@@ -30,21 +30,42 @@ def image_refs(table: pa.Table) -> pa.Table:
     return pa.table({"url": pa.array(urls, pa.string()), "id": pa.array(ids, pa.string())}, schema=REFS)
 
 
+COUNTS = pa.schema([pa.field("url", pa.string()), pa.field("id", pa.string()), pa.field("n", pa.int64())])
+
+
+def ref_counts(refs: pa.Table) -> pa.Table:
+    """This run's references as count rows: (url, id, n=1)."""
+    return pa.table({"url": refs["url"], "id": refs["id"],
+                     "n": pa.array([1] * refs.num_rows, pa.int64())}, schema=COUNTS)
+
+
+def index_counts(index_images: pa.Table) -> pa.Table:
+    """Earlier runs' counts (the index's `images` table) as count rows: (url, id=null, n)."""
+    return pa.table({"url": index_images["url"], "id": pa.nulls(index_images.num_rows, pa.string()),
+                     "n": index_images["documents"]}, schema=COUNTS)
+
+
 def repeated_refs(part: pa.Table, max_repeats: int, stats: Stats) -> pa.Table:
-    """Within one partition holding every reference of its URLs: the references of URLs used by
-    more than `max_repeats` documents."""
+    """Within one partition holding every count row of its URLs (`ref_counts`, and `index_counts`
+    of earlier runs): this run's references (url, id, n) of URLs used by more than `max_repeats`
+    documents in all, and one row (url, id=null, n) per URL with this run's number of documents
+    using it (for the index)."""
     if part.num_rows == 0:
-        return REFS.empty_table()
-    counts = pc.value_counts(part["url"])
-    values, n = counts.field("values"), counts.field("counts")
-    over = pc.greater(n, max_repeats)
-    frequent = pc.filter(values, over)
-    stats.incr("image_urls", len(values))
-    stats.incr("image_urls_repeated", len(frequent))
-    hit = pc.is_in(part["url"], value_set=frequent)
-    out = part.filter(hit).select(["url", "id"])
+        return COUNTS.empty_table()
+    if "n" not in part.column_names:
+        part = ref_counts(part)
+    totals = part.group_by("url").aggregate([("n", "sum")])
+    frequent = totals.filter(pc.greater(totals["n_sum"], max_repeats))["url"]
+    this_run = part.filter(pc.is_valid(part["id"]))
+    runs = this_run.group_by("url").aggregate([("id", "count")])
+    stats.incr("image_urls", runs.num_rows)
+    hit = pc.and_(pc.is_in(part["url"], value_set=frequent), pc.is_valid(part["id"]))
+    out = part.filter(hit)
+    stats.incr("image_urls_repeated", int(pc.sum(pc.is_in(runs["url"], value_set=frequent)).as_py() or 0))
     stats.incr("image_refs_removed", out.num_rows)
-    return out
+    counts = pa.table({"url": runs["url"], "id": pa.nulls(runs.num_rows, pa.string()),
+                       "n": runs["id_count"].cast(pa.int64())}, schema=COUNTS)
+    return pa.concat_tables([out.select(COUNTS.names).cast(COUNTS), counts])
 
 
 def remove_images(docs: pa.Table, drop: dict[str, set[str]], stats: Stats) -> pa.Table:

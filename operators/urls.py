@@ -143,3 +143,29 @@ def parse_dimension(value: str | None) -> int | None:
         return int(float(m.group(1)))
     except (ValueError, OverflowError):
         return None
+
+
+def url_key(url: str | None) -> str | None:
+    """The key under which two fetches count as the same page: `host[:port]/path[?query]`.
+
+    The scheme is dropped (http and https serve the same page), the host lowercased (a leading
+    "www." is kept: it may be another site), default ports (:80, :443), user info and the fragment
+    dropped, an empty path becomes "/"; path and query stay as written. None for a missing or
+    non-http(s) URL.
+    """
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    if port is not None and port not in (80, 443):
+        host = f"{host}:{port}"
+    key = host + (parts.path or "/")
+    return f"{key}?{parts.query}" if parts.query else key

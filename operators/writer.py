@@ -1,20 +1,32 @@
 """Parquet output that readers never see half-written.
 
 Parts are written under `<output>/_runs/<run_id>/_staging/<table>/` and only moved into
-`<output>/<table>/` when the run commits (`commit`). A run that crashes leaves its parts in the
-staging folder, which readers of `documents/` and `rejected/` never look at. A move is a rename on
-a local filesystem; on an object store each final object is written whole, so no reader sees a
+`<output>/<table>/` when the run commits (`commit`); the run's dedup-index parts (staged under
+`_staging/index/<itable>/` by `operators.dedup_index.stage_part`) go to `<output>/_index/<itable>/`
+in the same commit. A run that crashes before committing leaves its parts in the staging folder,
+which readers of `documents/`, `rejected/` and the index never look at. A move is a rename on a
+local filesystem; on an object store each final object is written whole, so no reader sees a
 partial file either.
+
+The commit is crash-safe: (1) the list of moves is written whole to `_runs/<run_id>/commit.json`
+(the intent), (2) the moves are done, each one safe to redo, (3) the index manifest
+`_index/_committed/<run_id>.json` is written last (index readers only read files a manifest
+lists), (4) the staging folder is removed. `recover` rolls forward a run that crashed between (1)
+and (3). See `operators.dedup_index` for the argument.
 """
 from __future__ import annotations
 
+import json
 import posixpath
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from operators import dedup_index
 from operators.schema import DOCUMENT, validate_documents
 from operators.stats import Stats
 from operators.storage import resolve
@@ -92,25 +104,112 @@ class PartWriter:
         return [posixpath.relpath(p, self.root) for p in self._paths.values()]
 
 
+def _destination(rel: str, run_id: str, stage: str) -> str:
+    """Where a staged file (relative to the output root) goes when its run commits."""
+    parts = posixpath.relpath(rel, stage).split("/") if rel.startswith(stage + "/") else []
+    if len(parts) == 2 and parts[0] in TABLES:
+        return posixpath.join(parts[0], f"part-{run_id}-{parts[1]}")
+    if len(parts) == 3 and parts[0] == "index" and parts[1] in dedup_index.TABLES:
+        return posixpath.join(dedup_index.INDEX_DIR, parts[1], f"part-{run_id}-{parts[2]}")
+    raise ValueError(f"unexpected staged file {rel} (expected {stage}/<documents|rejected>/<file> "
+                     f"or {stage}/index/<{'|'.join(dedup_index.TABLES)}>/<file>)")
+
+
+def intent_path(run_id: str) -> str:
+    """The commit intent of a run, relative to the output root."""
+    return posixpath.join("_runs", run_id, "commit.json")
+
+
 def commit(output: str, run_id: str, staged: list[str]) -> list[str]:
-    """Move staged parts into their tables; returns the final paths (relative to the output)."""
-    fs, root = resolve(output)
+    """Move a run's staged parts (documents, rejected, dedup index) into place; returns the final
+    paths (relative to the output), sorted.
+
+    Crash-safe: the moves are written first to `_runs/<run_id>/commit.json` (the intent), then done,
+    then the index manifest `_index/_committed/<run_id>.json` is written last. A crash before the
+    intent changes nothing readers see; a crash after it is rolled forward by `recover`.
+    """
+    _, root = resolve(output)
     root = root.rstrip("/")
     stage = posixpath.relpath(staging_dir(root, run_id), root)
-    final = []
-    for rel in sorted(staged):
-        table, fname = posixpath.relpath(rel, stage).split("/", 1)
-        if table not in TABLES:
-            raise ValueError(f"unexpected staged file {rel}")
-        dest = posixpath.join(table, f"part-{run_id}-{fname}")
-        fs.create_dir(posixpath.join(root, table), recursive=True)
-        fs.move(posixpath.join(root, rel), posixpath.join(root, dest))
-        final.append(dest)
+    moves = [[rel, _destination(rel, run_id, stage)] for rel in sorted(set(staged))]
+    write_text(output, intent_path(run_id), json.dumps({"run_id": run_id, "moves": moves}, indent=1))
+    _apply_intent(output, run_id, moves)
+    return sorted(dst for _, dst in moves)
+
+
+def _apply_intent(output: str, run_id: str, moves: list[list[str]]) -> None:
+    """Steps after the intent, each safe to redo: the moves, the manifest, the staging cleanup."""
+    fs, root = resolve(output)
+    root = root.rstrip("/")
+    made: set[str] = set()
+    for src, dst in moves:
+        s, d = posixpath.join(root, src), posixpath.join(root, dst)
+        if fs.get_file_info(s).type == pafs.FileType.File:
+            parent = posixpath.dirname(d)
+            if parent not in made:
+                fs.create_dir(parent, recursive=True)
+                made.add(parent)
+            fs.move(s, d)
+        elif fs.get_file_info(d).type != pafs.FileType.File:
+            raise FileNotFoundError(f"run {run_id}: staged file {src} is missing and was not moved to {dst}")
+    files: dict[str, list[str]] = {t: [] for t in dedup_index.TABLES}
+    prefix = dedup_index.INDEX_DIR + "/"
+    for _, dst in moves:
+        if dst.startswith(prefix):
+            files[dst[len(prefix):].split("/", 1)[0]].append(dst)
+    manifest = {"run_id": run_id, "committed": datetime.now(timezone.utc).isoformat(),
+                "files": {t: sorted(v) for t, v in files.items()}}
+    write_text(output, dedup_index.manifest_path(run_id), json.dumps(manifest, indent=1))
     try:
-        fs.delete_dir(posixpath.join(root, stage))
+        fs.delete_dir(staging_dir(root, run_id))
     except (FileNotFoundError, OSError):
         pass
-    return final
+
+
+def recover(output: str) -> list[str]:
+    """Roll forward every run whose commit was interrupted after its intent was written.
+
+    A run with `_runs/<id>/commit.json` but no `_index/_committed/<id>.json` has its remaining
+    moves done, its manifest written and its staging folder removed. Returns the ids recovered,
+    sorted. Runs that crashed before their intent (`abandoned_runs`) are left alone. Call it
+    before a run reads the index, while no other run is committing.
+    """
+    fs, root = resolve(output)
+    root = root.rstrip("/")
+    recovered = []
+    for run_id in _run_ids(fs, root):
+        intent = posixpath.join(root, intent_path(run_id))
+        if fs.get_file_info(intent).type != pafs.FileType.File:
+            continue
+        if fs.get_file_info(posixpath.join(root, dedup_index.manifest_path(run_id))).type == pafs.FileType.File:
+            continue
+        with fs.open_input_stream(intent) as f:
+            moves = json.loads(f.read().decode())["moves"]
+        _apply_intent(output, run_id, moves)
+        recovered.append(run_id)
+    return recovered
+
+
+def abandoned_runs(output: str) -> list[str]:
+    """Ids of runs that staged files but never wrote a commit intent (crashed before committing).
+
+    Nothing of theirs is visible; their staging folders can be deleted (not done here: a run that
+    is still going looks the same).
+    """
+    fs, root = resolve(output)
+    root = root.rstrip("/")
+    out = []
+    for run_id in _run_ids(fs, root):
+        if fs.get_file_info(posixpath.join(root, intent_path(run_id))).type == pafs.FileType.File:
+            continue
+        if fs.get_file_info(staging_dir(root, run_id)).type == pafs.FileType.Directory:
+            out.append(run_id)
+    return out
+
+
+def _run_ids(fs: pafs.FileSystem, root: str) -> list[str]:
+    infos = fs.get_file_info(pafs.FileSelector(posixpath.join(root, "_runs"), allow_not_found=True))
+    return sorted(posixpath.basename(i.path) for i in infos if i.type == pafs.FileType.Directory)
 
 
 def write_text(output: str, rel_path: str, text: str) -> None:
@@ -129,4 +228,5 @@ def ensure_dir(output: str) -> None:
     fs.create_dir(root, recursive=True)
 
 
-__all__ = ["WriterConfig", "PartWriter", "commit", "write_text", "run_dir", "split_by_selection"]
+__all__ = ["WriterConfig", "PartWriter", "commit", "recover", "abandoned_runs", "write_text", "run_dir",
+           "split_by_selection"]

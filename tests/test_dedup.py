@@ -122,9 +122,21 @@ def test_bucket_edges_star_and_cap():
     t = pa.table({"key": pa.array([k for k, _ in rows], pa.binary()), "id": [i for _, i in rows]})
     stats = Stats("b")
     edges = set(map(tuple, (r.values() for r in dedup.bucket_edges(t, max_bucket=10, stats=stats).to_pylist())))
-    assert edges == {("x", "y"), ("x", "z")} | {("t00", f"t{i:02d}") for i in range(1, 12)}
+    # a small band bucket gives every pair (unverified), an exact-text bucket a verified star
+    assert edges == {("x", "y", False), ("x", "z", False), ("y", "z", False)} | {
+        ("t00", f"t{i:02d}", True) for i in range(1, 12)}
     assert stats.counters["capped_buckets"] == 1 and stats.counters["buckets"] == 3
     assert stats.errors[0]["size"] == 12
+    # above all_pairs_max a band bucket gives a star; pairs of two old (index) documents are left out
+    mid = [(b"\x00\x03m", f"n{i}") for i in range(6)]
+    t2 = pa.table({"key": pa.array([k for k, _ in mid], pa.binary()), "id": [i for _, i in mid],
+                   "old": [True, True, True, False, False, False]})
+    stats = Stats("b")
+    got = {(r["src"], r["dst"]) for r in dedup.bucket_edges(t2, max_bucket=10, stats=stats,
+                                                           all_pairs_max=4).to_pylist()}
+    assert got == {("n0", "n3"), ("n0", "n4"), ("n0", "n5")} and stats.counters["star_buckets"] == 1
+    got = {(r["src"], r["dst"]) for r in dedup.bucket_edges(t2, max_bucket=10).to_pylist()}
+    assert len(got) == 15 - 3 and ("n0", "n1") not in got and ("n3", "n4") in got
 
 
 def _local_components(edges: list[tuple[str, str]], nodes: list[str]) -> dict:
@@ -324,3 +336,94 @@ def test_cluster_duplicates_long_chain_and_no_duplicates(ray_local):
                                      num_partitions=3)
     assert all(r["dup_cluster_id"] == r["id"] and r["dup_kept"] for r in out.take_all())
     assert counts["edges"] == 0 and counts["clusters"] == 0 and counts["rounds"] == 0
+
+
+# ---------------------------------------------------------------- verification, URL duplicates, index rows
+
+def _words(n, seed):
+    rng = random.Random(seed)
+    return [f"w{rng.randrange(100000)}" for _ in range(n)]
+
+
+def _doc_table(texts: dict[str, str], dates=None, urls=None) -> pa.Table:
+    ids = list(texts)
+    return pa.table({
+        "id": ids, "url": [(urls or {}).get(i, f"https://example.com/{i}") for i in ids],
+        "texts": [[texts[i]] for i in ids], "text_chars": [len(texts[i]) for i in ids],
+        "num_images": [0] * len(ids),
+        "provenance": pa.array([{"warc_date": (dates or {}).get(i)} for i in ids],
+                               pa.struct([("warc_date", pa.timestamp("s", tz="UTC"))])),
+        "minhash_bands": pa.array([[1]] * len(ids), pa.list_(pa.uint64())),
+        "text_hash": [f"th-{i}" for i in ids], "drop_reason": pa.nulls(len(ids), pa.string())})
+
+
+def _verify_locally(cands: pa.Table, docs: pa.Table, threshold: float, index_docs: pa.Table | None = None):
+    from operators.minhash import MinHashConfig
+    rows = dedup.document_rows(docs, MinHashConfig())
+    if index_docs is not None:
+        rows = pa.concat_tables([rows, dedup.index_rows(index_docs)])
+    v1 = dedup.attach_src(pa.concat_tables([dedup.candidate_rows(cands), rows]))
+    stats = Stats("v")
+    edges = dedup.verify_pairs(pa.concat_tables([v1, rows]), threshold, stats)
+    return {(r["src"], r["dst"]) for r in edges.to_pylist()}, stats.counters
+
+
+def test_verification_keeps_pairs_at_or_above_the_threshold():
+    from operators.minhash import MinHashConfig, document_text, hashed_batch
+    base = _words(400, 1)
+    near = base[:380] + _words(20, 2)            # 20 words replaced at the end: J ~ 0.88
+    far = base[:250] + _words(150, 3)            # J ~ 0.45
+    texts = {"a": " ".join(base), "b": " ".join(near), "c": " ".join(far), "d": " ".join(_words(50, 4))}
+    docs = _doc_table(texts)
+    cands = pa.table({"src": ["a", "a", "a", "b", "a"], "dst": ["b", "c", "b", "c", "d"],
+                      "verified": [False, False, False, False, True]}, schema=dedup.CANDIDATES)
+    edges, counters = _verify_locally(cands, docs, 0.8)
+    # (a, b) reached the threshold (listed twice: checked once); (a, d) is an exact-text pair
+    assert edges == {("a", "b"), ("a", "d")}
+    assert counters["pairs_checked_exact"] == 3 and counters["pairs_below_threshold"] == 2
+    assert counters["pairs_exact_text"] == 1 and counters["candidate_pairs"] == 4
+    # the exact value agrees with a plain set computation on the same shingle hashes
+    h, c = hashed_batch([texts["a"], texts["b"]], MinHashConfig())
+    sa, sb = set(h[:c[0]].tolist()), set(h[c[0]:].tolist())
+    rows = dedup.document_rows(docs, MinHashConfig()).to_pylist()
+    sh = {r["k"]: r["sh"] for r in rows}
+    assert dedup.jaccard(sh["a"], sh["b"]) == pytest.approx(len(sa & sb) / len(sa | sb))
+    assert document_text(docs["texts"][0].as_py()) == texts["a"]
+
+
+def test_verification_against_the_index_uses_the_signature():
+    from operators.minhash import MinHashConfig
+    base = _words(400, 5)
+    old = _doc_table({"old": " ".join(base)})
+    index = dedup.index_doc_rows(old, MinHashConfig())
+    assert index.num_rows == 1 and len(index["signature"][0].as_py()) == 4 * 160
+    new = _doc_table({"new": " ".join(base[:390] + _words(10, 6)), "other": " ".join(_words(400, 7))})
+    cands = pa.table({"src": ["new", "old"], "dst": ["old", "other"], "verified": [False, False]},
+                     schema=dedup.CANDIDATES)
+    edges, counters = _verify_locally(cands, new, 0.8, index)
+    assert edges == {("new", "old")} and counters["pairs_checked_estimate"] == 2
+
+
+def test_kept_in_components_prefers_an_earlier_runs_document():
+    block = pa.table({"root": ["a", "a", "a"], "id": ["a", "b", "old"],
+                      "rank": [b"\x01" * 24, b"\x02" * 24, dedup.OLD_RANK]})
+    out = {r["id"]: r for r in dedup.kept_in_components(block).to_pylist()}
+    assert set(out) == {"a", "b"}   # the earlier run's document gets no row
+    assert all(r["dup_cluster_id"] == "old" and not r["dup_kept"] and r["kept_old"] for r in out.values())
+
+
+def test_url_losers_keep_the_most_recent_fetch():
+    d = lambda y: datetime(y, 1, 1, tzinfo=UTC)  # noqa: E731
+    docs = _doc_table({"x1": "one", "x2": "two", "y1": "three", "z1": "four"},
+                      dates={"x1": d(2020), "x2": d(2023), "y1": d(2021), "z1": None},
+                      urls={"x1": "http://Site.example/a#top", "x2": "https://site.example:443/a",
+                            "y1": "https://site.example/b", "z1": "https://site.example/c"})
+    index = pa.table({"url_key": ["site.example/b", "site.example/c"], "id": ["oldb", "oldc"],
+                      "warc_date": pa.array([int(d(2020).timestamp()), int(d(2024).timestamp())], pa.int64())})
+    block = pa.concat_tables([dedup.url_views(docs), dedup.index_url_views(index)])
+    stats = Stats("u")
+    got = {r["id"]: (r["winner"], r["old"]) for r in dedup.url_losers(block, stats).to_pylist()}
+    # x2 is newer than x1 (scheme, port and fragment do not matter); y1 supersedes an older
+    # indexed fetch; z1 has no date and loses to the indexed one
+    assert got == {"x1": ("x2", False), "oldb": ("y1", True), "z1": ("oldc", False)}
+    assert stats.counters["duplicate_url"] == 2 and stats.counters["superseded"] == 1

@@ -1,7 +1,8 @@
 """Repeated-image removal: the batch functions (no Ray); the flow test is in test_flow.py."""
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from operators.images import image_refs, remove_images, repeated_refs
+from operators.images import image_refs, index_counts, ref_counts, remove_images, repeated_refs
 from operators.schema import DOCUMENT, validate_documents
 from operators.stats import Stats
 from tests.factories import doc_row
@@ -27,9 +28,24 @@ def test_repeated_refs_keeps_only_urls_over_the_threshold():
     part = pa.table({"url": [LOGO, LOGO, LOGO, "u2", "u2"], "id": ["a", "b", "c", "a", "b"]})
     stats = Stats("images")
     out = repeated_refs(part, 2, stats)
-    assert sorted(out["id"].to_pylist()) == ["a", "b", "c"] and set(out["url"].to_pylist()) == {LOGO}
+    refs = out.filter(pc.is_valid(out["id"]))
+    assert sorted(refs["id"].to_pylist()) == ["a", "b", "c"] and set(refs["url"].to_pylist()) == {LOGO}
     assert (stats.counters["image_urls"], stats.counters["image_urls_repeated"]) == (2, 1)
-    assert repeated_refs(part, 3, Stats("images")).num_rows == 0
+    # one count row per URL for the index: this run's documents using it
+    counts = out.filter(pc.is_null(out["id"]))
+    assert dict(zip(counts["url"].to_pylist(), counts["n"].to_pylist())) == {LOGO: 3, "u2": 2}
+    out3 = repeated_refs(part, 3, Stats("images"))
+    assert out3.filter(pc.is_valid(out3["id"])).num_rows == 0
+
+
+def test_repeated_refs_adds_counts_of_earlier_runs():
+    part = pa.concat_tables([ref_counts(pa.table({"url": [LOGO, "u2"], "id": ["a", "a"]})),
+                             index_counts(pa.table({"url": [LOGO, "u3"], "documents": pa.array([10, 50], pa.int64())}))])
+    out = repeated_refs(part, 10, Stats("images"))
+    refs = out.filter(pc.is_valid(out["id"]))
+    assert refs.to_pylist() == [{"url": LOGO, "id": "a", "n": 1}]   # 10 earlier + 1 now > 10
+    counts = out.filter(pc.is_null(out["id"]))
+    assert sorted(counts["url"].to_pylist()) == [LOGO, "u2"]       # u3 was not used in this run
 
 
 def test_remove_images_keeps_lists_aligned_and_counts():

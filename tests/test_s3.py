@@ -1,4 +1,4 @@
-"""S3 input and output against a local S3-compatible server (moto, on 127.0.0.1, started here).
+"""S3 input and output against a local S3-compatible server (moto on 127.0.0.1: tests/conftest.py).
 
 pyarrow's S3FileSystem finds the server through AWS_ENDPOINT_URL_S3 (honoured since pyarrow 15);
 Ray workers get the same variables through the runtime env.
@@ -6,10 +6,8 @@ Ray workers get the same variables through the runtime env.
 import glob
 import io
 import json
-import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import zlib
@@ -32,57 +30,18 @@ BUCKET = "interleaf-test"
 KEYS = ("warcs/2024/sample.warc.gz", "warcs/2024/copy.warc.gz")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """moto's S3 on 127.0.0.1, the environment pointing at it, the sample WARC uploaded twice."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    wlog = logging.getLogger("werkzeug")
-    wlog_level = wlog.level
-    wlog.setLevel(logging.ERROR)  # one line per request otherwise
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {
-        "AWS_ENDPOINT_URL_S3": endpoint,
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",  # never ask 169.254.169.254 for anything
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    }
-    empty = tmp_path_factory.mktemp("aws")
-    env["AWS_CONFIG_FILE"] = str(empty / "config")  # no profile of the user's may redirect us
-    env["AWS_SHARED_CREDENTIALS_FILE"] = str(empty / "credentials")
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION"):
-            mp.delenv(k, raising=False)
-        try:
-            client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-            client.create_bucket(Bucket=BUCKET)
-            warc = tmp_path_factory.mktemp("sample") / "sample.warc.gz"
-            manifest = write_sample_warc(str(warc))
-            for key in KEYS:
-                client.upload_file(str(warc), BUCKET, key)
-            client.put_object(Bucket=BUCKET, Key="warcs/2024/README.txt", Body=b"not a WARC")
-            client.put_object(Bucket=BUCKET, Key="warcs/2024/old/older.warc.gz", Body=warc.read_bytes())
-            yield {"client": client, "env": env, "endpoint": endpoint, "warc": warc,
-                   "manifest": manifest}
-        finally:
-            server.stop()
-            wlog.setLevel(wlog_level)
+def s3(moto_s3, tmp_path_factory):
+    """moto's S3 (tests/conftest.py), with the sample WARC uploaded twice."""
+    client = moto_s3["client"]
+    client.create_bucket(Bucket=BUCKET)
+    warc = tmp_path_factory.mktemp("sample") / "sample.warc.gz"
+    manifest = write_sample_warc(str(warc))
+    for key in KEYS:
+        client.upload_file(str(warc), BUCKET, key)
+    client.put_object(Bucket=BUCKET, Key="warcs/2024/README.txt", Body=b"not a WARC")
+    client.put_object(Bucket=BUCKET, Key="warcs/2024/old/older.warc.gz", Body=warc.read_bytes())
+    return {**moto_s3, "warc": warc, "manifest": manifest}
 
 
 def test_uri_glob_has_local_glob_semantics(tmp_path):

@@ -1,6 +1,6 @@
 from operators.urls import (
     best_srcset_url, is_data_uri, is_placeholder, parse_dimension, parse_srcset, resolve_base,
-    resolve_url,
+    resolve_url, url_key,
 )
 
 PAGE = "https://example.com/dir/page.html"
@@ -84,3 +84,24 @@ def test_parse_dimension():
     assert parse_dimension("50%") is None
     assert parse_dimension("auto") is None
     assert parse_dimension(None) is None
+
+
+def test_url_key_same_page_same_key():
+    assert url_key("HTTP://Example.COM:80/a/b?x=1#top") == "example.com/a/b?x=1"
+    assert url_key("https://example.com") == "example.com/"
+    assert url_key("http://example.com/") == url_key("https://example.com:443") == "example.com/"
+    assert url_key("https://user:pw@Example.com/p") == "example.com/p"
+
+
+def test_url_key_keeps_what_can_differ():
+    assert url_key("https://www.example.com/a") == "www.example.com/a"  # www. is not stripped
+    assert url_key("https://example.com:8080/a") == "example.com:8080/a"
+    assert url_key("https://example.com/A/b/?y=2&x=1") == "example.com/A/b/?y=2&x=1"  # case, slash, order
+    assert url_key("https://example.com/a?") == "example.com/a"
+    assert url_key("http://[::1]:8000/x") == "[::1]:8000/x"
+
+
+def test_url_key_rejects_non_http():
+    for url in (None, "", "   ", "ftp://example.com/a", "mailto:a@b.c", "example.com/a", "http://",
+                "https://example.com:99999/", "javascript:void(0)"):
+        assert url_key(url) is None, url
