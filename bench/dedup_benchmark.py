@@ -19,6 +19,21 @@ candidates are assumed below 0.5 (originals are deduplicated at 0.5; a random sa
 checked and reported).
   detected (LSH)       the two documents share at least one band key
   detected + verified  ... and the signature estimate of J >= t
+  production path      what the flow does (operators/dedup.py, in one in-memory block): band
+                       buckets -> `bucket_edges` (every pair of a bucket of <= ALL_PAIRS_MAX ids, a
+                       star above; exact-text buckets verified), then `document_rows` /
+                       `candidate_rows` / `attach_src` / `verify_pairs`: exact Jaccard on the sorted
+                       distinct 32-bit shingle hashes >= t. The ground truth uses the shingle strings;
+                       the two differ only by 32-bit hash collisions (counted and reported).
+Clusters: connected components of the production path's verified edges (`dedup.components`), the
+kept document by the keep rule (`dedup.choose_kept`: most text, then smallest id). Purity = sum
+over clusters of the largest number of members from one planted group / clustered documents; a
+planted group is split when its clustered members lie in more than one cluster; chaining = members
+whose exact J to their cluster's kept document is below t. The components of the exact graph (all
+pairs with exact J >= t) are given beside them as the reference.
+Ray (skip with --no-ray): `flows.ray_ops.duplicate_clusters` on the same documents (ray.init
+(num_cpus=2), --ray-blocks input blocks, num_partitions=4), wall clock with verification
+(threshold 0.8) and without (threshold None), after a small warm-up run that starts the workers.
 Speed: CPU seconds of this process (time.process_time: per core), signatures + band keys in
 batches of --batch documents; datatrove's `MinhashDedupSignature` (same n-gram size, buckets and
 hashes per bucket, its default xxhash-64 (and sha1-32) and text normalisation, our word tokeniser
@@ -30,6 +45,7 @@ import argparse
 import glob
 import itertools
 import json
+import os
 import random
 import sys
 import tempfile
@@ -41,8 +57,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 import operators.minhash as mh  # noqa: E402
+from operators import dedup  # noqa: E402
 from operators.minhash import MinHashConfig, band_keys, hashed_batch, shingles, signatures_from_hashes  # noqa: E402
 from operators.quality import words  # noqa: E402
+from operators.stats import Stats  # noqa: E402
 
 BOILER_HEAD = ["Home | About us | Contact | Login", "Skip to main content", "Menu Search Subscribe",
                "You are here: Home > News > Article", "Share this: Facebook Twitter Email Print"]
@@ -226,6 +244,127 @@ def datatrove_full_stage(texts: list[str], step) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# the production path (operators/dedup.py block functions, one in-memory block)
+
+def doc_id(i: int) -> str:
+    return f"d{i:06d}"                                        # string order = index order
+
+
+def production_table(docs: list[str], keys: np.ndarray, cfg: MinHashConfig):
+    """The columns `duplicate_clusters` reads: id, text_chars, num_images, texts, minhash_bands, text_hash."""
+    import pyarrow as pa
+    n = len(docs)
+    bands = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * cfg.bands),
+                                     pa.array(keys.reshape(-1).astype(np.uint64), pa.uint64()))
+    return pa.table({
+        "id": pa.array([doc_id(i) for i in range(n)], pa.string()),
+        "text_chars": pa.array([len(t) for t in docs], pa.int64()),
+        "num_images": pa.array(np.zeros(n, np.int64)),
+        "texts": pa.array([[t] for t in docs], pa.list_(pa.string())),
+        "minhash_bands": bands,
+        "text_hash": pa.array([mh.exact_hash([t], []) for t in docs], pa.string()),
+    })
+
+
+def id_codes(src, dst, n: int) -> np.ndarray:
+    a = np.array([int(x[1:]) for x in src.to_pylist()], np.int64)
+    b = np.array([int(x[1:]) for x in dst.to_pylist()], np.int64)
+    return np.minimum(a, b) * n + np.maximum(a, b)
+
+
+def production_path(table, cfg: MinHashConfig, thresholds):
+    """Candidates and verified edges as the flow's block functions compute them."""
+    import pyarrow as pa
+    st = {name: Stats(name) for name in ("pairs", "buckets", *[f"verify {t}" for t in thresholds])}
+    cpu = {}
+    c0 = time.process_time()
+    pairs = dedup.band_pairs(table, stats=st["pairs"])
+    cands = dedup.bucket_edges(pairs, max_bucket=10 ** 9, stats=st["buckets"])
+    cpu["keys -> candidates (band_pairs + bucket_edges)"] = time.process_time() - c0
+    c0 = time.process_time()
+    drows = dedup.document_rows(table, cfg)
+    cpu["document rows (shingle hashes + signatures)"] = time.process_time() - c0
+    c0 = time.process_time()
+    v1 = dedup.attach_src(pa.concat_tables([dedup.candidate_rows(cands), drows]))
+    block = pa.concat_tables([v1, drows])
+    cpu["attach_src"] = time.process_time() - c0
+    edges = {}
+    for t in thresholds:
+        c0 = time.process_time()
+        edges[t] = dedup.verify_pairs(block, t, stats=st[f"verify {t}"])
+        cpu[f"verify_pairs at {t}"] = time.process_time() - c0
+    return cands, edges, drows, st, cpu
+
+
+def clusters_of(codes: np.ndarray, n: int) -> dict[int, list[int]]:
+    """Components (of >= 2 documents) of the edges `codes` (i * n + j): root -> sorted members."""
+    labels = dedup.components(zip((codes // n).tolist(), (codes % n).tolist()))
+    out: dict[int, list[int]] = {}
+    for x, r in labels.items():
+        out.setdefault(r, []).append(x)
+    return {r: sorted(m) for r, m in out.items() if len(m) >= 2}
+
+
+def cluster_stats(clusters: dict[int, list[int]], group: np.ndarray, docs: list[str], sets, t: float) -> dict:
+    from collections import Counter
+    clustered = sum(len(m) for m in clusters.values())
+    majority = kept_same = mixed = chain_clusters = chain_members = 0
+    min_to_kept = 1.0
+    where: dict[int, set] = {}
+    for r, m in clusters.items():
+        kept = int(dedup.choose_kept([{"id": doc_id(i), "text_chars": len(docs[i]), "num_images": 0}
+                                      for i in m])["id"][1:])
+        c = Counter(int(group[i]) for i in m)
+        majority += max(c.values())
+        kept_same += c[int(group[kept])]
+        mixed += len(c) > 1
+        for g in c:
+            where.setdefault(g, set()).add(r)
+        js = [jaccard(sets[i], sets[kept]) for i in m if i != kept]
+        low = [j for j in js if j < t]
+        chain_clusters += bool(low)
+        chain_members += len(low)
+        min_to_kept = min([min_to_kept] + js)
+    planted_groups = {g for g in where if g >= 0}
+    return {"clusters": len(clusters), "clustered": clustered, "removed": clustered - len(clusters),
+            "purity": majority / max(1, clustered), "purity_kept": kept_same / max(1, clustered),
+            "mixed": mixed, "groups": len(planted_groups),
+            "split": sum(len(where[g]) > 1 for g in planted_groups),
+            "chain_clusters": chain_clusters, "chain_members": chain_members, "min_to_kept": min_to_kept,
+            "sizes": Counter(len(m) for m in clusters.values())}
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray
+
+def ray_dedup(table, cfg: MinHashConfig, blocks: int, partitions: int) -> list[tuple]:
+    """Wall clock of `duplicate_clusters` with and without verification; returns rows and assignments."""
+    import ray
+    root = str(Path(__file__).resolve().parent.parent)
+    os.environ["PYTHONPATH"] = root + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
+    import logging
+    ray.init(num_cpus=2, logging_level=logging.WARNING, include_dashboard=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    from flows.ray_ops import duplicate_clusters
+    try:
+        step = -(-table.num_rows // blocks)
+        ds = ray.data.from_arrow([table.slice(lo, step) for lo in range(0, table.num_rows, step)])
+        warm = ray.data.from_arrow(table.slice(0, 300))
+        w0 = time.perf_counter()
+        duplicate_clusters(warm, verify=cfg, threshold=0.8, num_partitions=partitions)
+        warm_s = time.perf_counter() - w0
+        out = []
+        for label, thr in (("verified, threshold 0.8", 0.8), ("not verified (threshold None)", None)):
+            w0 = time.perf_counter()
+            assigned, counts = duplicate_clusters(ds, verify=cfg, threshold=thr, num_partitions=partitions)
+            wall = time.perf_counter() - w0
+            out.append((label, thr, wall, counts, assigned.to_pandas()))
+        return out, warm_s
+    finally:
+        ray.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -237,6 +376,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--hash", default=MinHashConfig.hash)
     ap.add_argument("--no-datatrove", action="store_true")
+    ap.add_argument("--no-ray", action="store_true", help="skip the end-to-end dedup on Ray")
+    ap.add_argument("--ray-blocks", type=int, default=8, help="input blocks of the Ray dataset")
+    ap.add_argument("--ray-partitions", type=int, default=4, help="num_partitions of duplicate_clusters")
     ap.add_argument("--out", help="also write the Markdown report here")
     args = ap.parse_args()
     report: list[str] = []
@@ -272,13 +414,23 @@ def main() -> None:
         for i, j in itertools.combinations(sorted(idx), 2):
             planted.append(i * n + j)
     planted = np.unique(np.array(planted, np.int64))
-    all_pairs = np.union1d(planted, cand)
+    # the production path: bucket_edges' candidates, verified by exact Jaccard on shingle hashes
+    table = production_table(docs, keys, cfg)
+    p_cands, p_edges, drows, p_stats, p_cpu = production_path(table, cfg, THRESHOLDS)
+    p_cand_codes = np.unique(id_codes(p_cands["src"], p_cands["dst"], n))
+    p_edge_codes = {t: np.unique(id_codes(e["src"], e["dst"], n)) for t, e in p_edges.items()}
+    all_pairs = np.union1d(np.union1d(planted, cand), p_cand_codes)
     c0 = time.process_time()
     exact = np.array([jaccard(sets[p // n], sets[p % n]) for p in all_pairs.tolist()])
     c_exact = time.process_time() - c0
     est = (sigs[all_pairs // n] == sigs[all_pairs % n]).mean(axis=1)
     is_cand = np.isin(all_pairs, cand)
     is_planted = np.isin(all_pairs, planted)
+    is_pcand = np.isin(all_pairs, p_cand_codes)
+    sh_of = dict(zip(drows["k"].to_pylist(), drows["sh"].to_pylist()))
+    c0 = time.process_time()
+    hash_j = np.array([dedup.jaccard(sh_of[doc_id(p // n)], sh_of[doc_id(p % n)]) for p in all_pairs.tolist()])
+    c_hash = time.process_time() - c0
     # sample of pairs neither planted nor candidates: how many are actually similar?
     rng = np.random.default_rng(args.seed)
     sample = rng.integers(0, n, (20000, 2))
@@ -343,6 +495,75 @@ def main() -> None:
         say(f"| {kind} | {len(idx)} | {np.mean(js):.3f} | {np.min(js):.3f} | {np.max(js):.3f} | {hit / len(idx):.3f} |")
     say()
 
+    # --- production path
+    say("### Production path: band buckets -> `bucket_edges` -> exact Jaccard verification")
+    say()
+    bst = p_stats["buckets"].counters
+    say(f"`band_pairs` + `bucket_edges` (max_bucket unlimited, all pairs up to {dedup.ALL_PAIRS_MAX} ids) on the "
+        f"{n} documents in one block: {p_cands.num_rows} candidate rows ({bst['buckets']} buckets with >= 2 ids, "
+        f"{bst['buckets_text']} of them exact-text, {bst['star_buckets']} band buckets above "
+        f"{dedup.ALL_PAIRS_MAX} ids given as stars), {len(p_cand_codes)} distinct pairs "
+        f"(LSH candidate pairs: {len(cand)}; LSH pairs missing from them: {(is_cand & ~is_pcand).sum()}). "
+        f"Verified with `verify_pairs` (exact Jaccard on sorted distinct 32-bit shingle hashes); the ground "
+        f"truth is exact Jaccard on the shingle strings.")
+    say()
+    say("| threshold | true pairs (exact J >= t) | candidate pairs | verified edges | precision | recall "
+        "| false positives | true pairs missed: not a band candidate / dropped by a star bucket / hash J < t |")
+    say("|---|---|---|---|---|---|---|---|")
+    for t in THRESHOLDS:
+        true = exact >= t
+        det = np.isin(all_pairs, p_edge_codes[t])
+        fn = true & ~det
+        say(f"| J >= {t} | {true.sum()} | {len(p_cand_codes)} | {len(p_edge_codes[t])} "
+            f"| **{(det & true).sum() / max(1, det.sum()):.4f}** | **{(det & true).sum() / max(1, true.sum()):.4f}** "
+            f"| {(det & ~true).sum()} | {(fn & ~is_cand).sum()} / {(fn & is_cand & ~is_pcand).sum()} "
+            f"/ {(fn & is_pcand & (hash_j < t)).sum()} |")
+    say()
+    diff = np.abs(hash_j - exact)
+    flips = {t: int(((hash_j >= t) != (exact >= t)).sum()) for t in THRESHOLDS}
+    say(f"Hash vs string Jaccard over all {len(all_pairs)} pairs: {(diff > 0).sum()} pairs differ at all, "
+        f"max abs difference {diff.max():.2e}; pairs on the other side of t: "
+        + ", ".join(f"{flips[t]} at {t}" for t in THRESHOLDS)
+        + f" (32-bit collisions of distinct shingles: negligible). Hash J of all pairs: {c_hash:.2f} s CPU.")
+    vst = {t: p_stats[f"verify {t}"].counters for t in THRESHOLDS}
+    say()
+    say("verify_pairs counters: " + "; ".join(
+        f"t={t}: " + ", ".join(f"{k} {v}" for k, v in vst[t].items()) for t in THRESHOLDS) + ".")
+    say()
+    say("CPU seconds of the production block functions (one process, whole corpus in one block): "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in p_cpu.items()) + ".")
+    say()
+
+    say("### Clusters: connected components of the verified edges")
+    say()
+    say("Purity = sum over clusters of the largest number of members from one planted group / clustered "
+        "documents; kept-purity = share of clustered documents from the kept document's group; mixed = "
+        "clusters with members of more than one group; split = planted groups whose clustered members lie "
+        "in more than one cluster; chaining = members whose exact J to their cluster's kept document is < t "
+        "(edges reach t, but the component is transitive). Reference: components of the exact graph "
+        "(every pair with exact J >= t).")
+    say()
+    say("| graph | clusters | clustered docs | duplicates removed | purity | kept-purity | mixed clusters "
+        "| groups clustered | groups split | clusters with chaining | chained members | min J to kept | largest cluster |")
+    say("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    cl_prod = {}
+    for t in THRESHOLDS:
+        for name, codes in ((f"production, t = {t}", p_edge_codes[t]), (f"exact J >= {t}", all_pairs[exact >= t])):
+            cl = clusters_of(codes, n)
+            if name.startswith("production"):
+                cl_prod[t] = cl
+            cs = cluster_stats(cl, group, docs, sets, t)
+            say(f"| {name} | {cs['clusters']} | {cs['clustered']} | {cs['removed']} | {cs['purity']:.4f} "
+                f"| {cs['purity_kept']:.4f} | {cs['mixed']} | {cs['groups']} | {cs['split']} | {cs['chain_clusters']} "
+                f"| {cs['chain_members']} | {cs['min_to_kept']:.3f} | {max(cs['sizes']) if cs['sizes'] else 0} |")
+    say()
+    for t in THRESHOLDS:
+        exact_cl = {frozenset(m) for m in clusters_of(all_pairs[exact >= t], n).values()}
+        same = sum(frozenset(m) in exact_cl for m in cl_prod[t].values())
+        say(f"At t = {t}: {same} of {len(cl_prod[t])} production clusters are exactly a component of the exact graph "
+            f"({len(exact_cl)} components).")
+    say()
+
     # --- speed
     say("### Signature speed (CPU seconds of one process = per core)")
     say()
@@ -384,6 +605,37 @@ def main() -> None:
         f"band keys {c_pairs:.2f} s ({len(cand)} pairs), total {c_sig + c_pairs:.2f} s CPU for {n} documents "
         f"({n / (c_sig + c_pairs):.0f} docs/s); exact Jaccard of {len(all_pairs)} pairs for the ground "
         f"truth {c_exact:.2f} s.")
+    if not args.no_ray:
+        say()
+        say(f"### End to end on Ray: `flows.ray_ops.duplicate_clusters` ({n} documents)")
+        say()
+        runs, warm_s = ray_dedup(table, cfg, args.ray_blocks, args.ray_partitions)
+        say(f"ray.init(num_cpus=2) on this machine, `ray.data.from_arrow` of the same table in {args.ray_blocks} "
+            f"blocks (texts as one-element lists, minhash_bands and text_hash as the operator makes them), "
+            f"num_partitions={args.ray_partitions}; wall clock of the call, after a warm-up call on 300 documents "
+            f"({warm_s:.1f} s) that starts the workers.")
+        say()
+        say("| run | wall s | docs/s | candidate pairs | edges | rounds | clusters | documents in clusters "
+            "| duplicates removed |")
+        say("|---|---|---|---|---|---|---|---|---|")
+        for label, thr, wall, counts, _ in runs:
+            say(f"| {label} | {wall:.1f} | {n / wall:.0f} | {counts['candidate_pairs']} | {counts['edges']} "
+                f"| {counts['rounds']} | {counts['clusters']} | {counts['documents_in_clusters']} "
+                f"| {counts['duplicates_removed']} |")
+        say()
+        for label, thr, wall, counts, assigned in runs:
+            shown = {k: v for k, v in counts.items() if not (k == "capped_examples" and not v)}
+            say(f"Counts, {label}: `{json.dumps(shown)}`")
+            say()
+            if thr is not None and thr in cl_prod:
+                got = {}
+                for i, c in zip(assigned["id"], assigned["dup_cluster_id"]):
+                    got.setdefault(c, set()).add(int(i[1:]))
+                mine = {frozenset(m) for m in cl_prod[thr].values()}
+                same = sum(frozenset(m) in mine for m in got.values())
+                say(f"Ray clusters at {thr} equal to the in-memory production clusters: {same} of {len(got)} "
+                    f"(in-memory: {len(mine)}).")
+                say()
     if args.out:
         Path(args.out).write_text("\n".join(report) + "\n", encoding="utf8")
 

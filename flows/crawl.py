@@ -130,7 +130,7 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
                     index_docs = without_ids(index_docs, superseded, parts).materialize()
             ds, counts = cluster_duplicates(ds, max_bucket=cfg.dedup.max_bucket, num_partitions=parts,
                                             verify=cfg.dedup, threshold=cfg.dedup.threshold,
-                                            index_docs=index_docs)
+                                            index_docs=index_docs, index_threshold=cfg.dedup.index_threshold)
             dedup_stats = dedup_record({**url_counts, **counts})
             ds = apply(ds, partial(SelectDuplicates, cfg.select), SelectDuplicates, collector)
             if cfg.dedup.max_image_repeats is not None:  # counted over the documents dedup kept

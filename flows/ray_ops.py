@@ -218,7 +218,8 @@ def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
                        extra_key_column: str | None = "text_hash", max_bucket: int = 1000,
                        num_partitions: int | None = None, max_rounds: int = 64,
                        verify: Any = None, threshold: float | None = None,
-                       index_docs: ray.data.Dataset | None = None) -> tuple[ray.data.Dataset, dict]:
+                       index_docs: ray.data.Dataset | None = None, index_threshold: float | None = None
+                       ) -> tuple[ray.data.Dataset, dict]:
     """(id, dup_cluster_id, dup_kept) for every document of `ds` in a duplicate cluster of >= 2
     (a materialised dataset), and counts. Reads `id`, `text_chars`, `num_images`,
     `provenance.warc_date` (or `warc_date`), `key_column`, `extra_key_column` (and `texts` when
@@ -227,7 +228,7 @@ def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
 
     `threshold` (with `verify`, the MinHash config that made the keys): candidate pairs are kept
     as edges only when their Jaccard similarity reaches it (exact on shingles within the run; the
-    signature estimate against `index_docs`). `index_docs`: earlier runs' kept documents (the
+    signature estimate against `index_docs`, at `index_threshold`, default `threshold`). `index_docs`: earlier runs' kept documents (the
     dedup index's `docs` table): they take part in the buckets and components, win their
     components (they are published), and get no output row."""
     from operators import dedup
@@ -264,7 +265,8 @@ def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
             v1 = _by_key(cands.map_batches(dedup.candidate_rows, batch_format="pyarrow").union(docs), "k",
                          parts, dedup.attach_src)
             edges = _by_key(v1.union(docs), "k", parts, _counted, fn=dedup.verify_pairs, name="dedup_verify",
-                            collector=collector, threshold=threshold).materialize()
+                            collector=collector, threshold=threshold,
+                            estimate_threshold=index_threshold).materialize()
             del docs
         else:
             edges = cands.map_batches(lambda b: b.select(["src", "dst"]), batch_format="pyarrow").materialize()
@@ -394,14 +396,15 @@ def _singletons(batch: pa.Table) -> pa.Table:
 def cluster_duplicates(ds: ray.data.Dataset, key_column: str = "minhash_bands",
                        extra_key_column: str | None = "text_hash", max_bucket: int = 1000,
                        num_partitions: int | None = None, max_rounds: int = 64, verify: Any = None,
-                       threshold: float | None = None, index_docs: ray.data.Dataset | None = None
-                       ) -> tuple[ray.data.Dataset, dict]:
+                       threshold: float | None = None, index_docs: ray.data.Dataset | None = None,
+                       index_threshold: float | None = None) -> tuple[ray.data.Dataset, dict]:
     """The rows of `ds` (in another order) with `dup_cluster_id` (the kept document's id; a
     singleton's own id; an id set before is kept) and `dup_kept`, and the counts of
-    `duplicate_clusters` (see there for `verify`, `threshold`, `index_docs`). Shuffles the full
+    `duplicate_clusters` (see there for `verify`, `threshold`, `index_docs`, `index_threshold`). Shuffles the full
     documents once (by id); to avoid that, store `duplicate_clusters`' table apart."""
     assigned, counts = duplicate_clusters(ds, key_column, extra_key_column, max_bucket,
-                                          num_partitions, max_rounds, verify, threshold, index_docs)
+                                          num_partitions, max_rounds, verify, threshold, index_docs,
+                                          index_threshold)
     if not counts["documents_in_clusters"]:
         return ds.map_batches(_singletons, batch_format="pyarrow"), counts
     parts = num_partitions or ray.data.DataContext.get_current().default_hash_shuffle_parallelism

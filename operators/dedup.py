@@ -89,12 +89,15 @@ class DedupConfig(MinHashConfig):
     num_partitions: int | None = None  # shuffle partitions; None: 2 per CPU of the cluster
     max_image_repeats: int | None = 10  # image URLs used by more kept documents are removed (OBELICS: 10); null: off
     threshold: float | None = 0.8     # candidate pairs below this Jaccard are not duplicates; null: no check
+    index_threshold: float = 0.75     # the same against earlier runs, on the signature estimate (sd ~0.03 at 0.8)
     index: bool = True                # dedup against earlier runs' index in the output, and append to it
 
     def __post_init__(self):
         super().__post_init__()
         if self.threshold is not None and (isinstance(self.threshold, bool) or not 0 < self.threshold <= 1):
             raise ValueError(f"dedup.threshold must be in (0, 1] or null, got {self.threshold!r}")
+        if isinstance(self.index_threshold, bool) or not 0 < self.index_threshold <= 1:
+            raise ValueError(f"dedup.index_threshold must be in (0, 1], got {self.index_threshold!r}")
         if not isinstance(self.max_bucket, int) or isinstance(self.max_bucket, bool) or self.max_bucket < 2:
             raise ValueError(f"dedup.max_bucket must be an integer >= 2, got {self.max_bucket!r}")
         if self.num_partitions is not None and self.num_partitions < 1:
@@ -444,9 +447,13 @@ def signature_jaccard(sig_a: bytes, sig_b: bytes) -> float:
     return float((a == b).mean()) if len(a) == len(b) and len(a) else 0.0
 
 
-def verify_pairs(block: pa.Table, threshold: float, stats: Stats | None = None) -> pa.Table:
-    """V2 (a block holding whole dst keys): the edges (src < dst) whose Jaccard reaches
-    `threshold`; exact-text pairs pass unchecked."""
+def verify_pairs(block: pa.Table, threshold: float, stats: Stats | None = None,
+                 estimate_threshold: float | None = None) -> pa.Table:
+    """V2 (a block holding whole dst keys): the edges (src < dst) whose exact Jaccard reaches
+    `threshold`, or, for a pair with an earlier run's document, whose signature estimate reaches
+    `estimate_threshold` (default: `threshold`); exact-text pairs pass unchecked."""
+    if estimate_threshold is None:
+        estimate_threshold = threshold
     q, m, idx = _lookup(block)
     if q.num_rows == 0:
         return EDGES.empty_table()
@@ -463,11 +470,11 @@ def verify_pairs(block: pa.Table, threshold: float, stats: Stats | None = None) 
             continue
         if src_sh[i] is not None and m_sh[j] is not None:
             exact += 1
-            sim = jaccard(src_sh[i], m_sh[j])
+            sim, bar = jaccard(src_sh[i], m_sh[j]), threshold
         else:
             estimated += 1
-            sim = signature_jaccard(src_sig[i], m_sig[j])
-        if sim >= threshold:
+            sim, bar = signature_jaccard(src_sig[i], m_sig[j]), estimate_threshold
+        if sim >= bar:
             keep[i] = True
         else:
             rejected += 1
@@ -595,7 +602,10 @@ def pack_rank(ranks: pa.Table) -> pa.Array:
 
 
 def keep_views(docs: pa.Table) -> pa.Table:
-    """Documents as query rows: k = id, v = id, w = packed rank."""
+    """Documents as query rows: k = id, v = id, w = packed rank (documents already dropped, e.g.
+    as URL duplicates, take no part: one may share its id with an earlier run's document)."""
+    if "drop_reason" in docs.column_names:
+        docs = docs.filter(pc.is_null(docs["drop_reason"]))
     ranks = rank_columns(docs)
     return lookup_rows(ranks["id"], ranks["id"], pack_rank(ranks))
 
