@@ -22,11 +22,14 @@ Stages (each one is a hash repartition by a key into P partitions, then a vector
 each partition, which Ray hands over as one block; see flows/ray_ops.py):
 
 1. pairs    docs -> (key, id) rows: bands+1 rows per document with text.
-2. buckets  by key: a bucket with n >= 2 ids gives star edges (min id -> each other id): n - 1
-            edges, so edges are linear in pairs. A band bucket above `max_bucket` ids gives no
-            edge and is counted/recorded (`capped_bucket`): such a band is degenerate (templates,
-            boilerplate) and would glue unrelated documents. Exact-text buckets are not capped
-            (every member is a true duplicate, star edges are linear anyway).
+2. buckets  by key: a band bucket of 2..32 ids gives every pair (candidates), a larger one star
+            pairs (min id -> each other id: n - 1, linear); a band bucket above `max_bucket` ids
+            gives none and is counted/recorded (`capped_bucket`): such a band is degenerate
+            (templates, boilerplate) and would glue unrelated documents. Exact-text buckets give a
+            star marked verified and are not capped (every member is a true duplicate). Pairs of
+            two earlier-run documents (`old`, from the index) are left out.
+2b. verify  (with a threshold) V1 by src, V2 by dst: see "verification of candidate pairs"
+            below; what is left are the edges.
 3. components, iterated until no edge is left ("rounds", logged):
             hook:     by dst: parent(dst) = min src (edges are kept with src < dst), a forest
                       whose roots are local minima;
@@ -52,6 +55,11 @@ Memory per worker and scaling (D documents with text, B bands, P partitions; a 4
     (x2-3 while sorting): P ~ 2000 keeps a partition ~0.65 GB. (With a dense 64-bit document
     number instead of the string id this is bands x docs x ~18 bytes; that is the first
     optimisation if the shuffle is the bottleneck.)
+  - verify: the documents with keys as (id, signature 640 bytes, distinct shingle hashes 4 bytes
+    each) ~ 4 bytes per word, shuffled twice (V1, V2), plus the candidate pairs (deduplicated
+    in V1) carrying one document's hashes through V2; earlier runs' documents as (id,
+    signature). Only documents in some candidate pair need to travel; filtering the others
+    first (a semi-join on the candidates' ids) is the next optimisation at scale.
   - edges: at most D*(B+1) star edges (in practice ~ documents in clusters x a few), 2 ids each
     ~ 100 bytes/edge; every round shuffles the edges 3x (hook, 2 relabels) and F (<= clustered
     documents) once per jump. Edges shrink every round (contracted to roots).

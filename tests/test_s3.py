@@ -184,21 +184,25 @@ def test_flow_s3_in_s3_out(s3, ray_s3):
     for name in ("stats.json", "config.yaml", "versions.json"):
         assert rdir + name in got
     assert not [k for k in got if "_staging" in k or k.endswith(".tmp")], got
-    assert sorted(f"out/crawl/{f}" for f in res.files) == sorted(parts["documents"] + parts["rejected"])
+    index = [k for k in got if k.startswith("out/crawl/_index/") and k.endswith(".parquet")]
+    assert sorted(f"out/crawl/{f}" for f in res.files) == sorted(parts["documents"] + parts["rejected"] + index)
+    assert f"out/crawl/_index/_committed/{res.run_id}.json" in got and any("/_index/docs/" in k for k in index)
 
     def rows(ks):
         return [r for k in ks for r in pq.read_table(
             io.BytesIO(client.get_object(Bucket=BUCKET, Key=k)["Body"].read())).to_pylist()]
 
     docs, rejected = rows(parts["documents"]), rows(parts["rejected"])
-    # the same sample under two keys: one copy of each article is kept, the other is an exact
-    # duplicate (and the planted near-copy is a duplicate of its original in both files)
-    articles = [p for p in s3["manifest"]["html_pages"] if p["kind"] == "article"]
-    assert sorted(d["url"] for d in docs) == sorted(p["url"] for p in articles)
-    dups = [r for r in rejected if r["drop_reason"] == "duplicate"]
-    assert len(dups) == len(articles) + 2
+    # the same sample under two keys: every URL twice, with the same fetch date: one copy of each
+    # page is kept, the other is a URL duplicate; the planted near-copy pair keeps one of its two
+    pages = [p for p in s3["manifest"]["html_pages"] if p["kind"] in ("article", "near_copy")]
+    assert len(docs) == len(pages) - 1 and len({d["url"] for d in docs}) == len(docs)
+    url_dups = [r for r in rejected if r["drop_reason"] == "duplicate_url"]
+    near = [r for r in rejected if r["drop_reason"] == "duplicate"]
+    assert len(url_dups) == len(pages) and len(near) == 1
     kept_ids = {d["id"] for d in docs}
-    assert all(r["dup_cluster_id"] in kept_ids for r in dups)
+    assert near[0]["dup_cluster_id"] in kept_ids
+    assert all(r["dup_cluster_id"] in kept_ids | {near[0]["id"]} for r in url_dups)
     assert {r["provenance"]["warc_path"] for r in docs + rejected} == set(paths)
     assert any(r["http_status"] == 404 for r in rejected)
 
