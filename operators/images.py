@@ -6,8 +6,14 @@ the driver grows with the corpus.
 
 A URL counts once per document (a document showing the same logo twice counts one use).
 Documents that selection already dropped are not counted and not changed.
+
+The key of an image is a function of (url, image_info entry): `image_url` (the default) or, once
+images are fetched, `image_content` (the sha256 of the bytes, so the same logo under many URLs is
+one image). Counting, the index's `images` table and removal only see the key string.
 """
 from __future__ import annotations
+
+from typing import Callable, Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,14 +23,35 @@ from operators.stats import Stats
 REFS = pa.schema([pa.field("url", pa.string()), pa.field("id", pa.string())])
 
 
-def image_refs(table: pa.Table) -> pa.Table:
-    """(url, id) once per distinct image URL of each kept document."""
+def image_url(url: str | None, info: dict | None) -> str | None:
+    """Image key: the URL."""
+    return url
+
+
+def image_content(url: str | None, info: dict | None) -> str | None:
+    """Image key: the sha256 of the fetched bytes (None until the image is fetched)."""
+    return (info or {}).get("sha256")
+
+
+ImageKey = Callable[[Optional[str], Optional[dict]], Optional[str]]
+
+
+def _keys(images: list, infos: list | None, key: ImageKey) -> list:
+    if key is image_url:
+        return images
+    infos = infos or [None] * len(images)
+    return [key(u, m) if u is not None else None for u, m in zip(images, infos)]
+
+
+def image_refs(table: pa.Table, key: ImageKey = image_url) -> pa.Table:
+    """(url, id) once per distinct image key (`url` holds the key) of each kept document."""
     urls, ids = [], []
-    for doc_id, images, dropped in zip(table["id"].to_pylist(), table["images"].to_pylist(),
-                                       table["drop_reason"].to_pylist()):
+    infos = table["image_info"].to_pylist() if key is not image_url else [None] * table.num_rows
+    for doc_id, images, info, dropped in zip(table["id"].to_pylist(), table["images"].to_pylist(), infos,
+                                             table["drop_reason"].to_pylist()):
         if dropped is not None or not images:
             continue
-        for u in dict.fromkeys(u for u in images if u):
+        for u in dict.fromkeys(k for k in _keys(images, info, key) if k):
             urls.append(u)
             ids.append(doc_id)
     return pa.table({"url": pa.array(urls, pa.string()), "id": pa.array(ids, pa.string())}, schema=REFS)
@@ -68,9 +95,9 @@ def repeated_refs(part: pa.Table, max_repeats: int, stats: Stats) -> pa.Table:
     return pa.concat_tables([out.select(COUNTS.names).cast(COUNTS), counts])
 
 
-def remove_images(docs: pa.Table, drop: dict[str, set[str]], stats: Stats) -> pa.Table:
-    """Remove, from each document in `drop`, its images whose URL is in its set (all aligned lists
-    stay aligned); `num_images` and `images_dropped` are updated."""
+def remove_images(docs: pa.Table, drop: dict[str, set[str]], stats: Stats, key: ImageKey = image_url) -> pa.Table:
+    """Remove, from each document in `drop`, its images whose key (`key`: URL by default) is in
+    its set (all aligned lists stay aligned); `num_images` and `images_dropped` are updated."""
     if not drop or docs.num_rows == 0:
         return docs
     aligned = ("texts", "images", "image_info", "text_languages", "text_language_scores")
@@ -83,7 +110,8 @@ def remove_images(docs: pa.Table, drop: dict[str, set[str]], stats: Stats) -> pa
         if not urls:
             continue
         images = cols["images"][i]
-        keep = [j for j, u in enumerate(images) if u is None or u not in urls]
+        keys = _keys(images, cols["image_info"][i] if "image_info" in cols else None, key)
+        keep = [j for j, (u, k) in enumerate(zip(images, keys)) if u is None or k not in urls]
         removed = len(images) - len(keep)
         if not removed:
             continue

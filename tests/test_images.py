@@ -58,3 +58,21 @@ def test_remove_images_keeps_lists_aligned_and_counts():
     assert a["num_images"] == 1 and a["images_dropped"] == 2
     assert b["images"] == [None, "https://x/2.jpg"] and b["num_images"] == 1
     assert stats.counters["images_removed_repeated"] == 2 and stats.counters["documents_changed"] == 1
+
+
+def test_content_key_hook_counts_the_same_bytes_under_many_urls():
+    from operators.images import image_content
+    sha = "ab" * 32
+    rows = []
+    for i in range(3):
+        r = doc(f"d{i}", [None, f"https://cdn{i}.example/logo.png"])
+        r["image_info"] = [None, {"alt": None, "width": 1, "height": 1, "sha256": sha}]
+        rows.append(r)
+    t = pa.Table.from_pylist(rows)
+    refs = image_refs(t, key=image_content)
+    assert refs["url"].to_pylist() == [sha] * 3
+    out = repeated_refs(refs, 2, Stats("images"))
+    drop = {r["id"]: {r["url"]} for r in out.filter(pc.is_valid(out["id"])).to_pylist()}
+    stats = Stats("images")
+    gone = remove_images(t, drop, stats, key=image_content).to_pylist()
+    assert all(d["images"] == [None] for d in gone) and stats.counters["images_removed_repeated"] == 3
