@@ -514,3 +514,27 @@ def test_gzip_member_without_trailer_is_damage(tmp_path):
     rows, stats = read(path)
     assert len(rows) == 1 and stats.counters["html"] == 1
     assert [e["offset"] for e in damage(stats)] == [offs[1]]
+
+
+def test_image_records(tmp_path):
+    from operators.warc import iter_image_records
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+    jpg = b"\xff\xd8\xff\xe0" + b"\x00" * 40
+    recs = [record(http(png, headers=[("Content-Type", "image/png")]), uri="http://example.com/a.png"),
+            record(http(jpg, headers=[("Content-Type", "application/octet-stream"),
+                                      ("Content-Encoding", "gzip")]).replace(jpg, gzip.compress(jpg)),
+                   uri="http://example.com/b.jpg"),
+            record(http(png, status=404, headers=[("Content-Type", "image/png")]), uri="http://example.com/404.png"),
+            record(http(b"<html>not an image</html>", headers=[("Content-Type", "image/jpeg")]),
+                   uri="http://example.com/fake.jpg"),
+            record(http(PAGE), uri="http://example.com/page"),
+            record(png, wtype="resource", content_type="image/png", uri="http://example.com/res.png")]
+    path, offsets = write(tmp_path, recs)
+    stats = Stats("read_images")
+    rows = list(iter_image_records(path, ReaderConfig(), stats))
+    assert [(r["url"], r["data"]) for r in rows] == [("http://example.com/a.png", png), ("http://example.com/b.jpg", jpg),
+                                                    ("http://example.com/res.png", png)]
+    assert [r["warc_record_offset"] for r in rows] == [offsets[0], offsets[1], offsets[5]]
+    assert rows[0]["warc_record_length"] == offsets[1] - offsets[0]
+    c = stats.counters
+    assert c["images"] == 3 and c["dropped_image_http_status"] == 1 and c["dropped_not_image"] == 2

