@@ -29,7 +29,7 @@ from operators.documents import ExtractDocuments, RunInfo
 from operators.minhash import MinHashSignatures
 from operators.langid import IdentifyLanguage, LanguageModel
 from operators.quality import QualitySignals
-from operators.read import ReadWarcs
+from operators.read import ReadImageRecords, ReadWarcs
 from operators.schema import PIPELINE_VERSION
 from operators.select import Select, SelectDuplicates
 from operators.storage import expand_inputs
@@ -72,6 +72,10 @@ def dedup_record(counts: dict) -> dict:
                        for e in examples]}
 
 
+CLIP_OFF = ("images.clip.enabled is false (no CLIP weights configured): no image-text similarity scores, "
+            "no CLIP filtering in this run")
+
+
 def _with_run_id(batch, run_id: str):
     import pyarrow as pa
     return batch.append_column("run_id", pa.array([run_id] * batch.num_rows, pa.string()))
@@ -82,7 +86,8 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
     import ray
 
     from flows.ray_ops import (DocumentSink, StatsCollector, apply, cluster_duplicates, init_ray, read_index,
-                               remove_repeated_images, stage_index, url_duplicates, without_ids)
+                               remove_repeated_images, resolve_images, stage_images, stage_index, url_duplicates,
+                               without_ids)
 
     run_id = run_id or new_run_id()
     info = RunInfo(run_id=run_id, config_hash=cfg.config_hash())
@@ -138,6 +143,20 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
                                                           collector, index_images)
                 if cfg.dedup.index:
                     index_staged += stage_index(image_counts, cfg.output, run_id, "images")
+    if cfg.images.enabled:
+        ds = ds.materialize()
+        if ds.count():
+            parts = cfg.dedup.num_partitions or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+            records = None
+            if cfg.images.from_warc:
+                records = apply(ray.data.from_items([{"warc_path": p} for p in paths],
+                                                    override_num_blocks=max(1, len(paths))),
+                                partial(ReadImageRecords, cfg.reader, cfg.ray.records_per_batch),
+                                ReadImageRecords, collector)
+            ds, unique = resolve_images(ds, records, cfg.images, parts, collector)
+            ds = ds.materialize()
+            images_staged = stage_images(unique, cfg.output, run_id, cfg.images.keep_bytes, parts)
+            index_staged += images_staged
     sink = DocumentSink(cfg.output, run_id, cfg.writer, cfg.select.enabled, collector,
                         index=cfg.dedup if cfg.dedup.enabled and cfg.dedup.index else None)
     ds.write_datasink(sink)
@@ -145,6 +164,9 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
 
     stats = ray.get(collector.get.remote())
     ray.kill(collector)
+    if cfg.images.enabled and not cfg.images.clip.enabled:
+        stats.append({"name": "clip", "counters": {"enabled": 0}, "errors": [{
+            "kind": "clip_off", "reason": CLIP_OFF}]})
     if dedup_stats is not None:
         stats.insert(next((i for i, s in enumerate(stats) if s["name"] == "duplicates"), len(stats)), dedup_stats)
     seconds = time.time() - t0
@@ -192,12 +214,17 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("no input: give --input or set `input` in the config")
         paths = expand_inputs(cfg.input)
         LanguageModel(cfg.langid)  # a model that cannot be loaded fails here, not in every worker
+        if cfg.images.enabled and cfg.images.nsfw.enabled:
+            from operators.image_models import check_loadable
+            check_loadable(cfg.images.nsfw)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"interleaf {PIPELINE_VERSION}: {len(paths)} WARC file(s) -> {cfg.output}", flush=True)
     result = run(cfg, paths)
     print(format_stats(result.stats))
+    if cfg.images.enabled and not cfg.images.clip.enabled:
+        print(f"\nCLIP: off. {CLIP_OFF}.")
     print(f"\noutput: {cfg.output}  (run {result.run_id}, {result.seconds:.1f} s)")
     try:
         print(summarize(cfg.output, result.run_id))

@@ -192,6 +192,42 @@ IMAGES = {  # url -> png bytes; every url is referenced (after resolution) by an
     "https://cdn.example.net/assets/img/reef-01.png": lambda: png(256, 192, _reef),
     "https://www.example.net/icons/rss-16.png": lambda: png(16, 16, _icon),
 }
+# Photos the pages show, stored as image records as a browser-based crawl would (real JPEGs, made
+# with Pillow from a per-URL pattern). One photo the pages reference is deliberately absent
+# (ABSENT_PHOTO): the image stage reports it not_fetched (the local config does not fetch).
+PHOTOS = (
+    "https://news.example.com/img/millbrook-800.jpg", "https://news.example.com/img/millbrook-1600.jpg",
+    "https://blog.example.org/posts/img/crumb.jpg", "https://blog.example.org/img/loaf-scored.jpg",
+    "https://nachrichten.example.net/bilder/2024/teufelsmoor.jpg",
+    "https://reise.example.com/media/radweg-travemuende-1280.jpg", "https://reise.example.com/media/salzhaff-1920.jpg",
+    "https://journal.example.org/photos/2024/boulangerie-vitrine.jpg",
+    "https://journal.example.org/photos/2024/brioche-pralines.jpg", "https://cdn.example.net/fotos/vivero-coral.jpg",
+    "https://tech.example.net/ja/images/railway-bridge.jpg", "https://novosti.example.org/upload/taiga-gar-2048.jpg",
+    "https://akhbar.example.com/media/2024/greenhouse.jpg", "https://www.example.org/immagini/biblioteca-saragozza.jpg",
+)
+ABSENT_PHOTO = "https://www.example.net/old/images/gull-point-1962.jpg"
+
+
+def photo(url: str, w: int = 320, h: int = 240) -> bytes:
+    """A deterministic JPEG for `url`: a two-colour gradient with a few discs."""
+    import io
+
+    from PIL import Image
+    seed = hashlib.sha1(url.encode()).digest()
+    a, b = seed[:3], seed[3:6]
+    discs = [(seed[6 + 3 * k] * w // 256, seed[7 + 3 * k] * h // 256, 12 + seed[8 + 3 * k] % 40) for k in range(3)]
+
+    def px(x, y):
+        for cx, cy, r in discs:
+            if (x - cx) ** 2 + (y - cy) ** 2 < r * r:
+                return (255 - a[0], 255 - a[1], 255 - b[2])
+        return tuple((a[c] * (w - x) + b[c] * x) // w for c in range(3))
+    img = Image.frombytes("RGB", (w, h), bytes(v for y in range(h) for x in range(w) for v in px(x, y)))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
 GIF_1X1 = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
 
 
@@ -485,7 +521,7 @@ def write_sample_warc(path) -> dict:
             "conformsTo: https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.0/\r\n"
             "robots: checked via crawler-commons\r\n").encode()
     w.info_id = w.record("warcinfo", info, "application/warc-fields", WARC_Filename=WARC_NAME)
-    html_pages, image_records, other = [], [], []
+    html_pages, image_records, photo_records, other = [], [], [], []
     specs = pages()
     river = specs[0]["url"]
 
@@ -540,6 +576,11 @@ def write_sample_warc(path) -> dict:
         w.fetch(url, "200 OK", [("Server", "cloudflare"), ("Content-Type", "image/png"), ("Content-Length", str(len(data))),
                                 ("Cache-Control", "public, max-age=31536000")], data, "image/png", ip="203.0.113.7")
         image_records.append(url)
+    for url in PHOTOS:
+        data = photo(url)
+        w.fetch(url, "200 OK", [("Server", "cloudflare"), ("Content-Type", "image/jpeg"), ("Content-Length", str(len(data))),
+                                ("Cache-Control", "public, max-age=31536000")], data, "image/jpeg", ip="203.0.113.7")
+        photo_records.append(url)
     # a week later the river story is fetched again, unchanged: a revisit record (headers only)
     rid, payload, rdate, hdrs = first
     w.clock = rdate + dt.timedelta(days=7)
@@ -559,7 +600,7 @@ def write_sample_warc(path) -> dict:
         tmp.unlink(missing_ok=True)
     near = next(p["url"] for p in specs if p.get("kind") == "near_copy")
     return dict(path=str(path), records=dict(w.counts), html_pages=html_pages, image_records=image_records,
-                other_records=other, near_copy_of=[river, near], revisit_of=river,
+                photo_records=photo_records, absent_image=ABSENT_PHOTO, other_records=other, near_copy_of=[river, near], revisit_of=river,
                 redirect=["http://news.example.com/river", river],
                 sha1=hashlib.sha1(path.read_bytes()).hexdigest())
 

@@ -336,8 +336,17 @@ def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
 _DUP_COLUMNS = ("_k", "_cid", "_kept", "_tag")
 
 
+def _nullable(table: pa.Table) -> pa.Table:
+    """The table with every top-level field nullable: blocks that went through different stages
+    can differ in nullability only, which a shuffle's concatenation refuses."""
+    if all(f.nullable for f in table.schema):
+        return table
+    return table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
+
+
 def _docs_side(batch: pa.Table, side_columns: dict[str, tuple[str, pa.DataType]]) -> pa.Table:
     """Document rows tagged 0, keyed by id, with the side table's columns null."""
+    batch = _nullable(batch)
     n = batch.num_rows
     batch = batch.append_column("_k", batch["id"].cast(pa.string()))
     for name, (_source, type_) in side_columns.items():
@@ -531,25 +540,124 @@ def read_index(output: str, itable: str) -> ray.data.Dataset | None:
     return ray.data.read_parquet(files, filesystem=fs, schema=TABLES[itable])
 
 
-def stage_index(ds: ray.data.Dataset, output: str, run_id: str, itable: str) -> list[str]:
-    """Write `ds` as the run's staged parts of an index table; returns their paths relative to
-    the output (for `operators.writer.commit`)."""
+def stage_table(ds: ray.data.Dataset, output: str, run_id: str, folder: str, schema: pa.Schema) -> list[str]:
+    """Write `ds` (conformed to `schema`) as the run's staged parts under `_staging/<folder>`;
+    returns their paths relative to the output (for `operators.writer.commit`)."""
     import posixpath
 
     import pyarrow.fs as pafs
 
-    from operators.dedup_index import TABLES
     from operators.storage import resolve
     from operators.writer import staging_dir
     fs, root = resolve(output)
     root = root.rstrip("/")
-    folder = posixpath.join(staging_dir(root, run_id), "index", itable)
-    schema = TABLES[itable]
+    path = posixpath.join(staging_dir(root, run_id), folder)
     ds.map_batches(lambda b: b.select(schema.names).cast(schema), batch_format="pyarrow") \
-        .write_parquet(folder, filesystem=fs)
+        .write_parquet(path, filesystem=fs)
     try:
-        infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     except FileNotFoundError:
         return []
     return sorted(posixpath.relpath(i.path, root) for i in infos
                   if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+
+def stage_index(ds: ray.data.Dataset, output: str, run_id: str, itable: str) -> list[str]:
+    """Stage `ds` as the run's parts of a dedup-index table."""
+    from operators.dedup_index import TABLES
+    return stage_table(ds, output, run_id, f"index/{itable}", TABLES[itable])
+
+
+# ---------------------------------------------------------------- images
+
+def _kind(batch: pa.Table, kind: int, drop_data: bool) -> pa.Table:
+    t = batch.filter(pc.equal(batch["kind"], kind))
+    return t.drop_columns(["data"]) if drop_data else t
+
+
+def _tag(batch: pa.Table, tag: int, columns: dict[str, pa.DataType]) -> pa.Table:
+    """`batch` with every column of `columns` (null where missing) and `_tag`."""
+    n = batch.num_rows
+    cols = {name: batch[name] if name in batch.column_names else pa.nulls(n, type_) for name, type_ in columns.items()}
+    cols["_tag"] = pa.array([tag] * n, pa.int8())
+    return pa.table(cols)
+
+
+def _images_apply(batch: pa.Table, config: Any, helpers: dict, collector) -> pa.Table:
+    from operators.image_stage import apply_results
+    docs = batch.filter(pc.equal(batch["_tag"], 0))
+    side = batch.filter(pc.equal(batch["_tag"], 1))
+    results = pa.table({"id": side["_k"], **{src: side[helper] for helper, (src, _t) in helpers.items()}})
+    docs = docs.drop_columns(["_k", "_tag"] + list(helpers))
+    stats = Stats("images")
+    out = apply_results(docs, results, config, stats)
+    ship(collector, stats)
+    return out
+
+
+def resolve_images(ds: ray.data.Dataset, warc_records: ray.data.Dataset | None, config: Any, num_partitions: int,
+                   collector) -> tuple[ray.data.Dataset, ray.data.Dataset]:
+    """The image stage (operators/image_stage.py): references of the kept documents and the
+    input's image records shuffled by URL, each URL resolved once (WARC record, else fetch) and
+    decoded; unique images (by sha256) scored by NSFW actors; results joined back to the
+    documents by id. Returns the documents and the unique images (kind-1 rows, for images/).
+    `ds` is read twice: pass a materialised dataset."""
+    from functools import partial
+
+    from operators import image_stage as st
+    rows = ds.map_batches(st.reference_rows, batch_format="pyarrow", zero_copy_batch=True)
+    if warc_records is not None:
+        rows = rows.union(warc_records.map_batches(st.warc_image_rows, batch_format="pyarrow"))
+    resolved = _by_key(rows, "url", num_partitions, _counted, fn=st.resolve_block, name="fetch",
+                       collector=collector, config=config).materialize()
+    refs = resolved.map_batches(_kind, fn_kwargs={"kind": 0, "drop_data": True}, batch_format="pyarrow")
+    decoded = resolved.map_batches(_kind, fn_kwargs={"kind": 1, "drop_data": False}, batch_format="pyarrow")
+    uniq = _by_key(decoded, "sha256", num_partitions, st.unique_images).materialize()
+    result_types = {f.name: f.type for f in st.RESULT_FIELDS}
+    if config.nsfw.enabled and uniq.count():
+        a = config.actors
+        kwargs: dict[str, Any] = dict(batch_format="pyarrow", batch_size=a.batch_size, num_cpus=1,
+                                      fn_constructor_kwargs={"factory": partial(st.ScoreImages, config.nsfw),
+                                                             "collector": collector},
+                                      compute=ActorPoolStrategy(min_size=1, max_size=a.pool_size))
+        if a.num_gpus:
+            kwargs["num_gpus"] = a.num_gpus
+        scores = uniq.map_batches(_Runner, **kwargs).materialize()
+        cols = {"id": pa.string(), "url": pa.string(), **result_types, "nsfw": pa.float32()}
+        ok = refs.map_batches(lambda b: b.filter(pc.is_valid(b["sha256"])), batch_format="pyarrow")
+        failed = refs.map_batches(lambda b: b.filter(pc.is_null(b["sha256"])), batch_format="pyarrow").map_batches(_tag, fn_kwargs={"tag": 0, "columns": cols},
+                                                                 batch_format="pyarrow")
+        both = ok.map_batches(_tag, fn_kwargs={"tag": 0, "columns": cols}, batch_format="pyarrow").union(
+            scores.map_batches(_tag, fn_kwargs={"tag": 1, "columns": cols}, batch_format="pyarrow"))
+        refs = _by_key(both, "sha256", num_partitions, st.attach_scores).union(
+            failed.map_batches(lambda b: b.drop_columns(["_tag"]), batch_format="pyarrow"))
+    side_columns = {f"_r_{name}": (name, type_) for name, type_ in
+                    {"url": pa.string(), **result_types, "nsfw": pa.float32()}.items()}
+    refs = refs.map_batches(_tag, fn_kwargs={"tag": 0, "columns": {"id": pa.string(), **{
+        src: t for src, t in side_columns.values()}}}, batch_format="pyarrow") \
+        .map_batches(lambda b: b.drop_columns(["_tag"]), batch_format="pyarrow")
+    docs = _join_by_id(ds, refs, side_columns, num_partitions, _images_apply, config=config,
+                       helpers=side_columns, collector=collector)
+    return docs, uniq
+
+
+def stage_images(unique: ray.data.Dataset, output: str, run_id: str, keep_bytes: bool, num_partitions: int
+                 ) -> list[str]:
+    """Stage the run's unique images for the content-addressed `images/` table, less those an
+    earlier run of this output already wrote (by sha256)."""
+    from operators.image_stage import IMAGE_TABLE, image_table_rows
+    from operators.storage import resolve
+    if not unique.count():   # nothing decoded (no images, or none could be had)
+        return []
+    rows = unique.map_batches(image_table_rows, fn_kwargs={"run_id": run_id, "keep_bytes": keep_bytes},
+                              batch_format="pyarrow")
+    from flows.report import table_dataset
+    existing = table_dataset(output, "images")
+    if existing is not None:
+        fs, _ = resolve(output)
+        seen = ray.data.read_parquet(existing.files, filesystem=fs).select_columns(["sha256"]).map_batches(
+            lambda b: pa.table({"id": b["sha256"]}), batch_format="pyarrow")
+        keyed = rows.map_batches(lambda b: b.append_column("id", b["sha256"]), batch_format="pyarrow")
+        rows = without_ids(keyed, seen, num_partitions).map_batches(lambda b: b.drop_columns(["id"]),
+                                                                     batch_format="pyarrow")
+    return stage_table(rows, output, run_id, "images", IMAGE_TABLE)

@@ -20,6 +20,7 @@ import yaml
 from operators.clean import CleanConfig
 from operators.dedup import DedupConfig
 from operators.extract import ExtractConfig
+from operators.image_stage import ImagesConfig
 from operators.langid import LangIdConfig
 from operators.quality import QualityConfig
 from operators.select import SelectConfig
@@ -51,6 +52,7 @@ class RunConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
     writer: WriterConfig = field(default_factory=WriterConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 

@@ -46,10 +46,11 @@ import random
 import re
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from functools import partial
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -72,6 +73,7 @@ SNIFF_BYTES = 512           # bytes needed before the magic-byte check runs (or 
 
 @dataclass(frozen=True)
 class FetchConfig:
+    enabled: bool = True                # false: images not found in the input WARCs are not fetched (not_fetched)
     user_agent: str = DEFAULT_USER_AGENT
     accept: str = DEFAULT_ACCEPT
     concurrency: int = 64               # requests in flight per worker
@@ -105,7 +107,7 @@ class FetchConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or \
                     (v <= 0 if positive else v < 0):
                 raise bad(key, "must be a number " + ("> 0 (seconds)" if positive else ">= 0 (seconds)"))
-        for key in ("allow_private_networks", "respect_opt_out"):
+        for key in ("enabled", "allow_private_networks", "respect_opt_out"):
             if not isinstance(getattr(self, key), bool):
                 raise bad(key, "must be true or false")
 
@@ -596,25 +598,38 @@ def _short(e: object, limit: int = 200) -> str:
 
 
 async def fetch_many(urls: list[str], config: FetchConfig | None = None, *,
-                     resolver: AbstractResolver | None = None) -> list[FetchResult]:
+                     resolver: AbstractResolver | None = None,
+                     on_result: Callable[[int, FetchResult], None] | None = None) -> list[FetchResult]:
     """Fetch every URL concurrently (one session, global + per-host limits); results in input
-    order. `resolver` replaces the default `SafeResolver` (tests: a test double)."""
+    order. `resolver` replaces the default `SafeResolver` (tests: a test double). `on_result(i,
+    result)` is called as each URL finishes; the returned results then carry no `data` (the
+    callback consumed it), so memory holds only the bodies in flight."""
     config = config or FetchConfig()
     urls = list(urls)
     if not urls:
         return []
+
+    async def one(fetcher: _Fetcher, i: int, url: str) -> FetchResult:
+        r = await fetcher.fetch(url)
+        if on_result is not None:
+            on_result(i, r)
+            r.data = None
+        return r
+
     async with _Fetcher(config, resolver) as fetcher:
-        return list(await asyncio.gather(*(fetcher.fetch(u) for u in urls)))
+        return list(await asyncio.gather(*(one(fetcher, i, u) for i, u in enumerate(urls))))
 
 
 def fetch_images(urls: Iterable[str], config: FetchConfig | None = None, *,
-                 resolver: AbstractResolver | None = None) -> list[FetchResult]:
+                 resolver: AbstractResolver | None = None,
+                 on_result: Callable[[int, FetchResult], None] | None = None) -> list[FetchResult]:
     """Synchronous `fetch_many` on its own event loop (in a helper thread when the calling thread
     already runs one, e.g. inside an async Ray actor)."""
     urls = list(urls)
+    run = partial(fetch_many, urls, config, resolver=resolver, on_result=on_result)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(fetch_many(urls, config, resolver=resolver))
+        return asyncio.run(run())
     with ThreadPoolExecutor(1, thread_name_prefix="fetch") as pool:
-        return pool.submit(asyncio.run, fetch_many(urls, config, resolver=resolver)).result()
+        return pool.submit(asyncio.run, run()).result()

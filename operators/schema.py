@@ -16,6 +16,20 @@ IMAGE_INFO = pa.struct([
     pa.field("alt", pa.string()),
     pa.field("width", pa.int32()),       # declared in the HTML (attributes), not measured
     pa.field("height", pa.int32()),
+    # filled by the image stage (operators/image_stage.py); null when it did not run
+    pa.field("status", pa.string()),     # ok | not_fetched | http_error | timeout | too_large | not_image |
+                                         # refused_address | refused_scheme | opted_out | too_many_redirects |
+                                         # connection_error | invalid_url | decode_error | too_large_pixels | too_small
+    pa.field("source", pa.string()),     # warc (an image record of the input) | fetch
+    pa.field("http_status", pa.int32()),
+    pa.field("error", pa.string()),
+    pa.field("fetched_width", pa.int32()),   # measured on the decoded image
+    pa.field("fetched_height", pa.int32()),
+    pa.field("format", pa.string()),     # jpeg, png, gif, webp, ...
+    pa.field("sha256", pa.string()),     # of the bytes: the key of the images/ table
+    pa.field("phash", pa.string()),      # 64-bit DCT perceptual hash, 16 hex digits
+    pa.field("bytes", pa.int64()),
+    pa.field("nsfw", pa.float32()),      # Open-NSFW probability (images.nsfw)
 ])
 
 LANGUAGE_CANDIDATE = pa.struct([

@@ -32,6 +32,7 @@ from operators.stats import Stats
 from operators.storage import resolve
 
 TABLES = ("documents", "rejected")
+EXTRA_TABLES = ("images",)   # staged by other stages (the image stage's content-addressed table)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class PartWriter:
 def _destination(rel: str, run_id: str, stage: str) -> str:
     """Where a staged file (relative to the output root) goes when its run commits."""
     parts = posixpath.relpath(rel, stage).split("/") if rel.startswith(stage + "/") else []
-    if len(parts) == 2 and parts[0] in TABLES:
+    if len(parts) == 2 and parts[0] in TABLES + EXTRA_TABLES:
         return posixpath.join(parts[0], f"part-{run_id}-{parts[1]}")
     if len(parts) == 3 and parts[0] == "index" and parts[1] in dedup_index.TABLES:
         return posixpath.join(dedup_index.INDEX_DIR, parts[1], f"part-{run_id}-{parts[2]}")

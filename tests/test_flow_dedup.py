@@ -11,7 +11,6 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 from warcio.warcwriter import WARCWriter
 
-import flows.crawl as crawl
 from flows.crawl import run
 from operators import dedup_index
 from operators.config import load_config

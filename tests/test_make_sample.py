@@ -308,3 +308,18 @@ def test_redirect_404_revisit_metadata_and_other_types(records, sample):
     assert {"text/html", "image/png", "application/json", "text/css"} <= types
     for url in m["other_records"]:
         assert len(_responses(records, url)) == 1
+
+
+def test_photo_records_are_real_jpegs_and_one_is_absent(records, sample):
+    from operators.imageio import decode
+    parsed = _parsed(records, sample)
+    referenced = set().union(*(pp.urls(u) for u, pp in parsed.items()))
+    manifest = sample[1]
+    assert len(manifest["photo_records"]) >= 10
+    for url in manifest["photo_records"]:
+        assert url in referenced, url
+        (rec,) = _responses(records, url)
+        assert rec["http"].get_header("Content-Type") == "image/jpeg"
+        d = decode(rec["content"])
+        assert d.ok and d.format == "jpeg" and (d.width, d.height) == (320, 240)
+    assert manifest["absent_image"] in referenced and not _responses(records, manifest["absent_image"])

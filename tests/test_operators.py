@@ -55,7 +55,9 @@ def test_extract_builds_valid_rows_with_provenance():
     assert row["id"] == document_id("<urn:uuid:abc>", "/data/x.warc.gz", 123)
     assert row["title"] == "T" and row["html_lang"] == "en"
     assert row["images"][-1] == "https://example.com/i.jpg" and row["num_images"] == 1
-    assert row["image_info"][-1] == {"alt": "pic", "width": 300, "height": 200}
+    info = row["image_info"][-1]
+    assert {k: info[k] for k in ("alt", "width", "height")} == {"alt": "pic", "width": 300, "height": 200}
+    assert info["status"] is None   # the image stage has not run
     p = row["provenance"]
     assert (p["warc_record_offset"], p["warc_record_length"], p["run_id"], p["config_hash"]) == (123, 456, "r1", "h1")
     assert p["warc_date"] == datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

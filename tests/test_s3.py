@@ -184,8 +184,9 @@ def test_flow_s3_in_s3_out(s3, ray_s3):
     for name in ("stats.json", "config.yaml", "versions.json"):
         assert rdir + name in got
     assert not [k for k in got if "_staging" in k or k.endswith(".tmp")], got
-    index = [k for k in got if k.startswith("out/crawl/_index/") and k.endswith(".parquet")]
+    index = [k for k in got if k.startswith(("out/crawl/_index/", "out/crawl/images/")) and k.endswith(".parquet")]
     assert sorted(f"out/crawl/{f}" for f in res.files) == sorted(parts["documents"] + parts["rejected"] + index)
+    assert any("/images/part-" in k for k in index)   # the sample's images, from its WARC, in images/
     assert f"out/crawl/_index/_committed/{res.run_id}.json" in got and any("/_index/docs/" in k for k in index)
 
     def rows(ks):

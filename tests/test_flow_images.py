@@ -1,0 +1,111 @@
+"""The image stage in the crawl flow, against a local image server (127.0.0.1): statuses end up
+in image_info, unique images in images/, and with the private-network switch off (the default)
+the local server is refused while images stored in the WARC are still used."""
+from __future__ import annotations
+
+import io
+
+import pyarrow.parquet as pq
+import pytest
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from flows.crawl import run
+from operators.config import load_config
+from tests.image_server import ImageServer, image_bytes
+from tests.test_flow import ROOT, ray_local, read_dir  # noqa: F401  (module-scoped fixture)
+
+IN_WARC = "https://photos.example.org/harbour.jpg"
+PARAS = [
+    "The harbour at dawn is quiet. Fishing boats come back one by one, and the gulls follow them in.",
+    "Crews sort the catch on deck while the light changes from grey to a pale, washed-out gold.",
+    "By seven the market hall opens and the first buyers walk slowly along the long wooden tables.",
+    "Prices are chalked on small boards; cod is dear this week, mackerel cheap after a good run.",
+    "An old man mends nets on the quay, as he has done every morning for more than forty years.",
+    "Tourists arrive later, with cameras, asking where the ferry to the island leaves from.",
+    "In the afternoon the wind turns, and the water in the basin goes dark and choppy.",
+    "The harbour master closes his office at six and walks home along the sea wall.",
+    "Nobody can say how long the fleet will last; every year there are fewer boats and fewer young crews.",
+]
+CASES = {  # path -> (status, http_status) with the private-network switch on
+    "/good.png": ("ok", 200), "/good.jpg": ("ok", 200), "/missing.png": ("http_error", 404),
+    "/fake.jpg": ("not_image", 200), "/bomb.png": ("too_large_pixels", 200), "/noai.png": ("opted_out", 200),
+    "/loop": ("too_many_redirects", 302),
+}
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ImageServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def warc(server, tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "page.warc.gz"
+    srcs = [server.url(p) for p in CASES] + [IN_WARC]
+    body = "".join(f"<p>{PARAS[i]}</p><figure><img src=\"{s}\" width=\"400\" height=\"300\" alt=\"Photo {i}\">"
+                   f"</figure>" for i, s in enumerate(srcs))
+    html = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Harbour</title></head>"
+            f"<body><article><h1>Morning at the harbour</h1>{body}<p>{PARAS[-1]}</p></article></body></html>").encode()
+    with open(path, "wb") as f:
+        w = WARCWriter(f, gzip=True)
+        for url, ctype, data in (("https://harbour.example.org/morning.html", "text/html; charset=utf-8", html),
+                                 (IN_WARC, "image/jpeg", image_bytes("JPEG", seed=5))):
+            http = StatusAndHeaders("200 OK", [("Content-Type", ctype), ("Content-Length", str(len(data)))],
+                                    protocol="HTTP/1.1")
+            w.write_record(w.create_warc_record(url, "response", payload=io.BytesIO(data), http_headers=http))
+    return path
+
+
+def _images(out):
+    docs, _ = read_dir(out / "documents")
+    assert len(docs) == 1, [d["url"] for d in docs]
+    return {u: i for u, i in zip(docs[0]["images"], docs[0]["image_info"]) if u}
+
+
+def test_statuses_end_up_in_image_info(ray_local, server, warc, tmp_path):  # noqa: F811
+    overrides = ["images.fetch.enabled=true", "images.fetch.allow_private_networks=true", "images.failed=keep",
+                 "images.fetch.read_timeout=5", "images.fetch.retries=0"]
+    cfg = load_config(ROOT / "configs/local.yaml", overrides, input=[str(warc)], output=str(tmp_path))
+    res = run(cfg, [str(warc)])
+    assert not res.failed
+    got = _images(tmp_path)
+    for path, (status, http_status) in CASES.items():
+        info = got[server.url(path)]
+        assert (info["status"], info["source"]) == (status, "fetch"), (path, info)
+        if status != "too_many_redirects":
+            assert info["http_status"] == http_status, (path, info)
+        assert (info["error"] is None) == (status == "ok"), (path, info)
+    good = got[server.url("/good.png")]
+    assert good["format"] == "png" and good["fetched_width"] > 0 and len(good["sha256"]) == 64
+    assert 0 <= good["nsfw"] <= 1 and len(good["phash"]) == 16
+    harbour = got[IN_WARC]
+    assert (harbour["status"], harbour["source"], harbour["format"]) == ("ok", "warc", "jpeg")
+    # the decoded images, once each, in the content-addressed table
+    table = pq.read_table(tmp_path / "images").to_pylist()
+    ok = {i["sha256"] for i in got.values() if i["status"] == "ok"}
+    assert {r["sha256"] for r in table} == ok and len(table) == len(ok) == 3
+    assert all(r["data"] and r["run_id"] == res.run_id for r in table)
+    fetch = next(o for o in res.stats if o["name"] == "fetch")["counters"]
+    assert fetch["source_warc"] == 1 and fetch["source_fetch"] == len(CASES)
+    # a second run over the same page writes no image twice
+    res2 = run(load_config(ROOT / "configs/local.yaml", overrides + ["dedup.index=false"], input=[str(warc)],
+                           output=str(tmp_path)), [str(warc)])
+    assert len(pq.read_table(tmp_path / "images")) == 3 and not res2.failed
+
+
+def test_private_addresses_refused_by_default(ray_local, server, warc, tmp_path):  # noqa: F811
+    cfg = load_config(ROOT / "configs/local.yaml", ["images.fetch.enabled=true", "images.failed=keep"],
+                      input=[str(warc)], output=str(tmp_path))
+    assert cfg.images.fetch.allow_private_networks is False
+    run(cfg, [str(warc)])
+    got = _images(tmp_path)
+    for path in CASES:
+        assert got[server.url(path)]["status"] == "refused_address"
+    assert got[IN_WARC]["status"] == "ok"
+    # with the default `failed: remove`, refused images leave the document
+    out2 = tmp_path / "removed"
+    run(load_config(ROOT / "configs/local.yaml", ["images.fetch.enabled=true"], input=[str(warc)], output=str(out2)),
+        [str(warc)])
+    assert list(_images(out2)) == [IN_WARC]
