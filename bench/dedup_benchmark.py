@@ -38,6 +38,11 @@ Speed: CPU seconds of this process (time.process_time: per core), signatures + b
 batches of --batch documents; datatrove's `MinhashDedupSignature` (same n-gram size, buckets and
 hashes per bucket, its default xxhash-64 (and sha1-32) and text normalisation, our word tokeniser
 plugged in because its default NLTK tokeniser needs the punkt data downloaded) on the same texts.
+datatrove end to end (skip with --no-datatrove-e2e): its stages 1-4 (MinhashDedupSignature ->
+MinhashDedupBuckets, one run per bucket -> MinhashDedupCluster -> MinhashDedupFilter) in this
+process on a temp folder, CPU and wall seconds per stage next to ours, and its clusters scored
+against exact J >= 0.8 beside ours (pair precision / recall over same-cluster pairs, documents
+removed, removed documents with no J >= t partner in their cluster).
 """
 from __future__ import annotations
 
@@ -243,6 +248,105 @@ def datatrove_full_stage(texts: list[str], step) -> None:
     step.run(docs, rank=0, world_size=1)
 
 
+def datatrove_e2e(texts: list[str], cfg: MinHashConfig) -> dict:
+    """datatrove's whole MinHash dedup pipeline in this process on a temp folder, timed per stage.
+
+    Stage 1 `MinhashDedupSignature.run` (world_size=1) -> stage 2 `MinhashDedupBuckets.run` once per
+    bucket (rank b of world_size=num_buckets: the step asserts world_size % num_buckets == 0, so one
+    task per bucket is the smallest legal run) -> stage 3 `MinhashDedupCluster.run` (world_size=1,
+    save_cluster_id=True) -> stage 4 `MinhashDedupFilter.run` (load_cluster_ids=True) over the same
+    documents. Returns per-stage (CPU s, wall s), the .remove ids, doc -> cluster id and kept count.
+    """
+    import shutil
+    import struct
+
+    from datatrove.data import Document
+    from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter
+
+    step, dcfg, _ = datatrove_signatures(texts, cfg)          # same tokeniser, 5-grams, 20x8, xxhash-64
+    sig_dir = step.output_folder.path
+    root = tempfile.mkdtemp(prefix="dt_e2e_")
+    bkt_dir, rm_dir = f"{root}/buckets", f"{root}/remove"
+    times = {}
+    try:
+        _, c, w = timed(datatrove_full_stage, texts, step)
+        times["1 MinhashDedupSignature (signatures, 20 bucket files written + sorted)"] = (c, w)
+
+        def buckets():
+            st = MinhashDedupBuckets(input_folder=sig_dir, output_folder=bkt_dir, config=dcfg)
+            for b in range(dcfg.num_buckets):
+                st.run(None, rank=b, world_size=dcfg.num_buckets)
+        _, c, w = timed(buckets)
+        times[f"2 MinhashDedupBuckets ({dcfg.num_buckets} runs, rank b of world_size={dcfg.num_buckets})"] = (c, w)
+
+        def cluster():
+            MinhashDedupCluster(input_folder=bkt_dir, output_folder=rm_dir, config=dcfg,
+                                save_cluster_id=True).run(None, 0, world_size=1)
+        _, c, w = timed(cluster)
+        times["3 MinhashDedupCluster (union-find over the .dups pairs, world_size=1)"] = (c, w)
+
+        def filt():
+            st = MinhashDedupFilter(input_folder=rm_dir, load_cluster_ids=True)
+            return sum(1 for _ in st.run((Document(text=t, id=str(i)) for i, t in enumerate(texts)), 0, 1))
+        kept, c, w = timed(filt)
+        times["4 MinhashDedupFilter (documents streamed through, removed ones dropped)"] = (c, w)
+
+        def read_u32(path, k):
+            if not os.path.exists(path):
+                return np.zeros((0, k), np.int64)
+            b = Path(path).read_bytes()
+            return np.frombuffer(b, "<u4").astype(np.int64).reshape(-1, k)
+        removed = read_u32(f"{rm_dir}/000000.remove", 1)[:, 0]
+        cl = read_u32(f"{rm_dir}/000000.clusters", 2)
+        pairs_written = sum(os.path.getsize(f"{bkt_dir}/{f}") for f in os.listdir(bkt_dir)) // struct.calcsize("<4I")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(sig_dir, ignore_errors=True)
+    return {"times": times, "removed": removed, "cluster_of": dict(zip(cl[:, 0].tolist(), cl[:, 1].tolist())),
+            "kept": kept, "dup_pairs": pairs_written, "dcfg": dcfg}
+
+
+def clustered_pair_scores(clusters: list[tuple[list[int], int]], all_pairs, exact, sets, n: int, t: float) -> dict:
+    """Score a clustering against exact J >= t. clusters: (members, kept member) per cluster of >= 2 docs.
+
+    Pair precision = same-cluster pairs with exact J >= t / all same-cluster pairs; pair recall = true pairs
+    (exact J >= t, among the benchmark's pair universe: planted + LSH candidates + production candidates)
+    that lie in one cluster / all true pairs. Also: documents removed (all but the kept one), removed documents
+    with no exact J >= t partner anywhere in their cluster, and removed documents with exact J < t to the
+    cluster's kept document."""
+    label = np.full(n, -1, np.int64)
+    for ci, (m, _) in enumerate(clusters):
+        label[m] = ci
+    a, b = all_pairs // n, all_pairs % n
+    same = (label[a] >= 0) & (label[a] == label[b])
+    true = exact >= t
+    j_of = dict(zip(all_pairs.tolist(), exact.tolist()))
+
+    def J(i, j):
+        i, j = min(i, j), max(i, j)
+        v = j_of.get(i * n + j)
+        return jaccard(sets[i], sets[j]) if v is None else v
+    total = sum(len(m) * (len(m) - 1) // 2 for m, _ in clusters)
+    good = removed = no_partner = low_to_kept = outside = 0
+    for m, kept in clusters:
+        has = {i: False for i in m}
+        for i, j in itertools.combinations(m, 2):
+            v = J(i, j)
+            outside += (min(i, j) * n + max(i, j)) not in j_of
+            if v >= t:
+                good += 1
+                has[i] = has[j] = True
+        for i in m:
+            if i != kept:
+                removed += 1
+                no_partner += not has[i]
+                low_to_kept += J(i, kept) < t
+    return {"clusters": len(clusters), "clustered": int((label >= 0).sum()), "removed": removed,
+            "pairs": total, "outside": outside, "precision": good / max(1, total),
+            "recall": int((same & true).sum()) / max(1, int(true.sum())), "true": int(true.sum()),
+            "no_partner": no_partner, "low_to_kept": low_to_kept}
+
+
 # ---------------------------------------------------------------------------------------------
 # the production path (operators/dedup.py block functions, one in-memory block)
 
@@ -376,6 +480,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--hash", default=MinHashConfig.hash)
     ap.add_argument("--no-datatrove", action="store_true")
+    ap.add_argument("--no-datatrove-e2e", action="store_true",
+                    help="skip datatrove's whole MinHash pipeline (stages 1-4) end to end")
     ap.add_argument("--no-ray", action="store_true", help="skip the end-to-end dedup on Ray")
     ap.add_argument("--ray-blocks", type=int, default=8, help="input blocks of the Ray dataset")
     ap.add_argument("--ray-partitions", type=int, default=4, help="num_partitions of duplicate_clusters")
@@ -605,6 +711,82 @@ def main() -> None:
         f"band keys {c_pairs:.2f} s ({len(cand)} pairs), total {c_sig + c_pairs:.2f} s CPU for {n} documents "
         f"({n / (c_sig + c_pairs):.0f} docs/s); exact Jaccard of {len(all_pairs)} pairs for the ground "
         f"truth {c_exact:.2f} s.")
+    if not args.no_datatrove and not args.no_datatrove_e2e:
+        say()
+        say(f"### End to end: datatrove {_dt_version()} MinHash dedup (stages 1-4) vs ours, same documents")
+        say()
+        t = THRESHOLDS[0]
+        try:
+            dt = datatrove_e2e(docs, cfg)
+        except Exception as e:  # noqa: BLE001 - report, do not crash the benchmark
+            dt = None
+            say(f"datatrove end to end not run: {type(e).__name__}: {e}")
+        if dt is not None:
+            dcfg = dt["dcfg"]
+            # ours, in this process: signatures + band keys, production block functions at t, components
+            c0, w0 = time.process_time(), time.perf_counter()
+            cl_ours = clusters_of(p_edge_codes[t], n)
+            c_comp, w_comp = time.process_time() - c0, time.perf_counter() - w0
+            ours_cpu = c_sig + sum(v for k, v in p_cpu.items() if not (k.startswith("verify_pairs") and
+                                                                       not k.endswith(f" {t}")))
+            say(f"datatrove pipeline steps called in this process on a temp folder, n_grams={dcfg.n_grams}, "
+                f"{dcfg.num_buckets} buckets x {dcfg.hashes_per_bucket} hashes, {dcfg.hash_config.hash_fc}-"
+                f"{dcfg.hash_config.precision}, seed={dcfg.seed}, our word tokeniser (as in the speed table). "
+                f"datatrove clusters every pair that shares one bucket (no Jaccard verification); ours verifies "
+                f"band candidates by exact Jaccard at t = {t} before the components.")
+            say()
+            say("| stage | CPU s | wall s |")
+            say("|---|---|---|")
+            for k, (c, w) in dt["times"].items():
+                say(f"| datatrove {k} | {c:.2f} | {w:.2f} |")
+            dc = sum(c for c, _ in dt["times"].values())
+            dw = sum(w for _, w in dt["times"].values())
+            say(f"| **datatrove, stages 1-4 total** | **{dc:.2f}** | **{dw:.2f}** |")
+            say(f"| ours: signatures + band keys ({cfg.hash}) | {c_sig:.2f} | {w_sig:.2f} |")
+            for k, v in p_cpu.items():
+                if k.startswith("verify_pairs") and not k.endswith(f" {t}"):
+                    continue
+                say(f"| ours: {k} | {v:.2f} | - |")
+            say(f"| ours: connected components of the verified edges | {c_comp:.2f} | {w_comp:.2f} |")
+            say(f"| **ours, total (CPU)** | **{ours_cpu + c_comp:.2f}** | - |")
+            say()
+            # score both clusterings against exact J >= t
+            by_c: dict[int, list[int]] = {}
+            for d, c in dt["cluster_of"].items():
+                by_c.setdefault(c, []).append(d)
+            rm = set(dt["removed"].tolist())
+            dt_cl = []
+            for m in by_c.values():
+                m = sorted(m)
+                keep = [i for i in m if i not in rm]
+                dt_cl.append((m, keep[0] if len(keep) == 1 else -1))
+            ours_cl = [(m, int(dedup.choose_kept([{"id": doc_id(i), "text_chars": len(docs[i]), "num_images": 0}
+                                                  for i in m])["id"][1:])) for m in cl_ours.values()]
+            exact_cl = [(m, int(dedup.choose_kept([{"id": doc_id(i), "text_chars": len(docs[i]), "num_images": 0}
+                                                   for i in m])["id"][1:]))
+                        for m in clusters_of(all_pairs[exact >= t], n).values()]
+            say(f"Clusters scored against exact J >= {t} (pair universe as above: planted + LSH candidates + "
+                f"production candidates; same-cluster pairs outside it get exact J computed). Pair precision = "
+                f"same-cluster pairs with exact J >= {t} / same-cluster pairs; pair recall = true pairs in one "
+                f"cluster / true pairs. datatrove: {dt['dup_pairs']} duplicate pairs written by stage 2, "
+                f"{len(dt['removed'])} ids in the .remove file, {dt['kept']} of {n} documents kept by stage 4.")
+            say()
+            say(f"| clustering | clusters | clustered docs | removed | same-cluster pairs | pair precision "
+                f"| pair recall | removed with no J >= {t} partner in cluster | removed with J < {t} to kept doc |")
+            say("|---|---|---|---|---|---|---|---|---|")
+            for name, cl in (("datatrove stages 1-3 (LSH bucket matches, union-find)", dt_cl),
+                             (f"ours (verified edges at {t}, components)", ours_cl),
+                             (f"reference: components of exact J >= {t}", exact_cl)):
+                s = clustered_pair_scores(cl, all_pairs, exact, sets, n, t)
+                say(f"| {name} | {s['clusters']} | {s['clustered']} | {s['removed']} | {s['pairs']} "
+                    f"| **{s['precision']:.4f}** | **{s['recall']:.4f}** | {s['no_partner']} | {s['low_to_kept']} |")
+            say()
+            ours_set = {frozenset(m) for m in cl_ours.values()}
+            ex_set = {frozenset(m) for m, _ in exact_cl}
+            say(f"datatrove clusters equal to one of ours: {sum(frozenset(m) in ours_set for m, _ in dt_cl)} of "
+                f"{len(dt_cl)}; equal to a component of the exact J >= {t} graph: "
+                f"{sum(frozenset(m) in ex_set for m, _ in dt_cl)} (ours: {sum(m in ex_set for m in ours_set)} of "
+                f"{len(ours_set)}; exact components: {len(ex_set)}).")
     if not args.no_ray:
         say()
         say(f"### End to end on Ray: `flows.ray_ops.duplicate_clusters` ({n} documents)")
