@@ -172,8 +172,21 @@ class DocumentSink(Datasink):
 # vectorised function over the whole block. Dataset.join is not used: in Ray 2.60 it needs
 # `polars`, which is not a dependency of this project.
 
+def _nonempty(ds: ray.data.Dataset) -> ray.data.Dataset:
+    """`ds` materialised, less its empty blocks: a map task whose batches all come out empty
+    leaves Ray an empty block without columns, and a hash shuffle that concatenates it with the
+    others fails ("Schema at index 1 was different: ... vs <nothing>")."""
+    ds = ds.materialize()
+    refs = [ref for bundle in ds.iter_internal_ref_bundles()
+            for ref, meta in zip(bundle.block_refs, bundle.metadata) if meta.num_rows]
+    if not refs or len(refs) == ds.num_blocks():
+        return ds
+    return ray.data.from_arrow_refs(refs)
+
+
 def _by_key(ds: ray.data.Dataset, key: str, num_partitions: int, udf: Callable, /, **fn_kwargs: Any
             ) -> ray.data.Dataset:
+    ds = _nonempty(ds)
     return ds.repartition(num_partitions, keys=[key]).map_batches(
         udf, batch_format="pyarrow", batch_size=None, zero_copy_batch=True, fn_kwargs=fn_kwargs)
 
@@ -336,9 +349,20 @@ def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
 _DUP_COLUMNS = ("_k", "_cid", "_kept", "_tag")
 
 
-def _nullable(table: pa.Table) -> pa.Table:
-    """The table with every top-level field nullable: blocks that went through different stages
-    can differ in nullability only, which a shuffle's concatenation refuses."""
+def _column_order(names) -> list[str]:
+    """DOCUMENT's columns in schema order, then any others by name."""
+    from operators.schema import DOCUMENT
+    pos = {n: i for i, n in enumerate(DOCUMENT.names)}
+    return sorted(names, key=lambda n: (pos.get(n, len(pos)), n))
+
+
+def _canonical(table: pa.Table) -> pa.Table:
+    """The table with its columns in `_column_order` and every top-level field nullable: blocks
+    that went through different stages (or came out of an empty shuffle partition) can differ
+    in column order or nullability only, which a shuffle's concatenation refuses."""
+    order = _column_order(table.column_names)
+    if order != table.column_names:
+        table = table.select(order)
     if all(f.nullable for f in table.schema):
         return table
     return table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
@@ -346,7 +370,7 @@ def _nullable(table: pa.Table) -> pa.Table:
 
 def _docs_side(batch: pa.Table, side_columns: dict[str, tuple[str, pa.DataType]]) -> pa.Table:
     """Document rows tagged 0, keyed by id, with the side table's columns null."""
-    batch = _nullable(batch)
+    batch = _canonical(batch)
     n = batch.num_rows
     batch = batch.append_column("_k", batch["id"].cast(pa.string()))
     for name, (_source, type_) in side_columns.items():
@@ -372,8 +396,8 @@ def _join_by_id(ds: ray.data.Dataset, side: ray.data.Dataset, side_columns: dict
     documents by id; no `Dataset.join`, which needs polars); `resolve` gets one partition with
     both, told apart by `_tag`. `side_columns`: helper column -> (side column, type)."""
     s = ds.schema()
-    schema = pa.schema([pa.field(n, t if isinstance(t, pa.DataType) else t.to_arrow_dtype())
-                        for n, t in zip(s.names, s.types)])
+    types = {n: t if isinstance(t, pa.DataType) else t.to_arrow_dtype() for n, t in zip(s.names, s.types)}
+    schema = pa.schema([pa.field(n, types[n]) for n in _column_order(types)])
     docs = ds.map_batches(_docs_side, batch_format="pyarrow", fn_kwargs={"side_columns": side_columns})
     rows = side.map_batches(_side_rows, batch_format="pyarrow",
                             fn_kwargs={"schema": schema, "side_columns": side_columns})
@@ -441,6 +465,12 @@ def _images_resolve(batch: pa.Table, collector) -> pa.Table:
     return docs
 
 
+def _repeated_only(batch: pa.Table, max_repeats: int) -> pa.Table:
+    from operators.images import repeated_refs
+    out = repeated_refs(batch, max_repeats, Stats("images"))
+    return out.filter(pc.is_valid(out["id"])).select(["url", "id"])
+
+
 def remove_repeated_images(ds: ray.data.Dataset, max_repeats: int, num_partitions: int, collector,
                            index_images: ray.data.Dataset | None = None
                            ) -> tuple[ray.data.Dataset, ray.data.Dataset]:
@@ -456,7 +486,7 @@ def remove_repeated_images(ds: ray.data.Dataset, max_repeats: int, num_partition
         refs = refs.union(index_images.map_batches(im.index_counts, batch_format="pyarrow"))
     counted = _by_key(refs, "url", num_partitions, _counted, fn=im.repeated_refs, name="images",
                       collector=collector, max_repeats=max_repeats).materialize()
-    repeated = counted.map_batches(lambda b: b.filter(pc.is_valid(b["id"])), batch_format="pyarrow")
+    repeated = _by_key(refs, "url", num_partitions, _repeated_only, max_repeats=max_repeats)
     counts = counted.map_batches(
         lambda b: pa.table({"url": b["url"], "documents": b["n"]}, schema=IMAGES).filter(pc.is_null(b["id"])),
         batch_format="pyarrow")
@@ -481,7 +511,7 @@ def url_duplicates(ds: ray.data.Dataset, num_partitions: int, collector,
         views = views.union(index_docs.map_batches(dedup.index_url_views, batch_format="pyarrow"))
     losers = _by_key(views, "k", num_partitions, _counted, fn=dedup.url_losers, name="url_duplicates",
                      collector=collector).materialize()
-    new = losers.map_batches(lambda b: b.filter(pc.invert(b["old"])), batch_format="pyarrow").materialize()
+    new = _by_key(views, "k", num_partitions, _new_losers).materialize()
     superseded = losers.map_batches(
         lambda b: b.filter(b["old"]).select(["id", "winner"]).rename_columns(["id", "superseded_by"]),
         batch_format="pyarrow").materialize()
@@ -490,6 +520,15 @@ def url_duplicates(ds: ray.data.Dataset, num_partitions: int, collector,
         ds = _join_by_id(ds, new, {"_win": ("winner", pa.string())}, num_partitions, _url_resolve,
                          collector=collector)
     return ds, superseded, counts
+
+
+def _new_losers(block: pa.Table) -> pa.Table:
+    """This run's losers of a URL-keyed partition (computed in a reduce step of their own: a
+    side table filtered by a plain map over the materialised losers broke the join's shuffle,
+    "Schema at index 1 was different", on multi-file inputs)."""
+    from operators.dedup import url_losers
+    out = url_losers(block)
+    return out.filter(pc.invert(out["old"]))
 
 
 def _url_resolve(batch: pa.Table, collector) -> pa.Table:

@@ -27,6 +27,7 @@ class ReadWarcs(Operator):
         self.records_per_batch = records_per_batch
 
     def __call__(self, paths: pa.Table) -> Iterator[pa.Table]:
+        yielded = False
         for path in paths["warc_path"].to_pylist():
             self.stats.incr("files")
             file_stats = Stats(self.name)
@@ -36,13 +37,19 @@ class ReadWarcs(Operator):
                 buf.append(rec)
                 if len(buf) >= self.records_per_batch:
                     failed |= self._take(file_stats, len(buf))
+                    yielded = True
                     yield pa.Table.from_pylist(buf, schema=RECORD)
                     buf = []
             failed |= self._take(file_stats, len(buf))
             if failed:
                 self.stats.incr("files_failed")
             if buf:
+                yielded = True
                 yield pa.Table.from_pylist(buf, schema=RECORD)
+        if not yielded:
+            # a typed empty table: a task that yields nothing leaves Ray an empty block without
+            # columns, which later shuffles cannot concatenate with the others
+            yield RECORD.empty_table()
 
     def _take(self, file_stats: Stats, n_out: int) -> bool:
         """Move the file's counts into the operator's; True if the file reported an error."""
@@ -67,6 +74,7 @@ class ReadImageRecords(ReadWarcs):
     name = "read_images"
 
     def __call__(self, paths: pa.Table) -> Iterator[pa.Table]:
+        yielded = False
         for path in paths["warc_path"].to_pylist():
             self.stats.incr("files")
             buf: list[dict] = []
@@ -74,8 +82,12 @@ class ReadImageRecords(ReadWarcs):
                 buf.append(rec)
                 if len(buf) >= self.records_per_batch:
                     self.stats.incr("out", len(buf))
+                    yielded = True
                     yield pa.Table.from_pylist(buf, schema=IMAGE_RECORD)
                     buf = []
             if buf:
                 self.stats.incr("out", len(buf))
+                yielded = True
                 yield pa.Table.from_pylist(buf, schema=IMAGE_RECORD)
+        if not yielded:  # typed, as in ReadWarcs
+            yield IMAGE_RECORD.empty_table()
