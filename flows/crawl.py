@@ -86,8 +86,8 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
     import ray
 
     from flows.ray_ops import (DocumentSink, StatsCollector, apply, cluster_duplicates, init_ray, read_index,
-                               remove_repeated_images, resolve_images, stage_images, stage_index, url_duplicates,
-                               without_ids)
+                               remove_repeated_images, resolve_images, stage_embeddings, stage_images, stage_index,
+                               url_duplicates, without_ids)
 
     run_id = run_id or new_run_id()
     info = RunInfo(run_id=run_id, config_hash=cfg.config_hash())
@@ -153,10 +153,11 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
                                                     override_num_blocks=max(1, len(paths))),
                                 partial(ReadImageRecords, cfg.reader, cfg.ray.records_per_batch),
                                 ReadImageRecords, collector)
-            ds, unique = resolve_images(ds, records, cfg.images, parts, collector)
+            ds, unique, scores = resolve_images(ds, records, cfg.images, parts, collector)
             ds = ds.materialize()
-            images_staged = stage_images(unique, cfg.output, run_id, cfg.images.keep_bytes, parts)
-            index_staged += images_staged
+            index_staged += stage_images(unique, cfg.output, run_id, cfg.images.keep_bytes, parts)
+            if scores is not None and cfg.images.clip.enabled and cfg.images.clip.embeddings_table:
+                index_staged += stage_embeddings(scores, cfg.output, run_id, cfg.images.clip.model, parts)
     sink = DocumentSink(cfg.output, run_id, cfg.writer, cfg.select.enabled, collector,
                         index=cfg.dedup if cfg.dedup.enabled and cfg.dedup.index else None)
     ds.write_datasink(sink)
@@ -191,6 +192,15 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
     return RunResult(run_id, cfg.output, stats, files, failed, seconds)
 
 
+def check_image_models(images) -> None:
+    """Fail at start (ValueError naming the setting) when an enabled image model cannot be loaded:
+    missing weights, an unknown CLIP model, no threshold for it, a package not installed."""
+    from operators.image_models import check_loadable
+    if images.nsfw.enabled:
+        check_loadable(images.nsfw, images.clip)
+    check_loadable(images.clip)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m flows.crawl", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="YAML run config (see configs/)")
@@ -214,9 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("no input: give --input or set `input` in the config")
         paths = expand_inputs(cfg.input)
         LanguageModel(cfg.langid)  # a model that cannot be loaded fails here, not in every worker
-        if cfg.images.enabled and cfg.images.nsfw.enabled:
-            from operators.image_models import check_loadable
-            check_loadable(cfg.images.nsfw)
+        if cfg.images.enabled:
+            check_image_models(cfg.images)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -225,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     print(format_stats(result.stats))
     if cfg.images.enabled and not cfg.images.clip.enabled:
         print(f"\nCLIP: off. {CLIP_OFF}.")
+    elif cfg.images.enabled:
+        c = cfg.images.clip
+        print(f"\nCLIP: {c.model} ({c.weights}); images under similarity {c.threshold} within {c.window} "
+              f"text block(s) removed")
     print(f"\noutput: {cfg.output}  (run {result.run_id}, {result.seconds:.1f} s)")
     try:
         print(summarize(cfg.output, result.run_id))

@@ -634,13 +634,26 @@ def _images_apply(batch: pa.Table, config: Any, helpers: dict, collector) -> pa.
     return out
 
 
+def _actor_kwargs(config: Any, factory: Callable, collector) -> dict[str, Any]:
+    """map_batches arguments for a pool of image-model actors (images.actors: GPUs, pool, batch)."""
+    a = config.actors
+    kwargs: dict[str, Any] = dict(batch_format="pyarrow", batch_size=a.batch_size, num_cpus=1,
+                                  fn_constructor_kwargs={"factory": factory, "collector": collector},
+                                  compute=ActorPoolStrategy(min_size=1, max_size=a.pool_size))
+    if a.num_gpus:
+        kwargs["num_gpus"] = a.num_gpus
+    return kwargs
+
+
 def resolve_images(ds: ray.data.Dataset, warc_records: ray.data.Dataset | None, config: Any, num_partitions: int,
-                   collector) -> tuple[ray.data.Dataset, ray.data.Dataset]:
+                   collector) -> tuple[ray.data.Dataset, ray.data.Dataset, ray.data.Dataset | None]:
     """The image stage (operators/image_stage.py): references of the kept documents and the
     input's image records shuffled by URL, each URL resolved once (WARC record, else fetch) and
-    decoded; unique images (by sha256) scored by NSFW actors; results joined back to the
-    documents by id. Returns the documents and the unique images (kind-1 rows, for images/).
-    `ds` is read twice: pass a materialised dataset."""
+    decoded; unique images (by sha256) scored by model actors (NSFW, CLIP image embeddings);
+    results joined back to the documents by id; with CLIP on, a second actor pool scores each
+    document's images against its text blocks. Returns the documents, the unique images (kind-1
+    rows, for images/) and their scores (sha256, nsfw, clip_embedding; None when nothing was
+    scored). `ds` is read twice: pass a materialised dataset."""
     from functools import partial
 
     from operators import image_stage as st
@@ -652,32 +665,61 @@ def resolve_images(ds: ray.data.Dataset, warc_records: ray.data.Dataset | None, 
     refs = resolved.map_batches(_kind, fn_kwargs={"kind": 0, "drop_data": True}, batch_format="pyarrow")
     decoded = resolved.map_batches(_kind, fn_kwargs={"kind": 1, "drop_data": False}, batch_format="pyarrow")
     uniq = _by_key(decoded, "sha256", num_partitions, st.unique_images).materialize()
-    result_types = {f.name: f.type for f in st.RESULT_FIELDS}
-    if config.nsfw.enabled and uniq.count():
-        a = config.actors
-        kwargs: dict[str, Any] = dict(batch_format="pyarrow", batch_size=a.batch_size, num_cpus=1,
-                                      fn_constructor_kwargs={"factory": partial(st.ScoreImages, config.nsfw),
-                                                             "collector": collector},
-                                      compute=ActorPoolStrategy(min_size=1, max_size=a.pool_size))
-        if a.num_gpus:
-            kwargs["num_gpus"] = a.num_gpus
-        scores = uniq.map_batches(_Runner, **kwargs).materialize()
-        cols = {"id": pa.string(), "url": pa.string(), **result_types, "nsfw": pa.float32()}
-        ok = refs.map_batches(lambda b: b.filter(pc.is_valid(b["sha256"])), batch_format="pyarrow")
-        failed = refs.map_batches(lambda b: b.filter(pc.is_null(b["sha256"])), batch_format="pyarrow").map_batches(_tag, fn_kwargs={"tag": 0, "columns": cols},
-                                                                 batch_format="pyarrow")
-        both = ok.map_batches(_tag, fn_kwargs={"tag": 0, "columns": cols}, batch_format="pyarrow").union(
+    score_types = {f.name: f.type for f in st.SCORES if f.name != "sha256"}
+    result_types = {"url": pa.string(), **{f.name: f.type for f in st.RESULT_FIELDS}, **score_types}
+    scores = None
+    if config.scoring and uniq.count():
+        scores = uniq.map_batches(_Runner, **_actor_kwargs(config, partial(st.ScoreImages, config),
+                                                           collector)).materialize()
+        cols = {"id": pa.string(), **result_types}
+        has_image = refs.map_batches(lambda b: b.filter(pc.is_valid(b["sha256"])), batch_format="pyarrow")
+        failed = refs.map_batches(lambda b: b.filter(pc.is_null(b["sha256"])), batch_format="pyarrow")
+        both = has_image.map_batches(_tag, fn_kwargs={"tag": 0, "columns": cols}, batch_format="pyarrow").union(
             scores.map_batches(_tag, fn_kwargs={"tag": 1, "columns": cols}, batch_format="pyarrow"))
-        refs = _by_key(both, "sha256", num_partitions, st.attach_scores).union(
-            failed.map_batches(lambda b: b.drop_columns(["_tag"]), batch_format="pyarrow"))
-    side_columns = {f"_r_{name}": (name, type_) for name, type_ in
-                    {"url": pa.string(), **result_types, "nsfw": pa.float32()}.items()}
-    refs = refs.map_batches(_tag, fn_kwargs={"tag": 0, "columns": {"id": pa.string(), **{
-        src: t for src, t in side_columns.values()}}}, batch_format="pyarrow") \
-        .map_batches(lambda b: b.drop_columns(["_tag"]), batch_format="pyarrow")
+        # every block in one column layout before the union (a batch may span blocks of both sides)
+        refs = _by_key(both, "sha256", num_partitions, st.attach_scores).map_batches(
+            _select_as, fn_kwargs={"columns": cols}, batch_format="pyarrow").union(
+            failed.map_batches(_select_as, fn_kwargs={"columns": cols}, batch_format="pyarrow"))
+    else:
+        refs = refs.map_batches(_select_as, fn_kwargs={"columns": {"id": pa.string(), **result_types}},
+                                batch_format="pyarrow")
+    side_columns = {f"_r_{name}": (name, type_) for name, type_ in result_types.items()}
     docs = _join_by_id(ds, refs, side_columns, num_partitions, _images_apply, config=config,
                        helpers=side_columns, collector=collector)
-    return docs, uniq
+    if config.clip.enabled:
+        docs = docs.map_batches(_Runner, **_actor_kwargs(config, partial(st.ClipDocuments, config), collector))
+    return docs, uniq, scores
+
+
+def _select_as(batch: pa.Table, columns: dict[str, pa.DataType]) -> pa.Table:
+    """`batch` with exactly `columns`, in that order (null where missing)."""
+    n = batch.num_rows
+    return pa.table({name: batch[name].cast(type_) if name in batch.column_names else pa.nulls(n, type_)
+                     for name, type_ in columns.items()})
+
+
+def _key_column(batch: pa.Table, columns: list[str]) -> pa.Table:
+    """`batch` with `id`: its key columns joined by a space (sha256, or sha256 and model)."""
+    key = batch[columns[0]] if len(columns) == 1 else pc.binary_join_element_wise(
+        *[batch[c] for c in columns], " ")
+    return batch.append_column("id", key)
+
+
+def _stage_new(rows: ray.data.Dataset, output: str, run_id: str, folder: str, schema: pa.Schema,
+               key: list[str], num_partitions: int) -> list[str]:
+    """Stage `rows` for the content-addressed table `folder`, less the keys (`key` columns) an
+    earlier run of this output already wrote there: each key is written once per output."""
+    from flows.report import table_dataset
+    from operators.storage import resolve
+    existing = table_dataset(output, folder)
+    if existing is not None:
+        fs, _ = resolve(output)
+        seen = ray.data.read_parquet(existing.files, filesystem=fs).select_columns(key).map_batches(
+            lambda b: _key_column(b, key).select(["id"]), batch_format="pyarrow")
+        keyed = rows.map_batches(_key_column, fn_kwargs={"columns": key}, batch_format="pyarrow")
+        rows = without_ids(keyed, seen, num_partitions).map_batches(lambda b: b.drop_columns(["id"]),
+                                                                     batch_format="pyarrow")
+    return stage_table(rows, output, run_id, folder, schema)
 
 
 def stage_images(unique: ray.data.Dataset, output: str, run_id: str, keep_bytes: bool, num_partitions: int
@@ -685,18 +727,19 @@ def stage_images(unique: ray.data.Dataset, output: str, run_id: str, keep_bytes:
     """Stage the run's unique images for the content-addressed `images/` table, less those an
     earlier run of this output already wrote (by sha256)."""
     from operators.image_stage import IMAGE_TABLE, image_table_rows
-    from operators.storage import resolve
     if not unique.count():   # nothing decoded (no images, or none could be had)
         return []
     rows = unique.map_batches(image_table_rows, fn_kwargs={"run_id": run_id, "keep_bytes": keep_bytes},
                               batch_format="pyarrow")
-    from flows.report import table_dataset
-    existing = table_dataset(output, "images")
-    if existing is not None:
-        fs, _ = resolve(output)
-        seen = ray.data.read_parquet(existing.files, filesystem=fs).select_columns(["sha256"]).map_batches(
-            lambda b: pa.table({"id": b["sha256"]}), batch_format="pyarrow")
-        keyed = rows.map_batches(lambda b: b.append_column("id", b["sha256"]), batch_format="pyarrow")
-        rows = without_ids(keyed, seen, num_partitions).map_batches(lambda b: b.drop_columns(["id"]),
-                                                                     batch_format="pyarrow")
-    return stage_table(rows, output, run_id, "images", IMAGE_TABLE)
+    return _stage_new(rows, output, run_id, "images", IMAGE_TABLE, ["sha256"], num_partitions)
+
+
+def stage_embeddings(scores: ray.data.Dataset, output: str, run_id: str, model: str, num_partitions: int
+                     ) -> list[str]:
+    """Stage the run's CLIP image embeddings for `image_embeddings/` (sha256, model, embedding),
+    less the (sha256, model) pairs an earlier run of this output already wrote."""
+    from operators.image_stage import EMBEDDING_TABLE, embedding_rows
+    rows = scores.map_batches(embedding_rows, fn_kwargs={"run_id": run_id, "model": model},
+                              batch_format="pyarrow")
+    return _stage_new(rows, output, run_id, "image_embeddings", EMBEDDING_TABLE, ["sha256", "model"],
+                      num_partitions)

@@ -105,6 +105,9 @@ class ClipConfig:
     keep_matrix: bool = False         # also keep the full image x text-block similarity matrix (as MMC4 does)
     thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CLIP_THRESHOLDS))
     precision: str = "fp32"           # fp32 | fp16 (fp16 on CUDA only; on a CPU it runs fp32 and says so)
+    model_config: str | None = None   # an open_clip model config JSON (local path) for an architecture open_clip
+                                      # does not ship; its file name without .json must equal `model`
+    embeddings_table: bool = True     # write each unique image's embedding to image_embeddings/ (by sha256, model)
 
     def __post_init__(self):
         if not isinstance(self.enabled, bool):
@@ -132,6 +135,16 @@ class ClipConfig:
         if self.precision not in CLIP_PRECISIONS:
             raise ValueError(f"images.clip.precision must be one of {', '.join(CLIP_PRECISIONS)}, "
                              f"not {self.precision!r}")
+        if self.model_config is not None:
+            if not isinstance(self.model_config, str) or not self.model_config.endswith(".json"):
+                raise ValueError(f"images.clip.model_config must be a path to an open_clip model config .json, "
+                                 f"not {self.model_config!r}")
+            stem = os.path.basename(self.model_config)[:-len(".json")]
+            if stem != self.model:
+                raise ValueError(f"images.clip.model_config: open_clip names a config by its file name, so "
+                                 f"{self.model_config!r} defines {stem!r}, but images.clip.model is {self.model!r}")
+        if not isinstance(self.embeddings_table, bool):
+            raise ValueError(f"images.clip.embeddings_table must be true or false, not {self.embeddings_table!r}")
         if self.precision == "fp16" and self.device == "cpu":
             raise ValueError("images.clip.precision: fp16 needs a CUDA device, but images.clip.device is cpu; "
                              "use precision: fp32 or device: auto/cuda")
@@ -144,7 +157,22 @@ class ClipConfig:
 
     def __hash__(self):  # frozen dataclasses hash their fields; a dict field cannot be hashed
         return hash((self.enabled, self.model, self.weights, self.device, self.batch_size, self.window,
-                     self.keep_matrix, tuple(sorted(self.thresholds.items())), self.precision))
+                     self.keep_matrix, tuple(sorted(self.thresholds.items())), self.precision, self.model_config,
+                     self.embeddings_table))
+
+
+def register_model_config(config: ClipConfig) -> None:
+    """Make `config.model_config` (a custom architecture's JSON) known to open_clip in this process
+    (idempotent; every process that builds the model calls it: the driver's check and each actor)."""
+    if not config.model_config:
+        return
+    import open_clip
+
+    if config.model in open_clip.list_models():
+        return
+    if not os.path.isfile(config.model_config):
+        raise ValueError(f"images.clip.model_config: no such file: {config.model_config!r}")
+    open_clip.add_model_config(config.model_config)
 
 
 def check_loadable(config: NsfwConfig | ClipConfig, clip: ClipConfig | None = None) -> None:
@@ -173,6 +201,7 @@ def check_loadable(config: NsfwConfig | ClipConfig, clip: ClipConfig | None = No
     _require("open_clip", "images.clip.enabled", "'interleaf[clip]' (torch, torchvision, open-clip-torch)")
     import open_clip
 
+    register_model_config(config)
     if config.model not in open_clip.list_models():
         raise ValueError(f"images.clip.model: {config.model!r} is not an open_clip model name "
                          f"(e.g. ViT-B-32, ViT-B-32-quickgelu, ViT-L-14; see open_clip.list_models())")
@@ -400,6 +429,7 @@ class ClipScorer:
                 raise ValueError("images.clip.weights is not set: CLIP needs a checkpoint for images.clip.model "
                                  "(local path or s3:// URI); it never scores with random weights")
             _check_exists(config.weights, "images.clip.weights")
+            register_model_config(config)
             path = local_copy(config.weights)
             # an absolute path, so a file named like a pretrained tag ("openai") is never downloaded
             model, _, preprocess_val = open_clip.create_model_and_transforms(config.model, pretrained=path)
@@ -668,3 +698,21 @@ def build_random_test_clip(seed: int = 0, model_name: str | None = None):
     torch.manual_seed(seed)
     model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
     return model.eval(), preprocess, open_clip.get_tokenizer(name)
+
+
+def write_test_clip_files(folder: str, seed: int = 0) -> tuple[str, str]:
+    """(weights, model_config) files of the tiny RANDOMLY INITIALISED test model in `folder`, for
+    TESTS that run the flow with CLIP on (`images.clip.model: interleaf-test-tiny-clip`,
+    `images.clip.weights`, `images.clip.model_config`): the real loading path, meaningless scores."""
+    import json
+
+    import torch
+
+    os.makedirs(folder, exist_ok=True)
+    config_path = os.path.join(folder, f"{TEST_CLIP_NAME}.json")
+    with open(config_path, "w") as f:
+        json.dump(TEST_CLIP_CONFIG, f)
+    model, _, _ = build_random_test_clip(seed)
+    weights = os.path.join(folder, "tiny-clip.pt")
+    torch.save(model.state_dict(), weights)
+    return weights, config_path

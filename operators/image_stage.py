@@ -73,9 +73,14 @@ class ImagesConfig:
             raise ValueError(f"images.failed must be one of {', '.join(FAILED_POLICIES)}, got {self.failed!r}")
         if isinstance(self.min_images, bool) or not isinstance(self.min_images, int) or self.min_images < 0:
             raise ValueError(f"images.min_images must be an integer >= 0, got {self.min_images!r}")
-        if self.clip.enabled:
-            raise ValueError("images.clip.enabled: the CLIP stage is not wired into the crawl flow yet "
-                             "(operators/image_models.ClipScorer works on its own); set it to false")
+        if self.nsfw.enabled and self.nsfw.model == "clip_mlp" and not self.clip.enabled:
+            raise ValueError("images.nsfw.model: clip_mlp scores CLIP image embeddings, but images.clip.enabled "
+                             "is false; enable CLIP (with weights) or use model: open_nsfw")
+
+    @property
+    def scoring(self) -> bool:
+        """Whether unique images go through the scoring actors (an NSFW model or CLIP)."""
+        return self.nsfw.enabled or self.clip.enabled
 
 
 # ---------------------------------------------------------------- resolving URLs
@@ -92,7 +97,9 @@ RESULT_FIELDS = [
 # kind 0: a reference (id, url, result); kind 1: a unique decoded image (url, result, data)
 RESOLVED = pa.schema([pa.field("kind", pa.int8()), pa.field("id", pa.string()), pa.field("url", pa.string())]
                      + RESULT_FIELDS + [pa.field("data", pa.binary())])
-SCORES = pa.schema([pa.field("sha256", pa.string()), pa.field("nsfw", pa.float32())])
+EMBEDDING = pa.list_(pa.float32())
+SCORES = pa.schema([pa.field("sha256", pa.string()), pa.field("nsfw", pa.float32()),
+                    pa.field("clip_embedding", EMBEDDING)])
 
 
 def reference_rows(docs: pa.Table) -> pa.Table:
@@ -191,24 +198,36 @@ def unique_images(block: pa.Table) -> pa.Table:
 # ---------------------------------------------------------------- scoring
 
 class ScoreImages(Operator):
-    """Open-NSFW score of each unique image (kind-1 RESOLVED rows, stored copy in `data`) ->
-    SCORES (sha256, nsfw). Loads the model once per actor; decoding and preprocessing run on the
-    actor's CPU, the model on its GPU when it has one."""
+    """Scores of each unique image (kind-1 RESOLVED rows, stored copy in `data`) -> SCORES:
+    `nsfw` (Open-NSFW, or the LAION-style head on the CLIP embedding with nsfw.model=clip_mlp) and
+    `clip_embedding` (L2-normalised, with images.clip on). Models load once per actor; decoding and
+    preprocessing run on the actor's CPU, the models on its GPU when it has one."""
 
-    name = "nsfw"
+    name = "score_images"
     resources = Resources(num_cpus=1.0)
 
-    def __init__(self, config: NsfwConfig):
+    def __init__(self, config: ImagesConfig, clip_scorer=None):
         super().__init__()
-        from operators.image_models import OpenNsfw
+        from operators.image_models import ClipNsfwHead, ClipScorer, OpenNsfw
         self.config = config
-        self.model = OpenNsfw(config)
+        nsfw = config.nsfw
+        # the actor reserves resources.num_cpus: the models' CPU thread pools stay within it (ONNX
+        # Runtime and torch would otherwise take every core of the node, for every actor on it)
+        threads = max(1, int(self.resources.num_cpus))
+        self.open_nsfw = OpenNsfw(nsfw, threads=threads) if nsfw.enabled and nsfw.model == "open_nsfw" else None
+        self.clip = None
+        if config.clip.enabled:
+            self.clip = clip_scorer or ClipScorer(config.clip, threads=threads)
+        self.head = None
+        if nsfw.enabled and nsfw.model == "clip_mlp":
+            self.head = ClipNsfwHead(nsfw.mlp_weights, embed_dim=self.clip.embed_dim, device=nsfw.device)
 
     def __call__(self, table: pa.Table) -> pa.Table:
         import io
 
         from PIL import Image
-        self.stats.incr("in", table.num_rows)
+        n = table.num_rows
+        self.stats.incr("in", n)
         images, keep = [], []
         for i, data in enumerate(table["data"].to_pylist()):
             try:
@@ -218,24 +237,38 @@ class ScoreImages(Operator):
                 keep.append(i)
             except Exception:  # noqa: BLE001 - a stored copy that does not open: no score, counted
                 self.stats.incr("unreadable")
-        scores = np.full(table.num_rows, np.nan, np.float32)
-        if images:
-            scores[keep] = np.asarray(self.model(images), np.float32)
-        self.stats.incr("scored", len(keep))
-        self.stats.incr("over_threshold", int((scores >= self.config.threshold).sum()))
-        self.stats.incr("out", table.num_rows)
-        return pa.table({"sha256": table["sha256"], "nsfw": pa.array(scores, pa.float32(),
-                                                                     mask=np.isnan(scores))}, schema=SCORES)
+        scores = np.full(n, np.nan, np.float32)
+        emb_col = pa.nulls(n, EMBEDDING)
+        if images and self.clip is not None:
+            emb = self.clip(images)
+            self.stats.incr("clip_embedded", len(keep))
+            rows: list = [None] * n
+            for j, i in enumerate(keep):
+                rows[i] = emb[j]
+            emb_col = pa.array([None if r is None else r.tolist() for r in rows], EMBEDDING)
+            if self.head is not None:
+                scores[keep] = np.asarray(self.head(emb), np.float32)
+        if images and self.open_nsfw is not None:
+            scores[keep] = np.asarray(self.open_nsfw(images), np.float32)
+        if self.config.nsfw.enabled:
+            self.stats.incr("nsfw_scored", int((~np.isnan(scores)).sum()))
+            self.stats.incr("nsfw_over_threshold", int((scores >= self.config.nsfw.threshold).sum()))
+        self.stats.incr("out", n)
+        return pa.table({"sha256": table["sha256"], "nsfw": pa.array(scores, pa.float32(), mask=np.isnan(scores)),
+                         "clip_embedding": emb_col}, schema=SCORES)
 
 
 def attach_scores(block: pa.Table) -> pa.Table:
     """A partition holding whole sha256 keys of kind-0 rows (tag 0) and SCORES rows (tag 1) ->
-    the kind-0 rows with `nsfw`."""
+    the kind-0 rows with `nsfw` and `clip_embedding`."""
     refs = block.filter(pc.equal(block["_tag"], 0))
     scores = block.filter(pc.equal(block["_tag"], 1))
     idx = pc.index_in(refs["sha256"], value_set=scores["sha256"].combine_chunks())
-    nsfw = scores["nsfw"].combine_chunks().take(idx)
-    return refs.drop_columns(["_tag", "nsfw"]).append_column("nsfw", nsfw)
+    refs = refs.drop_columns(["_tag"])
+    for name in ("nsfw", "clip_embedding"):
+        if name in scores.column_names:
+            refs = refs.drop_columns([name]).append_column(name, scores[name].combine_chunks().take(idx))
+    return refs
 
 
 # ---------------------------------------------------------------- back into the documents
@@ -243,14 +276,20 @@ def attach_scores(block: pa.Table) -> pa.Table:
 _INFO_KEYS = [f.name for f in RESULT_FIELDS] + ["nsfw"]
 
 
+CLIP_EMB = "_clip_emb"   # with CLIP on: each image's embedding, between apply_results and ClipDocuments
+
+
 def apply_results(docs: pa.Table, results: pa.Table, config: ImagesConfig, stats: Stats) -> pa.Table:
     """Fill each image's `image_info` from `results` (kind-0 rows of these documents: id, url,
-    result fields, nsfw), remove failed images (images.failed=remove), drop documents by the
-    `nsfw` and `too_few_images` rules. Aligned lists stay aligned."""
+    result fields, nsfw, clip_embedding), remove failed images (images.failed=remove), drop
+    documents by the `nsfw` rule, and by `too_few_images` unless CLIP is on (ClipDocuments
+    applies it after removing the images CLIP rejects; the embeddings travel to it in `_clip_emb`,
+    aligned with `images`). Aligned lists stay aligned."""
+    clip_on = config.clip.enabled
     if docs.num_rows == 0:
-        return docs
+        return docs.append_column(CLIP_EMB, pa.nulls(0, pa.list_(EMBEDDING))) if clip_on else docs
     by_doc: dict[str, dict[str, dict]] = {}
-    cols = [c for c in ["id", "url"] + _INFO_KEYS if c in results.column_names]
+    cols = [c for c in ["id", "url", "clip_embedding"] + _INFO_KEYS if c in results.column_names]
     for r in results.select(cols).to_pylist():
         by_doc.setdefault(r["id"], {})[r["url"]] = r
     aligned = [c for c in ("texts", "images", "image_info", "text_languages", "text_language_scores")
@@ -261,6 +300,7 @@ def apply_results(docs: pa.Table, results: pa.Table, config: ImagesConfig, stats
     first = docs["drop_reason"].to_pylist()
     reasons = [list(r) if r else [] for r in docs["drop_reasons"].to_pylist()]
     threshold = config.nsfw.threshold
+    embeddings: list = [None] * docs.num_rows
     for i, doc_id in enumerate(docs["id"].to_pylist()):
         if first[i] is not None:
             continue  # dropped before: its images were not resolved
@@ -268,6 +308,7 @@ def apply_results(docs: pa.Table, results: pa.Table, config: ImagesConfig, stats
         infos = data["image_info"][i]
         keep = []
         nsfw_hit = False
+        emb = [None] * len(data["images"][i])
         for j, u in enumerate(data["images"][i]):
             if u is None:
                 keep.append(j)
@@ -276,6 +317,7 @@ def apply_results(docs: pa.Table, results: pa.Table, config: ImagesConfig, stats
             info = dict(infos[j] or {})
             info.update({k: r.get(k) for k in _INFO_KEYS})
             infos[j] = info
+            emb[j] = r.get("clip_embedding")
             ok = r.get("status") == "ok"
             if r.get("nsfw") is not None and r["nsfw"] >= threshold:
                 nsfw_hit = True
@@ -290,21 +332,131 @@ def apply_results(docs: pa.Table, results: pa.Table, config: ImagesConfig, stats
                     data[c][i] = [data[c][i][j] for j in keep]
             num_images[i] -= removed
             dropped_imgs[i] = (dropped_imgs[i] or 0) + removed
+        embeddings[i] = [emb[j] for j in keep]
         if nsfw_hit:
             first[i] = "nsfw"
             reasons[i].append("nsfw")
             stats.drop("nsfw")
-        elif num_images[i] < config.min_images:
-            first[i] = "too_few_images"
-            reasons[i].append("too_few_images")
-            stats.drop("too_few_images")
+        elif not clip_on and num_images[i] < config.min_images:
+            _too_few(i, first, reasons, stats)
     for c in aligned:
         docs = docs.set_column(docs.schema.get_field_index(c), c, pa.array(data[c], docs.schema.field(c).type))
     for name, values in (("num_images", num_images), ("images_dropped", dropped_imgs)):
         docs = docs.set_column(docs.schema.get_field_index(name), name, pa.array(values, docs.schema.field(name).type))
+    docs = _set_reasons(docs, first, reasons)
+    if clip_on:
+        docs = docs.append_column(CLIP_EMB, pa.array(embeddings, pa.list_(EMBEDDING)))
+    return docs
+
+
+def _too_few(i: int, first: list, reasons: list, stats: Stats) -> None:
+    first[i] = "too_few_images"
+    reasons[i].append("too_few_images")
+    stats.drop("too_few_images")
+
+
+def _set_reasons(docs: pa.Table, first: list, reasons: list) -> pa.Table:
     docs = docs.set_column(docs.schema.get_field_index("drop_reason"), "drop_reason", pa.array(first, pa.string()))
     return docs.set_column(docs.schema.get_field_index("drop_reasons"), "drop_reasons",
                            pa.array([r or None for r in reasons], pa.list_(pa.string())))
+
+
+class ClipDocuments(Operator):
+    """CLIP image-text similarity per document (images.clip): each image's embedding (from the
+    unique-image actors, in `_clip_emb`) against the document's text blocks, encoded here with the
+    CLIP text tower. Per image, into `image_info`: `clip` (the highest cosine similarity to a text
+    block within `images.clip.window` blocks before and after it; 0: the whole document),
+    `clip_mean` (the mean over that window) and `clip_block` (position in `texts` of the most
+    similar block). With `keep_matrix`, `clip_similarity` holds the full image x text-block matrix
+    (rows: the document's images in order, null for an image without an embedding; columns: its
+    text blocks in order), as MMC4 keeps it.
+
+    Rules: an image whose `clip` is under the model's threshold (`images.clip.thresholds`) leaves
+    the document (counted `images_removed_clip`); an image with no text block in its window, or
+    without an embedding (kept after a failed fetch), stays unjudged. Then documents left with
+    fewer than `images.min_images` images are dropped (`too_few_images`)."""
+
+    name = "clip"
+    resources = Resources(num_cpus=1.0)
+
+    def __init__(self, config: ImagesConfig, clip_scorer=None):
+        super().__init__()
+        from operators.image_models import ClipScorer
+        self.config = config
+        self.scorer = clip_scorer or ClipScorer(config.clip, threads=max(1, int(self.resources.num_cpus)))
+        self.threshold = config.clip.threshold
+
+    def __call__(self, docs: pa.Table) -> pa.Table:
+        self.stats.incr("in", docs.num_rows)
+        emb_all = docs[CLIP_EMB].to_pylist()
+        docs = docs.drop_columns([CLIP_EMB])
+        aligned = [c for c in ("texts", "images", "image_info", "text_languages", "text_language_scores")
+                   if c in docs.column_names]
+        data = {c: docs[c].to_pylist() for c in aligned}
+        num_images = docs["num_images"].to_pylist()
+        dropped_imgs = docs["images_dropped"].to_pylist()
+        first = docs["drop_reason"].to_pylist()
+        reasons = [list(r) if r else [] for r in docs["drop_reasons"].to_pylist()]
+        keep_matrix = self.config.clip.keep_matrix
+        matrices: list = [None] * docs.num_rows
+        todo, embs, texts, positions = [], [], [], []
+        for i in range(docs.num_rows):
+            if first[i] is not None or not emb_all[i]:
+                continue
+            image_pos = [j for j, u in enumerate(data["images"][i]) if u is not None]
+            with_emb = [(j, e) for j, e in zip(image_pos, (emb_all[i][j] for j in image_pos)) if e is not None]
+            if not with_emb:
+                continue
+            todo.append(i)
+            positions.append([j for j, _ in with_emb])
+            embs.append(np.asarray([e for _, e in with_emb], np.float32))
+            texts.append(data["texts"][i])
+        scored = self.scorer.score_documents(embs, texts, positions, window=self.config.clip.window,
+                                             keep_matrix=keep_matrix) if todo else []
+        for i, ipos, sc in zip(todo, positions, scored):
+            infos = data["image_info"][i]
+            low = set()
+            for r, j in enumerate(ipos):
+                info = dict(infos[j] or {})
+                has = not np.isnan(sc.max[r])
+                info["clip"] = float(sc.max[r]) if has else None
+                info["clip_mean"] = float(sc.mean[r]) if has else None
+                info["clip_block"] = int(sc.best[r]) if has else None
+                infos[j] = info
+                self.stats.incr("images_scored")
+                if not has:
+                    self.stats.incr("images_without_text")
+                elif self.threshold is not None and sc.max[r] < self.threshold:
+                    low.add(j)
+            matrix_rows = None
+            if keep_matrix and sc.matrix is not None:
+                row_of = {j: r for r, j in enumerate(ipos)}
+                matrix_rows = {j: sc.matrix[row_of[j]].tolist() for j in ipos}
+            orig = data["images"][i]
+            if matrix_rows is not None:
+                matrices[i] = [matrix_rows.get(j) for j, u in enumerate(orig) if u is not None and j not in low]
+            if low:
+                keep = [j for j in range(len(orig)) if j not in low]
+                for c in aligned:
+                    if data[c][i] is not None:
+                        data[c][i] = [data[c][i][j] for j in keep]
+                num_images[i] -= len(low)
+                dropped_imgs[i] = (dropped_imgs[i] or 0) + len(low)
+                self.stats.incr("images_removed_clip", len(low))
+        for i in range(docs.num_rows):
+            if first[i] is None and num_images[i] < self.config.min_images:
+                _too_few(i, first, reasons, self.stats)
+        for c in aligned:
+            docs = docs.set_column(docs.schema.get_field_index(c), c, pa.array(data[c], docs.schema.field(c).type))
+        for name, values in (("num_images", num_images), ("images_dropped", dropped_imgs)):
+            docs = docs.set_column(docs.schema.get_field_index(name), name,
+                                   pa.array(values, docs.schema.field(name).type))
+        docs = _set_reasons(docs, first, reasons)
+        if keep_matrix:
+            docs = docs.set_column(docs.schema.get_field_index("clip_similarity"), "clip_similarity",
+                                   pa.array(matrices, docs.schema.field("clip_similarity").type))
+        self.stats.incr("out", docs.num_rows)
+        return docs
 
 
 IMAGE_TABLE = pa.schema([
@@ -326,3 +478,20 @@ def image_table_rows(block: pa.Table, run_id: str, keep_bytes: bool) -> pa.Table
                      "width": block["fetched_width"], "height": block["fetched_height"], "bytes": block["bytes"],
                      "phash": block["phash"], "data": block["data"] if keep_bytes else pa.nulls(n, pa.binary()),
                      "run_id": pa.array([run_id] * n, pa.string())}, schema=IMAGE_TABLE)
+
+
+EMBEDDING_TABLE = pa.schema([
+    pa.field("sha256", pa.string(), nullable=False),   # the images/ table's key
+    pa.field("model", pa.string(), nullable=False),    # images.clip.model that computed it
+    pa.field("embedding", EMBEDDING),                  # L2-normalised image embedding
+    pa.field("run_id", pa.string()),
+])
+
+
+def embedding_rows(scores: pa.Table, run_id: str, model: str) -> pa.Table:
+    """SCORES rows with an embedding -> EMBEDDING_TABLE rows."""
+    t = scores.filter(pc.is_valid(scores["clip_embedding"]))
+    n = t.num_rows
+    return pa.table({"sha256": t["sha256"], "model": pa.array([model] * n, pa.string()),
+                     "embedding": t["clip_embedding"], "run_id": pa.array([run_id] * n, pa.string())},
+                    schema=EMBEDDING_TABLE)

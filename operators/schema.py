@@ -29,7 +29,11 @@ IMAGE_INFO = pa.struct([
     pa.field("sha256", pa.string()),     # of the bytes: the key of the images/ table
     pa.field("phash", pa.string()),      # 64-bit DCT perceptual hash, 16 hex digits
     pa.field("bytes", pa.int64()),
-    pa.field("nsfw", pa.float32()),      # Open-NSFW probability (images.nsfw)
+    pa.field("nsfw", pa.float32()),      # P(NSFW) from images.nsfw.model (Open-NSFW, or the CLIP MLP head)
+    # CLIP (images.clip; null when it is off, or the image has no embedding or no text block in its window)
+    pa.field("clip", pa.float32()),      # highest cosine similarity to a text block within images.clip.window
+    pa.field("clip_mean", pa.float32()), # mean cosine similarity over that window
+    pa.field("clip_block", pa.int32()),  # position in `texts` of the most similar text block
 ])
 
 LANGUAGE_CANDIDATE = pa.struct([
@@ -95,6 +99,9 @@ DOCUMENT = pa.schema([
     pa.field("num_images", pa.int32(), nullable=False),
     pa.field("text_chars", pa.int64(), nullable=False),
     pa.field("images_dropped", pa.int32(), nullable=False),  # candidate images removed (data:, icons, ...)
+    # images.clip.keep_matrix: image x text-block cosine similarities (rows: the images in order, null
+    # for one without an embedding; columns: every text block in order), as MMC4 keeps them
+    pa.field("clip_similarity", pa.list_(pa.list_(pa.float32()))),
     pa.field("language", pa.string()),                   # fastText label without __label__, e.g. "en", "zh"
     pa.field("language_score", pa.float32()),
     pa.field("language_top3", pa.list_(LANGUAGE_CANDIDATE)),

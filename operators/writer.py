@@ -32,7 +32,7 @@ from operators.stats import Stats
 from operators.storage import resolve
 
 TABLES = ("documents", "rejected")
-EXTRA_TABLES = ("images",)   # staged by other stages (the image stage's content-addressed table)
+EXTRA_TABLES = ("images", "image_embeddings")   # staged by the image stage (content-addressed by sha256)
 
 
 @dataclass(frozen=True)

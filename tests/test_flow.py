@@ -181,6 +181,15 @@ def test_cli_rejects_unknown_key_and_missing_input(tmp_path):
     assert r.returncode == 2 and "unknown config key extract.engnie" in r.stderr
     r = cli("--config", "configs/local.yaml", "--input", str(tmp_path / "none*.warc.gz"))
     assert r.returncode == 2 and "matches no file" in r.stderr
+    # CLIP on without loadable weights fails at start, naming the setting, before any work
+    (tmp_path / "a.warc.gz").write_bytes(b"")
+    r = cli("--config", "configs/local.yaml", "--input", str(tmp_path / "a.warc.gz"), "--output", str(tmp_path / "o"),
+            "--set", "images.clip.enabled=true", "--set", f"images.clip.weights={tmp_path / 'missing.pt'}")
+    assert r.returncode == 2 and "images.clip.weights" in r.stderr and "no such file" in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()
+    r = cli("--config", "configs/local.yaml", "--input", str(tmp_path / "a.warc.gz"),
+            "--set", "images.nsfw.model=clip_mlp", "--set", "images.nsfw.mlp_weights=/x.pt")
+    assert r.returncode == 2 and "images.nsfw.model: clip_mlp" in r.stderr, r.stderr
 
 
 def test_cli_runs_and_prints_summary(sample, tmp_path):

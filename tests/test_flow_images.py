@@ -13,7 +13,7 @@ from warcio.warcwriter import WARCWriter
 from flows.crawl import run
 from operators.config import load_config
 from tests.image_server import ImageServer, image_bytes
-from tests.test_flow import ROOT, ray_local, read_dir  # noqa: F401  (module-scoped fixture)
+from tests.test_flow import ROOT, ray_local, read_dir, sample  # noqa: F401  (module-scoped fixtures)
 
 IN_WARC = "https://photos.example.org/harbour.jpg"
 PARAS = [
@@ -109,3 +109,57 @@ def test_private_addresses_refused_by_default(ray_local, server, warc, tmp_path)
     run(load_config(ROOT / "configs/local.yaml", ["images.fetch.enabled=true"], input=[str(warc)], output=str(out2)),
         [str(warc)])
     assert list(_images(out2)) == [IN_WARC]
+
+
+def test_clip_in_the_flow(ray_local, sample, tmp_path):  # noqa: F811
+    """CLIP on (the tiny randomly initialised test model, loaded through the real checkpoint
+    path): every kept image gets its similarity to nearby text, the matrix is kept, embeddings
+    go to image_embeddings/ once per output, and the report says CLIP ran."""
+    import numpy as np
+
+    from operators.image_models import TEST_CLIP_NAME, write_test_clip_files
+    warc, _ = sample
+    weights, model_config = write_test_clip_files(str(tmp_path / "clip"))
+    overrides = ["images.clip.enabled=true", f"images.clip.model={TEST_CLIP_NAME}", f"images.clip.weights={weights}",
+                 f"images.clip.model_config={model_config}", f"images.clip.thresholds={{{TEST_CLIP_NAME}: -1.0}}",
+                 "images.clip.keep_matrix=true", "images.clip.window=1"]
+    out = tmp_path / "out"
+    cfg = load_config(ROOT / "configs/local.yaml", overrides, input=[str(warc)], output=str(out))
+    res = run(cfg, [str(warc)])
+    assert not res.failed
+    docs, _ = read_dir(out / "documents")
+    n_images = 0
+    for d in docs:
+        text_pos = [i for i, t in enumerate(d["texts"]) if t]
+        rows = d["clip_similarity"] or []
+        assert len(rows) == d["num_images"], d["url"]
+        for k, (u, info) in enumerate((u, i) for u, i in zip(d["images"], d["image_info"]) if u):
+            n_images += 1
+            assert info["status"] == "ok" and -1 <= info["clip"] <= 1 and info["clip_block"] in text_pos
+            assert len(rows[k]) == len(text_pos) and info["clip"] == pytest.approx(
+                max(rows[k][text_pos.index(p)] for p in _window(text_pos, _position(d, k), 1)), abs=1e-5)
+    assert n_images > 0
+    emb = pq.read_table(out / "image_embeddings").to_pylist()
+    stored = {r["sha256"] for r in pq.read_table(out / "images", columns=["sha256"]).to_pylist()}
+    assert {r["sha256"] for r in emb} == stored and len(emb) == len(stored)
+    assert all(r["model"] == TEST_CLIP_NAME and len(r["embedding"]) == 32 for r in emb)
+    assert all(abs(np.linalg.norm(r["embedding"]) - 1) < 1e-4 for r in emb)
+    clip = next(o for o in res.stats if o["name"] == "clip")["counters"]
+    assert clip["images_scored"] >= n_images and clip.get("images_removed_clip", 0) == 0
+    assert not any(o["name"] == "clip" and o["errors"] for o in res.stats)   # no "CLIP off" entry
+    # a second run over the same WARC writes no embedding twice
+    run(load_config(ROOT / "configs/local.yaml", overrides + ["dedup.index=false"], input=[str(warc)],
+                    output=str(out)), [str(warc)])
+    assert len(pq.read_table(out / "image_embeddings")) == len(emb)
+
+
+def _position(doc, k):
+    """Position in `texts` of the document's k-th image."""
+    return [i for i, u in enumerate(doc["images"]) if u][k]
+
+
+def _window(text_pos, image_pos, window):
+    """The text-block positions within `window` blocks before and after `image_pos`."""
+    before = [p for p in text_pos if p < image_pos][-window:]
+    after = [p for p in text_pos if p > image_pos][:window]
+    return before + after

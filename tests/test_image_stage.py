@@ -99,11 +99,12 @@ def test_nsfw_and_too_few_images_rules():
 def test_score_images_with_open_nsfw():
     rows = pa.table({"sha256": ["a", "b", "c"],
                      "data": [image_bytes("PNG", seed=1), image_bytes("JPEG", seed=2), b"garbage"]})
-    op = ScoreImages(NsfwConfig())
+    op = ScoreImages(ImagesConfig())
     out = op(rows).to_pylist()
     assert [r["sha256"] for r in out] == ["a", "b", "c"]
     assert 0 <= out[0]["nsfw"] <= 1 and 0 <= out[1]["nsfw"] <= 1 and out[2]["nsfw"] is None
-    assert op.stats.counters["scored"] == 2 and op.stats.counters["unreadable"] == 1
+    assert all(r["clip_embedding"] is None for r in out)   # CLIP off
+    assert op.stats.counters["nsfw_scored"] == 2 and op.stats.counters["unreadable"] == 1
 
 
 def test_config_checks_name_the_key():
@@ -111,8 +112,11 @@ def test_config_checks_name_the_key():
         ImagesConfig(failed="drop")
     with pytest.raises(ValueError, match="images.min_images"):
         ImagesConfig(min_images=-1)
-    with pytest.raises(ValueError, match="images.clip.enabled"):
-        ImagesConfig(clip=ClipConfig(enabled=True, weights="/nonexistent.pt"))
+    with pytest.raises(ValueError, match="images.nsfw.model: clip_mlp .* images.clip.enabled"):
+        ImagesConfig(nsfw=NsfwConfig(model="clip_mlp", mlp_weights="/x.pt"))
+    with pytest.raises(ValueError, match="images.clip.model_config"):
+        ClipConfig(model="ViT-B-32", model_config="/configs/other-model.json")
+    ImagesConfig(clip=ClipConfig(enabled=True, weights="/nonexistent.pt"))  # checked at start: check_loadable
     # every file in configs/ keeps the private-network switch off
     from pathlib import Path
 
@@ -122,3 +126,108 @@ def test_config_checks_name_the_key():
     for path in configs:
         cfg = yaml.safe_load(path.read_text())
         assert not cfg.get("images", {}).get("fetch", {}).get("allow_private_networks", False), path
+
+
+# ---------------------------------------------------------------------------------------------
+# CLIP: embeddings in the unique-image actors, similarities per document
+
+@pytest.fixture(scope="module")
+def tiny_scorer():
+    from operators.image_models import TEST_CLIP_NAME, ClipScorer, build_random_test_clip
+    model, preprocess, tokenizer = build_random_test_clip(seed=0)
+    return ClipScorer(ClipConfig(model=TEST_CLIP_NAME, device="cpu"), model=model, preprocess=preprocess,
+                      tokenizer=tokenizer)
+
+
+def clip_config(threshold=-1.0, **over):
+    from operators.image_models import TEST_CLIP_NAME
+    return ImagesConfig(clip=ClipConfig(enabled=True, model=TEST_CLIP_NAME, weights="unused-injected.pt",
+                                        thresholds={TEST_CLIP_NAME: threshold}, **over.pop("clip", {})), **over)
+
+
+def test_score_images_with_clip_and_the_mlp_head(tiny_scorer, tmp_path):
+    import numpy as np
+    import torch
+
+    from operators.image_models import ClipNsfwHead
+    rows = pa.table({"sha256": ["a", "b", "c"],
+                     "data": [image_bytes("PNG", seed=1), image_bytes("JPEG", seed=2), b"garbage"]})
+    head = tmp_path / "head.pt"
+    torch.save(ClipNsfwHead.random_state_dict(tiny_scorer.embed_dim), head)
+    cfg = clip_config(nsfw=NsfwConfig(model="clip_mlp", mlp_weights=str(head)))
+    op = ScoreImages(cfg, clip_scorer=tiny_scorer)
+    out = op(rows).to_pylist()
+    emb = np.asarray([out[0]["clip_embedding"], out[1]["clip_embedding"]], np.float32)
+    np.testing.assert_allclose(emb, tiny_scorer([_pil(1, "PNG"), _pil(2, "JPEG")]), atol=1e-5)
+    assert out[2]["clip_embedding"] is None and out[2]["nsfw"] is None
+    expected = ClipNsfwHead(str(head), embed_dim=tiny_scorer.embed_dim)(emb)
+    assert [out[0]["nsfw"], out[1]["nsfw"]] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert op.stats.counters["clip_embedded"] == 2 and op.stats.counters["nsfw_scored"] == 2
+
+
+def _pil(seed, fmt):
+    import io
+
+    from PIL import Image
+    return Image.open(io.BytesIO(image_bytes(fmt, seed=seed))).convert("RGB")
+
+
+def _emb_results(scorer, spec):
+    """_res rows with the tiny model's embedding of image `seed` for each (doc, url, seed, status)."""
+    rows = []
+    for doc_id, url, seed, status in spec:
+        r = _res(doc_id, url, status)
+        r["clip_embedding"] = scorer([_pil(seed, "PNG")])[0].tolist() if status == "ok" else None
+        rows.append(r)
+    t = pa.Table.from_pylist(rows)
+    return t.set_column(t.schema.get_field_index("nsfw"), "nsfw", t["nsfw"].cast(pa.float32()))
+
+
+def test_clip_documents_scores_filters_and_keeps_the_matrix(tiny_scorer):
+    import numpy as np
+
+    from operators.image_stage import CLIP_EMB, ClipDocuments
+    d1 = doc("d1", [None, A, None, B, None])
+    d1["texts"] = ["A red circle on a beige background.", None, "Stock prices fell today.", None,
+                   "The weather will be sunny."]
+    d2 = doc("d2", [None, C])
+    docs = pa.Table.from_pylist([d1, d2], schema=DOCUMENT)
+    res = _emb_results(tiny_scorer, [("d1", A, 1, "ok"), ("d1", B, 2, "timeout"), ("d2", C, 3, "ok")])
+    # keep the failed image (no embedding: never judged by CLIP); whole-document window
+    cfg = clip_config(threshold=-1.0, failed="keep", clip={"window": 0, "keep_matrix": True})
+    staged = apply_results(docs, res, cfg, Stats("images"))
+    assert CLIP_EMB in staged.column_names
+    assert staged[CLIP_EMB].to_pylist()[0][1] is not None and staged[CLIP_EMB].to_pylist()[0][3] is None
+    op = ClipDocuments(cfg, clip_scorer=tiny_scorer)
+    out = validate_documents(op(staged)).to_pylist()
+    a = out[0]["image_info"][1]
+    text_emb = tiny_scorer.encode_texts([t for t in d1["texts"] if t])
+    sims = np.asarray(res["clip_embedding"][0].as_py(), np.float32) @ text_emb.T
+    assert a["clip"] == pytest.approx(float(sims.max()), abs=1e-5)
+    assert a["clip_mean"] == pytest.approx(float(sims.mean()), abs=1e-5)
+    assert a["clip_block"] == [0, 2, 4][int(sims.argmax())]
+    assert out[0]["image_info"][3]["clip"] is None and out[0]["image_info"][3]["status"] == "timeout"
+    m = out[0]["clip_similarity"]
+    assert len(m) == 2 and m[1] is None and m[0] == pytest.approx(sims.tolist(), abs=1e-5)
+    assert op.stats.counters["images_scored"] == 2
+    # window 1: the image at position 1 is compared with the blocks at 0 and 2 only
+    one = clip_config(threshold=-1.0, failed="keep", clip={"window": 1})
+    w = ClipDocuments(one, clip_scorer=tiny_scorer)(apply_results(docs, res, one, Stats("images"))).to_pylist()
+    assert w[0]["image_info"][1]["clip_mean"] == pytest.approx(float(sims[:2].mean()), abs=1e-5)
+
+    # a threshold above every similarity: CLIP removes the scored images, min_images drops d1
+    high = clip_config(threshold=1.0, failed="keep", min_images=2)
+    out = {d["id"]: d for d in validate_documents(
+        ClipDocuments(high, clip_scorer=tiny_scorer)(apply_results(docs, res, high, Stats("images")))).to_pylist()}
+    assert out["d1"]["images"] == [None, None, B, None] and out["d1"]["num_images"] == 1
+    assert out["d1"]["images_dropped"] == 1 and out["d1"]["drop_reason"] == "too_few_images"
+    assert out["d2"]["images"] == [None] and out["d2"]["drop_reason"] == "too_few_images"
+    assert out["d1"]["clip_similarity"] is None   # keep_matrix off
+
+
+def test_apply_results_defers_too_few_images_to_clip(tiny_scorer):
+    docs = pa.Table.from_pylist([doc("d1", [None, A])], schema=DOCUMENT)
+    res = _emb_results(tiny_scorer, [("d1", A, 1, "timeout")])
+    out = apply_results(docs, res, clip_config(min_images=1), Stats("images"))
+    assert out["drop_reason"].to_pylist() == [None]   # decided after CLIP
+    assert out["num_images"].to_pylist() == [0]
