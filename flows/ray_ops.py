@@ -622,14 +622,14 @@ def _tag(batch: pa.Table, tag: int, columns: dict[str, pa.DataType]) -> pa.Table
     return pa.table(cols)
 
 
-def _images_apply(batch: pa.Table, config: Any, helpers: dict, collector) -> pa.Table:
+def _images_apply(batch: pa.Table, config: Any, helpers: dict, collector, only_listed: bool = False) -> pa.Table:
     from operators.image_stage import apply_results
     docs = batch.filter(pc.equal(batch["_tag"], 0))
     side = batch.filter(pc.equal(batch["_tag"], 1))
     results = pa.table({"id": side["_k"], **{src: side[helper] for helper, (src, _t) in helpers.items()}})
     docs = docs.drop_columns(["_k", "_tag"] + list(helpers))
     stats = Stats("images")
-    out = apply_results(docs, results, config, stats)
+    out = apply_results(docs, results, config, stats, only_listed=only_listed)
     ship(collector, stats)
     return out
 
@@ -646,18 +646,21 @@ def _actor_kwargs(config: Any, factory: Callable, collector) -> dict[str, Any]:
 
 
 def resolve_images(ds: ray.data.Dataset, warc_records: ray.data.Dataset | None, config: Any, num_partitions: int,
-                   collector) -> tuple[ray.data.Dataset, ray.data.Dataset, ray.data.Dataset | None]:
+                   collector, retry: Callable | None = None
+                   ) -> tuple[ray.data.Dataset, ray.data.Dataset, ray.data.Dataset | None]:
     """The image stage (operators/image_stage.py): references of the kept documents and the
     input's image records shuffled by URL, each URL resolved once (WARC record, else fetch) and
     decoded; unique images (by sha256) scored by model actors (NSFW, CLIP image embeddings);
     results joined back to the documents by id; with CLIP on, a second actor pool scores each
     document's images against its text blocks. Returns the documents, the unique images (kind-1
     rows, for images/) and their scores (sha256, nsfw, clip_embedding; None when nothing was
-    scored). `ds` is read twice: pass a materialised dataset."""
+    scored). `ds` is read twice: pass a materialised dataset. `retry` (a retry run): the function
+    that picks the references to resolve again (image_stage.retry_reference_rows); the other
+    images keep their earlier results."""
     from functools import partial
 
     from operators import image_stage as st
-    rows = ds.map_batches(st.reference_rows, batch_format="pyarrow", zero_copy_batch=True)
+    rows = ds.map_batches(retry or st.reference_rows, batch_format="pyarrow", zero_copy_batch=True)
     if warc_records is not None:
         rows = rows.union(warc_records.map_batches(st.warc_image_rows, batch_format="pyarrow"))
     resolved = _by_key(rows, "url", num_partitions, _counted, fn=st.resolve_block, name="fetch",
@@ -685,7 +688,7 @@ def resolve_images(ds: ray.data.Dataset, warc_records: ray.data.Dataset | None, 
                                 batch_format="pyarrow")
     side_columns = {f"_r_{name}": (name, type_) for name, type_ in result_types.items()}
     docs = _join_by_id(ds, refs, side_columns, num_partitions, _images_apply, config=config,
-                       helpers=side_columns, collector=collector)
+                       helpers=side_columns, collector=collector, only_listed=retry is not None)
     if config.clip.enabled:
         docs = docs.map_batches(_Runner, **_actor_kwargs(config, partial(st.ClipDocuments, config), collector))
     return docs, uniq, scores

@@ -110,6 +110,35 @@ def reference_rows(docs: pa.Table) -> pa.Table:
                      "data": pa.nulls(n, pa.binary())}, schema=RESOLVE_IN)
 
 
+# What a retry run (flows/retry_images.py) fetches again: failures that may pass another time.
+RETRY_STATUSES = ("timeout", "connection_error", "not_fetched")
+RETRY_HTTP = (408, 425, 429, 500, 502, 503, 504)
+
+
+def retryable(info: dict | None, statuses: tuple[str, ...] = RETRY_STATUSES,
+              http: tuple[int, ...] = RETRY_HTTP) -> bool:
+    """Whether an image's result is a transient failure worth fetching again."""
+    status = (info or {}).get("status")
+    if status in statuses:
+        return True
+    return status == "http_error" and (info.get("http_status") is None or info["http_status"] in http)
+
+
+def retry_reference_rows(docs: pa.Table, statuses: tuple[str, ...] = RETRY_STATUSES) -> pa.Table:
+    """(url, id) of the retryable images (`retryable`) of each kept document, as RESOLVE_IN rows."""
+    urls, ids = [], []
+    for doc_id, images, infos, dropped in zip(docs["id"].to_pylist(), docs["images"].to_pylist(),
+                                              docs["image_info"].to_pylist(), docs["drop_reason"].to_pylist()):
+        if dropped is not None:
+            continue
+        for u in dict.fromkeys(u for u, m in zip(images, infos) if u and retryable(m, statuses)):
+            urls.append(u)
+            ids.append(doc_id)
+    n = len(urls)
+    return pa.table({"url": pa.array(urls, pa.string()), "id": pa.array(ids, pa.string()),
+                     "date": pa.nulls(n, pa.string()), "data": pa.nulls(n, pa.binary())}, schema=RESOLVE_IN)
+
+
 def warc_image_rows(records: pa.Table) -> pa.Table:
     """Image records of the input WARCs (operators/warc.iter_image_records rows) as RESOLVE_IN rows."""
     n = records.num_rows
@@ -279,12 +308,14 @@ _INFO_KEYS = [f.name for f in RESULT_FIELDS] + ["nsfw"]
 CLIP_EMB = "_clip_emb"   # with CLIP on: each image's embedding, between apply_results and ClipDocuments
 
 
-def apply_results(docs: pa.Table, results: pa.Table, config: ImagesConfig, stats: Stats) -> pa.Table:
+def apply_results(docs: pa.Table, results: pa.Table, config: ImagesConfig, stats: Stats,
+                  only_listed: bool = False) -> pa.Table:
     """Fill each image's `image_info` from `results` (kind-0 rows of these documents: id, url,
     result fields, nsfw, clip_embedding), remove failed images (images.failed=remove), drop
     documents by the `nsfw` rule, and by `too_few_images` unless CLIP is on (ClipDocuments
     applies it after removing the images CLIP rejects; the embeddings travel to it in `_clip_emb`,
-    aligned with `images`). Aligned lists stay aligned."""
+    aligned with `images`). Aligned lists stay aligned. `only_listed` (a retry run): images
+    without a row in `results` keep their earlier result; the rules apply to the whole document."""
     clip_on = config.clip.enabled
     if docs.num_rows == 0:
         return docs.append_column(CLIP_EMB, pa.nulls(0, pa.list_(EMBEDDING))) if clip_on else docs
@@ -313,9 +344,13 @@ def apply_results(docs: pa.Table, results: pa.Table, config: ImagesConfig, stats
             if u is None:
                 keep.append(j)
                 continue
-            r = res.get(u) or {"status": "not_fetched", "error": "no result for this URL"}
+            r = res.get(u)
             info = dict(infos[j] or {})
-            info.update({k: r.get(k) for k in _INFO_KEYS})
+            if r is None and only_listed:
+                r = info            # not retried: as the earlier run left it
+            else:
+                r = r or {"status": "not_fetched", "error": "no result for this URL"}
+                info.update({k: r.get(k) for k in _INFO_KEYS})
             infos[j] = info
             emb[j] = r.get("clip_embedding")
             ok = r.get("status") == "ok"

@@ -121,18 +121,21 @@ def intent_path(run_id: str) -> str:
     return posixpath.join("_runs", run_id, "commit.json")
 
 
-def commit(output: str, run_id: str, staged: list[str]) -> list[str]:
+def commit(output: str, run_id: str, staged: list[str], replace: dict[str, str] | None = None) -> list[str]:
     """Move a run's staged parts (documents, rejected, dedup index) into place; returns the final
     paths (relative to the output), sorted.
 
     Crash-safe: the moves are written first to `_runs/<run_id>/commit.json` (the intent), then done,
     then the index manifest `_index/_committed/<run_id>.json` is written last. A crash before the
     intent changes nothing readers see; a crash after it is rolled forward by `recover`.
+    `replace`: staged file -> an existing file it replaces (a retry run rewriting an earlier run's
+    document files under their own names).
     """
     _, root = resolve(output)
     root = root.rstrip("/")
     stage = posixpath.relpath(staging_dir(root, run_id), root)
-    moves = [[rel, _destination(rel, run_id, stage)] for rel in sorted(set(staged))]
+    replace = replace or {}
+    moves = [[rel, replace.get(rel) or _destination(rel, run_id, stage)] for rel in sorted(set(staged) | set(replace))]
     write_text(output, intent_path(run_id), json.dumps({"run_id": run_id, "moves": moves}, indent=1))
     _apply_intent(output, run_id, moves)
     return sorted(dst for _, dst in moves)

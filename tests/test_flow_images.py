@@ -163,3 +163,69 @@ def _window(text_pos, image_pos, window):
     before = [p for p in text_pos if p < image_pos][-window:]
     after = [p for p in text_pos if p > image_pos][:window]
     return before + after
+
+
+def _page_warc(path, srcs):
+    body = "".join(f"<p>{PARAS[i]}</p><figure><img src=\"{s}\" width=\"400\" height=\"300\" alt=\"Photo {i}\">"
+                   f"</figure>" for i, s in enumerate(srcs))
+    html = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Harbour</title></head>"
+            f"<body><article><h1>Evening at the harbour</h1>{body}<p>{PARAS[-1]}</p></article></body></html>").encode()
+    with open(path, "wb") as f:
+        w = WARCWriter(f, gzip=True)
+        http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+        w.write_record(w.create_warc_record("https://harbour.example.org/evening.html", "response",
+                                            payload=io.BytesIO(html), http_headers=http))
+    return path
+
+
+def test_retry_run_fetches_only_the_failed_images(ray_local, server, tmp_path):  # noqa: F811
+    """A run with images.failed=keep leaves a transient failure (503) and a permanent one (404) in
+    the document; the retry run fetches only the 503 again, rewrites the document file under its
+    own name (no duplicate row, the query views agree), and a retry with failed=remove drops the
+    404 image."""
+    from flows import retry_images
+    from flows.query import connect
+    flaky, good, missing = server.url("/flaky.png?k=retry"), server.url("/good.png"), server.url("/missing.png")
+    warc = _page_warc(tmp_path / "page.warc.gz", [flaky, good, missing])
+    base = ["images.fetch.enabled=true", "images.fetch.allow_private_networks=true", "images.failed=keep",
+            "images.fetch.retries=0"]
+    out = tmp_path / "out"
+    cfg = load_config(ROOT / "configs/local.yaml", base, input=[str(warc)], output=str(out))
+    first = run(cfg, [str(warc)])
+    got = _images(out)
+    assert (got[flaky]["status"], got[flaky]["http_status"]) == ("http_error", 503)
+    assert got[missing]["status"] == "http_error" and got[good]["status"] == "ok"
+    files_before = sorted(p.name for p in (out / "documents").glob("*.parquet"))
+    hits_before = dict(server.hits)
+
+    record = retry_images.run(cfg, [first.run_id])
+    assert record["retryable_images"] == 1 and record["now_ok"] == 1
+    got = _images(out)   # exactly one document: the file was replaced, not added to
+    assert got[flaky]["status"] == "ok" and got[flaky]["sha256"] and got[flaky]["nsfw"] is not None
+    assert got[missing]["status"] == "http_error" and got[good]["status"] == "ok"
+    assert sorted(p.name for p in (out / "documents").glob("*.parquet")) == files_before
+    assert server.hits["/flaky.png?k=retry"] == hits_before["/flaky.png?k=retry"] + 1
+    assert server.hits["/good.png"] == hits_before["/good.png"] and server.hits["/missing.png"] == \
+        hits_before["/missing.png"]
+    flaky_sha = got[flaky]["sha256"]
+    assert flaky_sha in {r["sha256"] for r in pq.read_table(out / "images").to_pylist()}
+    con = connect(str(out))
+    assert con.sql("SELECT count(*), count(DISTINCT id) FROM documents").fetchone() == (1, 1)
+    assert con.sql("SELECT status FROM images WHERE url = ?", params=[flaky]).fetchone() == ("ok",)
+    # nothing left to retry: no file rewritten
+    again = retry_images.run(cfg, None)
+    assert again["retryable_images"] == 0 and again["document_files_rewritten"] == []
+    # a retry under failed=remove applies the rule to the whole document: the 404 image leaves it
+    strict = load_config(ROOT / "configs/local.yaml", base[:-2] + ["images.failed=remove", "images.fetch.retries=0"],
+                         output=str(out))
+    retry_images.run(strict, None, statuses=("http_error",))
+    got = _images(out)
+    assert missing not in got and got[flaky]["status"] == "ok"
+
+
+def test_retry_cli_errors(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "flows.retry_images", "--config", "configs/local.yaml", "--output",
+                        str(tmp_path / "nothing")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "nothing to retry" in r.stderr
