@@ -99,6 +99,17 @@ def main(argv=None) -> int:
     t_run = best_of(lambda: embs.__setitem__(slice(None), [clip.encode_images(p) for p in pre]), args.rounds)
     rows.append(("CLIP ViT-B-32 image tower (random weights)", t_pre, t_run))
 
+    # the document-level CLIP actors encode text blocks (truncated to 77 tokens): paragraphs of
+    # 40-120 words, as extraction yields them; "img" in the table reads "text blocks" for this row
+    words = "the harbour at dawn is quiet fishing boats come back one by one and gulls follow them".split()
+    rng = np.random.default_rng(0)
+    blocks = [" ".join(rng.choice(words, size=int(rng.integers(40, 120)))) for _ in range(n)]
+    tb = [blocks[i:i + args.batch] for i in range(0, n, args.batch)]
+    t_tok = best_of(lambda: [clip.tokenizer(b) for b in tb], args.rounds)
+    t_txt = best_of(lambda: [clip.encode_texts(b) for b in tb], args.rounds)
+    rows.append(("CLIP ViT-B-32 text tower, text blocks (tokenize = preprocess)", t_tok,
+                 (t_txt[0] - t_tok[0], t_txt[1] - t_tok[1])))
+
     head = ClipNsfwHead(ClipNsfwHead.random_state_dict(512), embed_dim=512)
     emb = np.tile(np.concatenate(embs), (100, 1))  # the head is tiny: time it on 100x the rows
     t_head = best_of(lambda: head(emb), args.rounds)

@@ -375,6 +375,16 @@ def text_blocks(texts: Sequence[str | None]) -> tuple[list[int], list[str]]:
     return pos, [texts[i] for i in pos]
 
 
+def _window_blocks(text_positions: Sequence[int], image_positions: Sequence[int], window: int) -> list[int]:
+    """Indices into `text_positions` of the blocks within `window` blocks of some image."""
+    tpos = np.asarray(text_positions, np.int64)
+    keep: set[int] = set()
+    for p in image_positions:
+        k = int(np.searchsorted(tpos, p))
+        keep.update(range(max(0, k - window), min(len(tpos), k + window)))
+    return sorted(keep)
+
+
 def window_scores(similarity: np.ndarray, text_positions: Sequence[int], image_positions: Sequence[int],
                   window: int, keep_matrix: bool = False) -> DocumentScores:
     """Pure part of `ClipScorer.document_scores`: per-image window statistics from a full
@@ -526,19 +536,24 @@ class ClipScorer:
         window = self.config.window if window is None else window
         keep_matrix = self.config.keep_matrix if keep_matrix is None else keep_matrix
         blocks = [text_blocks(t) for t in texts]
-        all_text = [s for _, strings in blocks for s in strings]
+        if image_positions is None:
+            image_positions = [[i for i, t in enumerate(doc) if t is None] for doc in texts]
+        # the text tower costs more than the image tower per call (bench/RESULTS.md): with a window
+        # and no matrix to keep, only the blocks within some image's window are encoded
+        needed = [_window_blocks(tpos, ipos, window) if window and not keep_matrix else range(len(tpos))
+                  for (tpos, _), ipos in zip(blocks, image_positions, strict=True)]
+        all_text = [strings[j] for (_, strings), idx in zip(blocks, needed) for j in idx]
         text_emb = self.encode_texts(all_text)
         out, k = [], 0
         for d, (emb, (tpos, strings)) in enumerate(zip(image_embeddings, blocks, strict=True)):
             emb = np.asarray(emb, np.float32).reshape(-1, text_emb.shape[1])
-            if image_positions is None:
-                ipos = [i for i, t in enumerate(texts[d]) if t is None]
-            else:
-                ipos = list(image_positions[d])
+            ipos = list(image_positions[d])
             if len(ipos) != len(emb):
                 raise ValueError(f"document {d}: {len(emb)} image embeddings but {len(ipos)} image positions")
-            t = text_emb[k:k + len(strings)]
-            k += len(strings)
+            t = np.zeros((len(strings), text_emb.shape[1]), np.float32)   # rows outside every window: unread
+            idx = list(needed[d])
+            t[idx] = text_emb[k:k + len(idx)]
+            k += len(idx)
             out.append(window_scores(emb @ t.T, tpos, ipos, window, keep_matrix))
         return out
 

@@ -320,3 +320,26 @@ def test_models_on_cuda(tiny, images):
         gpu = OpenNsfw(NsfwConfig(device="cuda"))
         assert gpu.provider == "CUDAExecutionProvider"
         np.testing.assert_allclose(gpu(images), OpenNsfw(NsfwConfig(device="cpu"))(images), atol=1e-3)
+
+
+def test_window_encodes_only_the_blocks_it_reads(scorer, images):
+    """With a window and no matrix, only blocks near an image go through the text tower, and the
+    scores equal those computed from every block."""
+    from operators.image_models import window_scores
+
+    texts = [f"paragraph number {i} about harbours and boats" if i % 3 else None for i in range(12)]
+    ipos = [i for i, t in enumerate(texts) if t is None]
+    emb = scorer(images[:len(ipos)])
+    calls = []
+    real = scorer.encode_texts
+    scorer.encode_texts = lambda t: calls.append(len(t)) or real(t)
+    try:
+        got = scorer.score_documents([emb], [texts], window=1, keep_matrix=False)[0]
+    finally:
+        scorer.encode_texts = real
+    tpos = [i for i, t in enumerate(texts) if t]
+    full = window_scores(emb @ real([texts[i] for i in tpos]).T, tpos, ipos, 1)
+    np.testing.assert_allclose(got.max, full.max, atol=1e-5)
+    np.testing.assert_allclose(got.mean, full.mean, atol=1e-5)
+    assert list(got.best) == list(full.best)
+    assert calls == [len({j for p in ipos for j in (p - 1, p + 1) if 0 <= j < len(texts) and texts[j]})] < [len(tpos)]
