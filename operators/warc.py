@@ -32,13 +32,15 @@ Counters (`stats`)
   MIME type>: not_html_image, not_html_application, ...), decode_error (undecodable
   content-encoding and not HTML as is), empty (no payload); bad_warc_date (row has warc_date
   None), sniffed_html (HTML found by sniffing), fallback_raw_body (chunked/encoded body that did
-  not decode and was used as is).
+  not decode and was used as is), io_retries (http(s) requests retried after a transient error;
+  S3 retries happen inside the AWS SDK, uncounted).
   Errors: damaged_warc {file, offset, error} - the offset is where the damage starts: the first
   byte of the record (gzip member) that cannot be read completely (cut file, truncated or
   corrupt gzip member, member without its trailer), or the end of the last good record when
   what follows is not a WARC record / not valid gzip (junk, a Content-Length that is too short).
   Every good record before it has been yielded; the iterator then ends normally.
-  unreadable_warc {file, error} - cannot be opened/read at all.
+  unreadable_warc {file, error} - cannot be opened/read at all (missing, HTTP 404, denied,
+  transient errors beyond `ReaderConfig.retries`).
   unsupported_format {file, format, error} - an ARC file (FastWARC reads WARC only).
   gzip_not_per_record {file, error} - see Provenance.
 
@@ -64,7 +66,7 @@ from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from operators import http as H
 from operators.stats import Stats
-from operators.storage import is_uri, open_input
+from operators.storage import DEFAULT_CC_BASE, IOOptions, is_uri, open_input
 
 __all__ = ["ReaderConfig", "iter_html_records", "iter_image_records"]
 
@@ -73,6 +75,31 @@ __all__ = ["ReaderConfig", "iter_html_records", "iter_image_records"]
 class ReaderConfig:
     max_payload_bytes: int = 20_000_000  # larger payloads: skipped, counted (dropped_too_large)
     sniff: bool = True  # sniff HTML when Content-Type is absent or uninformative
+    # Inputs (operators/storage.py). cc_base: prefix of the relative paths in a Common Crawl
+    # manifest (warc.paths.gz): https://data.commoncrawl.org/, s3://commoncrawl/, a mirror or a folder.
+    cc_base: str = DEFAULT_CC_BASE
+    s3_anonymous: bool = False  # unsigned S3 requests (public buckets), no credential lookup
+    retries: int = 5            # retries of a failed request (throttling, 5xx, resets, timeouts)
+    retry_backoff: float = 1.0  # seconds before the first HTTP retry, doubling (S3: the AWS SDK's backoff)
+    concurrency: int | None = None  # most WARC files read at once across the cluster; None = no limit
+
+    def __post_init__(self):
+        try:
+            self.io  # noqa: B018 - validates retries and retry_backoff
+        except ValueError as e:
+            raise ValueError(f"reader.{e}") from None
+        if not isinstance(self.cc_base, str) or not self.cc_base.strip() or self.cc_base != self.cc_base.strip():
+            raise ValueError(f"reader.cc_base must be a non-empty URL or folder without surrounding spaces, "
+                             f"got {self.cc_base!r}")
+        if self.concurrency is not None and (isinstance(self.concurrency, bool)
+                                             or not isinstance(self.concurrency, int) or self.concurrency < 1):
+            raise ValueError(f"reader.concurrency must be null (no limit) or an integer >= 1, "
+                             f"got {self.concurrency!r}")
+
+    @property
+    def io(self) -> IOOptions:
+        """How the reader opens its inputs (retries, S3 anonymity): for storage.open_input."""
+        return IOOptions(retries=self.retries, retry_backoff=self.retry_backoff, s3_anonymous=self.s3_anonymous)
 
 
 _RESPONSE = int(WarcRecordType.response)
@@ -95,18 +122,66 @@ def iter_html_records(path: str, config: ReaderConfig, stats: Stats) -> Iterator
     payload_digest, http_status, content_type, charset, html. Never raises for damaged or
     unreadable input (see the module docstring for what is counted and recorded).
     """
-    try:
-        fh = open_input(path)
-    except Exception as e:  # noqa: BLE001 - anything: missing file, permissions, bad URI
-        stats.error("unreadable_warc", file=path, error=_msg(e))
+    fh = _open(path, config, stats)
+    if fh is None:
         return
     try:
         yield from _Reader(path, fh, config, stats).run()
     finally:
+        _close(fh, stats)
+
+
+def _open(path: str, config: ReaderConfig, stats: Stats):
+    """The WARC opened through storage.open_input with the config's retries, or None after
+    recording `unreadable_warc` (missing file, 404, permissions, bad URI, retries exhausted).
+    A remote file is wrapped so that an I/O failure in the middle (retries exhausted) is told
+    apart from damage: the file is then `unreadable_warc` (worth reading again: the ledger
+    retries it), not `damaged_warc` (the same bytes would give the same result)."""
+    try:
+        fh = open_input(path, config.io)
+    except Exception as e:  # noqa: BLE001 - anything: missing file, permissions, bad URI
+        stats.error("unreadable_warc", file=path, error=_msg(e))
+        return None
+    return _IOTracked(fh) if is_uri(path) else fh
+
+
+class _IOTracked:
+    """A file that remembers the first exception its reads raised (`io_error`)."""
+
+    def __init__(self, fh):
+        self.fh = fh
+        self.io_error: BaseException | None = None
+
+    def _call(self, name: str, *args):
         try:
-            fh.close()
-        except Exception:  # noqa: BLE001
-            pass
+            return getattr(self.fh, name)(*args)
+        except Exception as e:
+            if self.io_error is None:
+                self.io_error = e
+            raise
+
+    def read(self, *args):
+        return self._call("read", *args)
+
+    def read_at(self, *args):
+        return self._call("read_at", *args)
+
+    def seek(self, *args):
+        return self._call("seek", *args)
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+
+def _close(fh, stats: Stats) -> None:
+    """Close `fh`, counting the retries an HTTP file made (`io_retries`)."""
+    n = getattr(fh, "retried", 0)
+    if n:
+        stats.incr("io_retries", n)
+    try:
+        fh.close()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 class _Damage(Exception):
@@ -123,18 +198,13 @@ def iter_image_records(path: str, config: ReaderConfig, stats: Stats) -> Iterato
     decoded body). Browser-made archives keep the images a page showed; Common Crawl has none.
     Same damage handling and provenance as `iter_html_records`; counters: records, images,
     dropped not_image, image_http_status, ..."""
-    try:
-        fh = open_input(path)
-    except Exception as e:  # noqa: BLE001
-        stats.error("unreadable_warc", file=path, error=_msg(e))
+    fh = _open(path, config, stats)
+    if fh is None:
         return
     try:
         yield from _Reader(path, fh, config, stats, images=True).run()
     finally:
-        try:
-            fh.close()
-        except Exception:  # noqa: BLE001
-            pass
+        _close(fh, stats)
 
 
 class _Reader:
@@ -150,18 +220,20 @@ class _Reader:
     # -- helpers -------------------------------------------------------------------------------
     def _side_read(self, offset: int, n: int) -> bytes:
         if self.side is None:
-            self.side = open_input(self.path)
+            self.side = open_input(self.path, self.config.io)
         return self.side.read_at(n, offset)
 
     def _close_side(self):
         if self.side is not None:
-            try:
-                self.side.close()
-            except Exception:  # noqa: BLE001
-                pass
+            _close(self.side, self.stats)
             self.side = None
 
     def _damage(self, offset: int, message: str):
+        io_error = getattr(self.fh, "io_error", None)
+        if io_error is not None:   # not damage: the store failed to serve the bytes (see _open)
+            self.stats.error("unreadable_warc", file=self.path, offset=int(offset),
+                             error=f"I/O failed in the middle of the file: {_msg(io_error)}")
+            return
         self.stats.error("damaged_warc", file=self.path, offset=int(offset), error=message)
 
     # -- main loop -----------------------------------------------------------------------------
