@@ -28,6 +28,8 @@ from operators.clean import CleanBlocks
 from operators.documents import ExtractDocuments, RunInfo
 from operators.minhash import MinHashSignatures
 from operators.langid import IdentifyLanguage, LanguageModel
+from operators.ledger import entries as ledger_entries
+from operators.ledger import finished, pending, pop_file_outcomes, read_ledger, stage_entries, units
 from operators.quality import QualitySignals
 from operators.read import ReadImageRecords, ReadWarcs
 from operators.schema import PIPELINE_VERSION
@@ -61,6 +63,8 @@ class RunResult:
     files: list[str]
     failed: bool
     seconds: float
+    n_files: int = 0      # WARCs read
+    n_failed: int = 0     # of which damaged or unreadable
 
 
 def dedup_record(counts: dict) -> dict:
@@ -81,18 +85,19 @@ def _with_run_id(batch, run_id: str):
     return batch.append_column("run_id", pa.array([run_id] * batch.num_rows, pa.string()))
 
 
-def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResult:
-    """Run the crawl flow on `paths`; commits output and writes the run record."""
+def run_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, ledger: dict[str, dict]
+             ) -> RunResult:
+    """One commit unit: the flow over `paths`, committed as run `run_id` together with the
+    ledger entries of its WARCs; writes the unit's run record and report."""
     import ray
 
     from flows.ray_ops import (DocumentSink, StatsCollector, apply, cluster_duplicates, init_ray, read_index,
                                remove_repeated_images, resolve_images, stage_embeddings, stage_images, stage_index,
                                url_duplicates, without_ids)
 
-    run_id = run_id or new_run_id()
     info = RunInfo(run_id=run_id, config_hash=cfg.config_hash())
     t0 = time.time()
-    ensure_dir(cfg.output)
+    phases = Phases(t0)
     rdir = run_dir(cfg.output, run_id)
     write_text(cfg.output, f"_runs/{run_id}/config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     write_text(cfg.output, f"_runs/{run_id}/versions.json", json.dumps(versions(), indent=2))
@@ -101,7 +106,8 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
     collector = StatsCollector.remote(cfg.ray.max_errors_kept)
 
     ds = ray.data.from_items([{"warc_path": p} for p in paths], override_num_blocks=max(1, len(paths)))
-    ds = apply(ds, partial(ReadWarcs, cfg.reader, cfg.ray.records_per_batch), ReadWarcs, collector)
+    ds = apply(ds, partial(ReadWarcs, cfg.reader, cfg.ray.records_per_batch), ReadWarcs, collector,
+               **read_limit(cfg.reader))
     ds = apply(ds, partial(ExtractDocuments, cfg.extract, info), ExtractDocuments, collector)
     ds = apply(ds, partial(IdentifyLanguage, cfg.langid), IdentifyLanguage, collector)
     ds = apply(ds, partial(CleanBlocks, cfg.clean, cfg.quality), CleanBlocks, collector)
@@ -110,9 +116,6 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
     dedup_stats = None
     index_staged: list[str] = []
     index_docs = index_images = superseded_before = None
-    recovered = recover(cfg.output)   # roll forward a commit a crash interrupted, before reading the index
-    if recovered:
-        log.warning("rolled forward the interrupted commit of run(s) %s", ", ".join(recovered))
     if cfg.dedup.enabled and cfg.dedup.index:
         index_docs = read_index(cfg.output, "docs")
         index_images = read_index(cfg.output, "images")
@@ -121,6 +124,7 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
         # keys for the documents selection kept, then clustering over the whole run: it reads its
         # input several times, so the documents are materialised first (Ray spills to disk)
         ds = apply(ds, partial(MinHashSignatures, cfg.dedup), MinHashSignatures, collector).materialize()
+        phases.mark("read, extract, language, signals, select, minhash", ds.count())
         if ds.count():  # an empty run (every WARC unreadable) has nothing to cluster
             parts = cfg.dedup.num_partitions or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
             if index_docs is not None and superseded_before is not None:
@@ -143,6 +147,8 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
                                                           collector, index_images)
                 if cfg.dedup.index:
                     index_staged += stage_index(image_counts, cfg.output, run_id, "images")
+            ds = ds.materialize()
+            phases.mark("deduplication", ds.count())
     if cfg.images.enabled:
         ds = ds.materialize()
         if ds.count():
@@ -152,30 +158,36 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
                 records = apply(ray.data.from_items([{"warc_path": p} for p in paths],
                                                     override_num_blocks=max(1, len(paths))),
                                 partial(ReadImageRecords, cfg.reader, cfg.ray.records_per_batch),
-                                ReadImageRecords, collector)
+                                ReadImageRecords, collector, **read_limit(cfg.reader))
             ds, unique, scores = resolve_images(ds, records, cfg.images, parts, collector)
             ds = ds.materialize()
             index_staged += stage_images(unique, cfg.output, run_id, cfg.images.keep_bytes, parts)
             if scores is not None and cfg.images.clip.enabled and cfg.images.clip.embeddings_table:
                 index_staged += stage_embeddings(scores, cfg.output, run_id, cfg.images.clip.model, parts)
+        phases.mark("images", ds.count())
     sink = DocumentSink(cfg.output, run_id, cfg.writer, cfg.select.enabled, collector,
                         index=cfg.dedup if cfg.dedup.enabled and cfg.dedup.index else None)
     ds.write_datasink(sink)
-    files = commit(cfg.output, run_id, sink.staged + index_staged)
-
     stats = ray.get(collector.get.remote())
     ray.kill(collector)
+    read = next((s for s in stats if s["name"] == "read"), {"counters": {}, "errors": []})
+    outcomes = pop_file_outcomes(read)
+    if cfg.ledger.enabled:
+        index_staged.append(stage_entries(cfg.output, run_id, ledger_entries(
+            paths, outcomes, sink.per_warc, read.get("errors", []), ledger, run_id, invocation)))
+    files = commit(cfg.output, run_id, sink.staged + index_staged)
+    phases.mark("write and commit", sum(sum(v) for v in sink.per_warc.values()))
     if cfg.images.enabled and not cfg.images.clip.enabled:
         stats.append({"name": "clip", "counters": {"enabled": 0}, "errors": [{
             "kind": "clip_off", "reason": CLIP_OFF}]})
     if dedup_stats is not None:
         stats.insert(next((i for i, s in enumerate(stats) if s["name"] == "duplicates"), len(stats)), dedup_stats)
     seconds = time.time() - t0
-    read = next((s for s in stats if s["name"] == "read"), {"counters": {}})["counters"]
-    n_files, n_failed = read.get("files", 0), read.get("files_failed", 0)
+    n_files, n_failed = read["counters"].get("files", 0), read["counters"].get("files_failed", 0)
     failed = n_files > 0 and n_failed / n_files > cfg.max_failed_warc_fraction
     record = {
         "run_id": run_id,
+        "invocation": invocation,
         "status": "failed" if failed else "ok",
         "failure": (f"{n_failed} of {n_files} WARC files damaged or unreadable "
                     f"(more than max_failed_warc_fraction={cfg.max_failed_warc_fraction})") if failed else None,
@@ -185,11 +197,129 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
         "config_hash": info.config_hash,
         "pipeline_version": PIPELINE_VERSION,
         "files": files,
+        "warcs": {p: {k: o.get(k) for k in ("records", "errors")} for p, o in outcomes.items()},
+        "phases": phases.rows,
         "operators": stats,
     }
-    write_text(cfg.output, f"_runs/{run_id}/stats.json", json.dumps(record, indent=2, default=str))
+    write_record(cfg.output, run_id, record)
     log.info("run record in %s", rdir)
-    return RunResult(run_id, cfg.output, stats, files, failed, seconds)
+    return RunResult(run_id, cfg.output, stats, files, failed, seconds, n_files, n_failed)
+
+
+def read_limit(reader) -> dict:
+    """map_batches arguments for the WARC readers: at most `reader.concurrency` files read at once
+    across the cluster (Common Crawl's S3 throttles heavy readers), or Ray's default."""
+    if reader.concurrency is None:
+        return {}
+    import ray
+    return {"compute": ray.data.TaskPoolStrategy(size=reader.concurrency)}
+
+
+def write_record(output: str, run_id: str, record: dict) -> None:
+    """`_runs/<run_id>/stats.json` and its report (a report that cannot be drawn is logged, not fatal)."""
+    write_text(output, f"_runs/{run_id}/stats.json", json.dumps(record, indent=2, default=str))
+    try:
+        from flows.report import write_report
+        write_report(output, run_id, record)
+    except ImportError:
+        pass
+    except Exception as e:  # noqa: BLE001 - the run is committed; its report is a convenience
+        log.warning("report for run %s not written: %s", run_id, e)
+
+
+class Phases:
+    """Wall time between the flow's materialisation points, with the documents at each: the
+    throughput per stage in the run record and report."""
+
+    def __init__(self, t0: float):
+        self.last = t0
+        self.rows: list[dict] = []
+
+    def mark(self, name: str, documents: int) -> None:
+        now = time.time()
+        self.rows.append({"name": name, "seconds": round(now - self.last, 3), "documents": int(documents)})
+        self.last = now
+
+
+def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResult:
+    """Run the crawl flow on `paths`: the WARCs the ledger does not record as finished (at most
+    `ledger.max_warcs`), in commit units of `ledger.warcs_per_commit`, each committed on its own
+    with its WARCs' ledger entries (operators/ledger.py). One unit: its run id is `run_id`; more:
+    `<run_id>-u0001`, ... and `_runs/<run_id>/stats.json` sums them up (`"kind": "invocation"`)."""
+    invocation = run_id or new_run_id()
+    t0 = time.time()
+    ensure_dir(cfg.output)
+    recovered = recover(cfg.output)   # roll forward a commit a crash interrupted, before reading the index
+    if recovered:
+        log.warning("rolled forward the interrupted commit of run(s) %s", ", ".join(recovered))
+    ledger = read_ledger(cfg.output) if cfg.ledger.enabled else {}
+    todo = pending(paths, ledger, cfg.ledger) if cfg.ledger.enabled else list(paths)
+    done_before = sum(1 for p in paths if finished(ledger.get(p), cfg.ledger)) if cfg.ledger.enabled else 0
+    if done_before:
+        log.warning("%d of %d WARC(s) already finished in %s's ledger: skipped", done_before, len(paths), cfg.output)
+    batches = units(todo, cfg.ledger) if cfg.ledger.enabled else [todo]
+    if len(batches) == 1:   # one unit: it is the invocation (its record is the run record)
+        try:
+            return run_unit(cfg, batches[0], invocation, invocation, ledger)
+        except Exception as e:
+            if cfg.ledger.enabled:
+                rows = ledger_entries(batches[0], {}, {}, [], ledger, invocation, invocation,
+                                      unit_error=f"{type(e).__name__}: {e}"[:2000])
+                commit(cfg.output, invocation, [stage_entries(cfg.output, invocation, rows)])
+            raise
+    results: list[RunResult] = []
+    unit_failures: list[dict] = []
+    consecutive = 0
+    for n, batch in enumerate(batches):
+        unit_id = f"{invocation}-u{n + 1:04d}"
+        log.info("unit %d of %d: %d WARC(s) as run %s", n + 1, len(batches), len(batch), unit_id)
+        try:
+            results.append(run_unit(cfg, batch, unit_id, invocation, ledger))
+            consecutive = 0
+        except Exception as e:  # noqa: BLE001 - a unit that raised: its WARCs are failed, the next unit runs
+            log.exception("unit %s failed", unit_id)
+            unit_failures.append({"run_id": unit_id, "warcs": len(batch), "error": f"{type(e).__name__}: {e}"})
+            if cfg.ledger.enabled:
+                rows = ledger_entries(batch, {}, {}, [], ledger, unit_id, invocation,
+                                      unit_error=f"{type(e).__name__}: {e}"[:2000])
+                commit(cfg.output, unit_id, [stage_entries(cfg.output, unit_id, rows)])
+            consecutive += 1
+            if consecutive >= 2:
+                log.error("two units in a row failed: stopping (the ledger keeps the rest for the next run)")
+                break
+    return _invocation_record(cfg, invocation, t0, paths, todo, done_before, results, unit_failures)
+
+
+def _invocation_record(cfg: RunConfig, invocation: str, t0: float, paths: list[str], todo: list[str],
+                       done_before: int, results: list[RunResult], unit_failures: list[dict]) -> RunResult:
+    """Sum up the units of one invocation into `_runs/<invocation>/stats.json`."""
+    from operators.stats import Stats
+    merged: dict[str, Stats] = {}
+    for r in results:
+        for op in r.stats:
+            merged.setdefault(op["name"], Stats(op["name"])).merge(op)
+    stats = [s.to_dict() for s in merged.values()]
+    n_files = sum(r.n_files for r in results) + sum(u["warcs"] for u in unit_failures)
+    n_failed = sum(r.n_failed for r in results) + sum(u["warcs"] for u in unit_failures)
+    failed = (n_files > 0 and n_failed / n_files > cfg.max_failed_warc_fraction) or (not results and bool(todo))
+    seconds = time.time() - t0
+    files = sorted(f for r in results for f in r.files)
+    record = {
+        "run_id": invocation, "kind": "invocation",
+        "status": "failed" if failed else "ok",
+        "failure": (f"{n_failed} of {n_files} WARC files failed (more than max_failed_warc_fraction="
+                    f"{cfg.max_failed_warc_fraction})") if failed else None,
+        "started": datetime.fromtimestamp(t0, timezone.utc).isoformat(), "seconds": round(seconds, 3),
+        "inputs": todo, "inputs_total": len(paths), "inputs_already_done": done_before,
+        "units": [r.run_id for r in results], "unit_failures": unit_failures,
+        "config_hash": cfg.config_hash(), "pipeline_version": PIPELINE_VERSION,
+        "files": files, "operators": stats,
+    }
+    write_text(cfg.output, f"_runs/{invocation}/config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    write_record(cfg.output, invocation, record)
+    return RunResult(invocation, cfg.output, stats, files, failed, seconds, n_files, n_failed)
+
+
 
 
 def check_image_models(images) -> None:
@@ -222,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, overrides, input=args.input, output=args.output)
         if not cfg.input:
             raise ConfigError("no input: give --input or set `input` in the config")
-        paths = expand_inputs(cfg.input)
+        paths = expand_inputs(cfg.input, cc_base=cfg.reader.cc_base, io=cfg.reader.io)
         LanguageModel(cfg.langid)  # a model that cannot be loaded fails here, not in every worker
         if cfg.images.enabled:
             check_image_models(cfg.images)

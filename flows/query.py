@@ -18,6 +18,8 @@ tests use it):
 - `superseded`     the committed `_index/superseded` rows (`id`, `superseded_by`, `run_id`)
 - `runs`           one row per `_runs/<run_id>/`: status, start, seconds, inputs, documents written
                    and rejected (the writer's counters), config hash, whether it committed
+- `ledger`         the latest `_ledger/` entry of every input WARC (state done / failed, attempts,
+                   error, records, documents, rejected, unit run id; operators/ledger.py)
 - `image_table`    the content-addressed `images/` table (`sha256`, stored copy in `data`), when the
                    output has one; any other table a run commits beside them (e.g. `image_embeddings/`)
                    gets a view of its folder's name
@@ -58,7 +60,7 @@ from operators.storage import is_uri, resolve
 
 TABLES = ("documents", "rejected", "images")   # the folders commit moves a run's parts into
 IMAGE_COLUMNS = ("document_id", "document_url", "position", "image_index", "url")
-VIEWS = ("documents", "documents_all", "images", "rejected", "superseded", "runs", "image_table")
+VIEWS = ("documents", "documents_all", "images", "rejected", "superseded", "runs", "ledger", "image_table")
 
 
 class OutputError(Exception):
@@ -324,7 +326,21 @@ def connect(output: str | None = None):
               FROM documents)
         WHERE url IS NOT NULL""")
     _table(con, "runs", _runs_table(store, manifests))
+    _table(con, "ledger", _ledger_table(output))
     return con
+
+
+LEDGER = pa.schema([("warc", pa.string()), ("state", pa.string()), ("attempts", pa.int64()),
+                    ("errors", pa.list_(pa.string())), ("error", pa.string()), ("records", pa.int64()),
+                    ("documents", pa.int64()), ("rejected", pa.int64()), ("run_id", pa.string()),
+                    ("invocation", pa.string()), ("at", pa.string())])
+
+
+def _ledger_table(output: str) -> pa.Table:
+    """The latest ledger entry of every WARC (operators/ledger.py), one row each."""
+    from operators.ledger import read_ledger
+    rows = [{k: e.get(k) for k in LEDGER.names} for e in read_ledger(output).values()]
+    return pa.Table.from_pylist(rows, schema=LEDGER)
 
 
 # --- command line ----------------------------------------------------------------------------

@@ -124,6 +124,18 @@ def apply(ds: ray.data.Dataset, factory: Callable[[], Operator], op_cls: type[Op
     return ds.map_batches(_run_task, fn_kwargs={"runner": _Runner(factory, collector, key)}, **kwargs)
 
 
+def _count_by_warc(table: pa.Table, select_enabled: bool, into: dict[str, list[int]]) -> None:
+    """Add a block's kept and rejected rows per provenance.warc_path to `into`."""
+    paths = pc.struct_field(table["provenance"], "warc_path")
+    dropped = pc.is_valid(table["drop_reason"]) if select_enabled else pa.array([False] * table.num_rows)
+    t = pa.table({"p": paths, "r": pc.cast(dropped, pa.int64())}).group_by("p").aggregate(
+        [("r", "count"), ("r", "sum")])
+    for p, n, r in zip(t["p"].to_pylist(), t["r_count"].to_pylist(), t["r_sum"].to_pylist()):
+        c = into.setdefault(p, [0, 0])
+        c[0] += n - r
+        c[1] += r
+
+
 class DocumentSink(Datasink):
     """Each write task stages one Parquet part per table; the driver commits them after the run."""
 
@@ -136,17 +148,20 @@ class DocumentSink(Datasink):
         self.collector = collector
         self.index = index   # the MinHash config: also stage the dedup index's rows of kept documents
         self.staged: list[str] = []
+        self.per_warc: dict[str, list[int]] = {}   # WARC path -> [documents, rejected] rows (the ledger)
 
-    def write(self, blocks: Iterable, ctx) -> list[str]:
+    def write(self, blocks: Iterable, ctx) -> dict:
         from operators.dedup import index_doc_rows
         from operators.dedup_index import stage_part
         part = f"{ctx.task_idx:06d}"
         w = PartWriter(self.output, self.run_id, part, self.config, self.select_enabled)
         rows = []
+        per_warc: dict[str, list[int]] = {}
         for block in blocks:
             table = BlockAccessor.for_block(block).to_arrow()
             if table.num_rows:
                 w.write(table)
+                _count_by_warc(table, self.select_enabled, per_warc)
                 if self.index is not None:
                     rows.append(index_doc_rows(table, self.index))
         staged = w.close()
@@ -154,11 +169,15 @@ class DocumentSink(Datasink):
             path = stage_part(self.output, self.run_id, "docs", part, pa.concat_tables(rows))
             staged += [path] if path else []
         ship(self.collector, w.stats)
-        return staged
+        return {"staged": staged, "per_warc": per_warc}
 
     def on_write_complete(self, write_result) -> None:
-        for staged in write_result.write_returns:
-            self.staged.extend(staged)
+        for ret in write_result.write_returns:
+            self.staged.extend(ret["staged"])
+            for path, (kept, rejected) in ret["per_warc"].items():
+                c = self.per_warc.setdefault(path, [0, 0])
+                c[0] += kept
+                c[1] += rejected
 
     @property
     def supports_distributed_writes(self) -> bool:

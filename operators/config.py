@@ -22,6 +22,7 @@ from operators.dedup import DedupConfig
 from operators.extract import ExtractConfig
 from operators.image_stage import ImagesConfig
 from operators.langid import LangIdConfig
+from operators.ledger import LedgerConfig
 from operators.quality import QualityConfig
 from operators.select import SelectConfig
 from operators.warc import ReaderConfig
@@ -54,16 +55,20 @@ class RunConfig:
     dedup: DedupConfig = field(default_factory=DedupConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     writer: WriterConfig = field(default_factory=WriterConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(self)
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the output rows (not where they come from or go, nor Ray)."""
+        """Hash of everything that changes the output rows (not where they come from or go, nor
+        scheduling: Ray, the ledger's commit units)."""
         d = self.to_dict()
-        for k in ("input", "output", "ray"):
+        for k in ("input", "output", "ray", "ledger"):
             d.pop(k, None)
+        for k in ("cc_base", "s3_anonymous", "retries", "retry_backoff", "concurrency"):   # where/how bytes are read
+            d.get("reader", {}).pop(k, None)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -11,6 +11,13 @@ from operators.stats import Stats
 from operators.warc import ReaderConfig, iter_html_records, iter_image_records
 
 
+# Per-file outcome counters (the crawl moves them out of the stats into the ledger): a file read
+# counts FILE_SEEN, its HTML records FILE_RECORDS, an error kind FILE_ERROR + "<kind>|"; keys end in the path.
+FILE_SEEN = "file_seen|"
+FILE_RECORDS = "file_records|"
+FILE_ERROR = "file_error|"
+
+
 class ReadWarcs(Operator):
     """Input rows carry `warc_path`; yields tables of at most `records_per_batch` HTML records.
 
@@ -31,18 +38,24 @@ class ReadWarcs(Operator):
         for path in paths["warc_path"].to_pylist():
             self.stats.incr("files")
             file_stats = Stats(self.name)
-            failed = False
+            kinds: set[str] = set()
             buf: list[dict] = []
+            n_records = 0
             for rec in iter_html_records(path, self.config, file_stats):
                 buf.append(rec)
                 if len(buf) >= self.records_per_batch:
-                    failed |= self._take(file_stats, len(buf))
+                    n_records += len(buf)
+                    kinds |= self._take(file_stats, len(buf))
                     yielded = True
                     yield pa.Table.from_pylist(buf, schema=RECORD)
                     buf = []
-            failed |= self._take(file_stats, len(buf))
-            if failed:
+            kinds |= self._take(file_stats, len(buf))
+            if kinds:
                 self.stats.incr("files_failed")
+            self.stats.incr(FILE_SEEN + path)
+            self.stats.incr(FILE_RECORDS + path, n_records + len(buf))
+            for kind in sorted(kinds):
+                self.stats.incr(f"{FILE_ERROR}{kind}|{path}")
             if buf:
                 yielded = True
                 yield pa.Table.from_pylist(buf, schema=RECORD)
@@ -51,12 +64,12 @@ class ReadWarcs(Operator):
             # columns, which later shuffles cannot concatenate with the others
             yield RECORD.empty_table()
 
-    def _take(self, file_stats: Stats, n_out: int) -> bool:
-        """Move the file's counts into the operator's; True if the file reported an error."""
-        failed = any(k.startswith("errors_") for k in file_stats.counters)
+    def _take(self, file_stats: Stats, n_out: int) -> set[str]:
+        """Move the file's counts into the operator's; returns the error kinds it reported."""
+        kinds = {k[len("errors_"):] for k in file_stats.counters if k.startswith("errors_")}
         self.stats.merge(file_stats.drain())
         self.stats.incr("out", n_out)
-        return failed
+        return kinds
 
 
 IMAGE_RECORD = pa.schema([

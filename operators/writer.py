@@ -110,6 +110,8 @@ def _destination(rel: str, run_id: str, stage: str) -> str:
     parts = posixpath.relpath(rel, stage).split("/") if rel.startswith(stage + "/") else []
     if len(parts) == 2 and parts[0] in TABLES + EXTRA_TABLES:
         return posixpath.join(parts[0], f"part-{run_id}-{parts[1]}")
+    if parts == ["ledger", "entries.jsonl"]:   # operators/ledger.py: the unit's WARC states
+        return posixpath.join("_ledger", f"{run_id}.jsonl")
     if len(parts) == 3 and parts[0] == "index" and parts[1] in dedup_index.TABLES:
         return posixpath.join(dedup_index.INDEX_DIR, parts[1], f"part-{run_id}-{parts[2]}")
     raise ValueError(f"unexpected staged file {rel} (expected {stage}/<documents|rejected>/<file> "
@@ -218,12 +220,17 @@ def _run_ids(fs: pafs.FileSystem, root: str) -> list[str]:
 
 def write_text(output: str, rel_path: str, text: str) -> None:
     """Write a small text file (run records) whole: temp name, then move."""
+    write_bytes(output, rel_path, text.encode())
+
+
+def write_bytes(output: str, rel_path: str, data: bytes) -> None:
+    """Write a small file (a record, a chart) whole: temp name, then move."""
     fs, root = resolve(output)
     path = posixpath.join(root.rstrip("/"), rel_path)
     fs.create_dir(posixpath.dirname(path), recursive=True)
     tmp = path + ".tmp"
     with fs.open_output_stream(tmp) as f:
-        f.write(text.encode())
+        f.write(data)
     fs.move(tmp, path)
 
 

@@ -42,6 +42,11 @@ def corpus(out) -> list[dict]:
     return [d for d in docs if d["id"] not in gone]
 
 
+# These tests read the same WARC again on purpose: the ledger would skip it (tests/test_flow_ledger.py);
+# deduplication must keep the corpus right without it.
+NO_LEDGER = ["ledger.enabled=false"]
+
+
 def _ops(res) -> dict:
     return {o["name"]: o["counters"] for o in res.stats}
 
@@ -49,7 +54,7 @@ def _ops(res) -> dict:
 def test_second_run_over_a_superset_keeps_nothing_twice(ray_local, sample, tmp_path):  # noqa: F811
     warc, _ = sample
     out = tmp_path / "out"
-    cfg = load_config(ROOT / "configs/local.yaml", [], input=[str(warc)], output=str(out))
+    cfg = load_config(ROOT / "configs/local.yaml", NO_LEDGER, input=[str(warc)], output=str(out))
     first = run(cfg, [str(warc)])
     kept1, _ = read_dir(out / "documents")
     assert dedup_index.read_table(str(out), "docs").num_rows == len(kept1) >= 5
@@ -99,7 +104,7 @@ def test_second_run_over_a_superset_keeps_nothing_twice(ray_local, sample, tmp_p
 def test_interrupted_commit_leaves_the_index_as_it_was(ray_local, sample, tmp_path, monkeypatch, crash_at):  # noqa: F811
     warc, _ = sample
     out = tmp_path / "out"
-    cfg = load_config(ROOT / "configs/local.yaml", [], input=[str(warc)], output=str(out))
+    cfg = load_config(ROOT / "configs/local.yaml", NO_LEDGER, input=[str(warc)], output=str(out))
     run(cfg, [str(warc)])
     index_before = dedup_index.read_table(str(out), "docs").sort_by("id")
     docs_before = sorted(d["id"] for d in read_dir(out / "documents")[0])

@@ -90,7 +90,7 @@ def test_statuses_end_up_in_image_info(ray_local, server, warc, tmp_path):  # no
     fetch = next(o for o in res.stats if o["name"] == "fetch")["counters"]
     assert fetch["source_warc"] == 1 and fetch["source_fetch"] == len(CASES)
     # a second run over the same page writes no image twice
-    res2 = run(load_config(ROOT / "configs/local.yaml", overrides + ["dedup.index=false"], input=[str(warc)],
+    res2 = run(load_config(ROOT / "configs/local.yaml", overrides + ["dedup.index=false", "ledger.enabled=false"], input=[str(warc)],
                            output=str(tmp_path)), [str(warc)])
     assert len(pq.read_table(tmp_path / "images")) == 3 and not res2.failed
 
@@ -148,7 +148,7 @@ def test_clip_in_the_flow(ray_local, sample, tmp_path):  # noqa: F811
     assert clip["images_scored"] >= n_images and clip.get("images_removed_clip", 0) == 0
     assert not any(o["name"] == "clip" and o["errors"] for o in res.stats)   # no "CLIP off" entry
     # a second run over the same WARC writes no embedding twice
-    run(load_config(ROOT / "configs/local.yaml", overrides + ["dedup.index=false"], input=[str(warc)],
+    run(load_config(ROOT / "configs/local.yaml", overrides + ["dedup.index=false", "ledger.enabled=false"], input=[str(warc)],
                     output=str(out)), [str(warc)])
     assert len(pq.read_table(out / "image_embeddings")) == len(emb)
 

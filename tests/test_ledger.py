@@ -1,0 +1,87 @@
+"""The ledger (operators/ledger.py) without Ray: per-file outcomes, states, what is pending."""
+import json
+
+import pytest
+
+from operators.ledger import (LedgerConfig, entries, finished, pending, pop_file_outcomes, read_ledger,
+                              stage_entries, units)
+from operators.read import FILE_ERROR, FILE_RECORDS, FILE_SEEN
+from operators.writer import commit
+
+
+def test_pop_file_outcomes_takes_the_per_file_counters_out():
+    read = {"name": "read", "counters": {
+        "files": 3, "out": 12, FILE_SEEN + "a.warc.gz": 1, FILE_RECORDS + "a.warc.gz": 12,
+        FILE_SEEN + "b.warc.gz": 1, FILE_RECORDS + "b.warc.gz": 0, FILE_ERROR + "unreadable_warc|b.warc.gz": 1,
+        FILE_SEEN + "s3://x/c|d.warc.gz": 1, FILE_ERROR + "damaged_warc|s3://x/c|d.warc.gz": 1}, "errors": []}
+    out = pop_file_outcomes(read)
+    assert read["counters"] == {"files": 3, "out": 12}
+    assert out == {"a.warc.gz": {"records": 12, "errors": []},
+                   "b.warc.gz": {"records": 0, "errors": ["unreadable_warc"]},
+                   "s3://x/c|d.warc.gz": {"records": 0, "errors": ["damaged_warc"]}}
+
+
+def test_entry_states_and_attempts():
+    outcomes = {"a": {"records": 5, "errors": []}, "b": {"records": 0, "errors": ["unreadable_warc"]},
+                "c": {"records": 3, "errors": ["damaged_warc"]}}
+    errors = [{"kind": "unreadable_warc", "file": "b", "error": "No such file"}]
+    rows = {r["warc"]: r for r in entries(["a", "b", "c", "d"], outcomes, {"a": [4, 1], "c": [2, 0]}, errors,
+                                          {"b": {"attempts": 1}}, "r1", "inv")}
+    assert (rows["a"]["state"], rows["a"]["documents"], rows["a"]["rejected"], rows["a"]["error"]) == ("done", 4, 1, None)
+    assert (rows["b"]["state"], rows["b"]["attempts"]) == ("failed", 2)
+    assert rows["b"]["error"] == "unreadable_warc: No such file"
+    assert (rows["c"]["state"], rows["c"]["errors"]) == ("done", ["damaged_warc"])   # damage: not retried
+    assert rows["d"]["state"] == "failed"                                               # nothing reported
+    unit = entries(["a"], {}, {}, [], {}, "r2", "inv", unit_error="RayTaskError: boom")
+    assert (unit[0]["state"], unit[0]["error"]) == ("failed", "RayTaskError: boom")
+
+
+def test_pending_and_units():
+    cfg = LedgerConfig(max_attempts=2, warcs_per_commit=2)
+    ledger = {"a": {"state": "done"}, "b": {"state": "failed", "attempts": 1}, "c": {"state": "failed", "attempts": 2}}
+    assert not finished(None, cfg) and finished(ledger["a"], cfg) and not finished(ledger["b"], cfg)
+    assert finished(ledger["c"], cfg)
+    assert pending(["e", "a", "b", "c", "d"], ledger, cfg) == ["e", "b", "d"]   # input order kept
+    assert pending(["e", "a", "b", "c", "d"], ledger, LedgerConfig(max_attempts=2, max_warcs=2)) == ["e", "b"]
+    assert units(["1", "2", "3"], cfg) == [["1", "2"], ["3"]]
+
+
+@pytest.mark.parametrize("kwargs,key", [({"warcs_per_commit": 0}, "ledger.warcs_per_commit"),
+                                        ({"max_attempts": True}, "ledger.max_attempts"),
+                                        ({"max_warcs": 0}, "ledger.max_warcs")])
+def test_config_errors_name_the_key(kwargs, key):
+    with pytest.raises(ValueError, match=key):
+        LedgerConfig(**kwargs)
+
+
+def test_entries_become_visible_with_their_commit(tmp_path):
+    out = str(tmp_path)
+    rows = entries(["a"], {"a": {"records": 1, "errors": []}}, {}, [], {}, "run1", "run1")
+    staged = stage_entries(out, "run1", rows)
+    assert read_ledger(out) == {}                 # staged only
+    assert commit(out, "run1", [staged]) == ["_ledger/run1.jsonl"]
+    assert read_ledger(out)["a"]["state"] == "done"
+    later = entries(["a"], {"a": {"records": 0, "errors": ["unreadable_warc"]}}, {}, [], read_ledger(out),
+                    "run2", "run2")
+    commit(out, "run2", [stage_entries(out, "run2", later)])
+    got = read_ledger(out)["a"]                   # the latest entry wins
+    assert (got["state"], got["attempts"], got["run_id"]) == ("failed", 2, "run2")
+    assert json.loads((tmp_path / "_ledger/run1.jsonl").read_text().splitlines()[0])["warc"] == "a"
+
+
+def test_ledger_summary_cli(tmp_path, capsys):
+    from flows.ledger import main, summary
+    out = str(tmp_path)
+    rows = entries(["a", "b", "c"], {"a": {"records": 3, "errors": []}, "b": {"records": 0, "errors": ["unreadable_warc"]},
+                                     "c": {"records": 2, "errors": ["damaged_warc"]}},
+                   {"a": [2, 1], "c": [1, 0]}, [{"kind": "unreadable_warc", "file": "b", "error": "timeout"}],
+                   {"b": {"attempts": 2}}, "r1", "r1")
+    commit(out, "r1", [stage_entries(out, "r1", rows)])
+    s = summary(out, LedgerConfig(max_attempts=3), inputs=["a", "b", "c", "d"])
+    assert (s["done"], s["done_with_errors"], s["given_up"], s["documents"], s["rejected"]) == (2, 1, 1, 3, 1)
+    assert s["inputs_to_do"] == 1 and s["failed"] == [{"warc": "b", "attempts": 3, "error": "unreadable_warc: timeout",
+                                                     "given_up": True}]
+    assert main([out, "--failed"]) == 0
+    printed = capsys.readouterr().out
+    assert "GIVEN UP b (attempts 3): unreadable_warc: timeout" in printed and "3 documents" in printed
+    assert main([str(tmp_path / "none"), "--json"]) == 0   # an output without a ledger: zeros
