@@ -65,6 +65,7 @@ class RunResult:
     seconds: float
     n_files: int = 0      # WARCs read
     n_failed: int = 0     # of which damaged or unreadable
+    skipped: int = 0      # inputs the ledger has as finished
 
 
 def dedup_record(counts: dict) -> dict:
@@ -260,7 +261,8 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
     batches = units(todo, cfg.ledger) if cfg.ledger.enabled else [todo]
     if len(batches) == 1:   # one unit: it is the invocation (its record is the run record)
         try:
-            return run_unit(cfg, batches[0], invocation, invocation, ledger)
+            return dataclasses.replace(run_unit(cfg, batches[0], invocation, invocation, ledger),
+                                       skipped=done_before)
         except Exception as e:
             if cfg.ledger.enabled:
                 rows = ledger_entries(batches[0], {}, {}, [], ledger, invocation, invocation,
@@ -317,7 +319,7 @@ def _invocation_record(cfg: RunConfig, invocation: str, t0: float, paths: list[s
     }
     write_text(cfg.output, f"_runs/{invocation}/config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     write_record(cfg.output, invocation, record)
-    return RunResult(invocation, cfg.output, stats, files, failed, seconds, n_files, n_failed)
+    return RunResult(invocation, cfg.output, stats, files, failed, seconds, n_files, n_failed, done_before)
 
 
 
@@ -361,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"interleaf {PIPELINE_VERSION}: {len(paths)} WARC file(s) -> {cfg.output}", flush=True)
     result = run(cfg, paths)
+    if result.skipped and not result.n_files:
+        print(f"nothing to do: all {result.skipped} WARC file(s) are finished in {cfg.output}'s ledger "
+              f"(python -m flows.ledger {cfg.output}; --set ledger.enabled=false reads them again)")
+        return 0
+    if result.skipped:
+        print(f"{result.skipped} WARC file(s) already finished in the ledger: skipped")
     print(format_stats(result.stats))
     if cfg.images.enabled and not cfg.images.clip.enabled:
         print(f"\nCLIP: off. {CLIP_OFF}.")

@@ -98,7 +98,7 @@ def test_rerun_skips_finished_warcs(clean, warcs):
     before = corpus_ids(out)
     cfg = load_config(ROOT / "configs/local.yaml", UNITS, input=[str(p) for p in warcs], output=str(out))
     again = run(cfg, [str(p) for p in warcs])
-    assert not again.failed and again.n_files == 0 and again.files == []
+    assert not again.failed and again.n_files == 0 and again.files == [] and again.skipped == PARTS
     record = json.loads((out / "_runs" / again.run_id / "stats.json").read_text())
     assert record["inputs"] == [] and record["inputs_already_done"] == PARTS
     assert sorted(corpus_ids(out)) == sorted(before)
