@@ -112,7 +112,7 @@ def run(cfg: RunConfig, run_ids: list[str] | None = None, statuses: tuple[str, .
     """Retry the failed images of `run_ids` (all runs when None) in `cfg.output`; returns the run record."""
     import ray
 
-    from flows.crawl import new_run_id, versions
+    from flows.crawl import new_run_id, versions, write_record
     from flows.ray_ops import StatsCollector, init_ray, resolve_images, stage_embeddings, stage_images
 
     run_id = run_id or new_run_id()
@@ -174,7 +174,7 @@ def run(cfg: RunConfig, run_ids: list[str] | None = None, statuses: tuple[str, .
         "files": final,
         "operators": stats,
     }
-    write_text(cfg.output, f"_runs/{run_id}/stats.json", json.dumps(record, indent=2, default=str))
+    write_record(cfg.output, run_id, record)   # stats.json and report.md
     return record
 
 

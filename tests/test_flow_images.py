@@ -200,6 +200,7 @@ def test_retry_run_fetches_only_the_failed_images(ray_local, server, tmp_path): 
 
     record = retry_images.run(cfg, [first.run_id])
     assert record["retryable_images"] == 1 and record["now_ok"] == 1
+    assert "retry" in (out / "_runs" / record["run_id"] / "report.md").read_text().lower()
     got = _images(out)   # exactly one document: the file was replaced, not added to
     assert got[flaky]["status"] == "ok" and got[flaky]["sha256"] and got[flaky]["nsfw"] is not None
     assert got[missing]["status"] == "http_error" and got[good]["status"] == "ok"
