@@ -122,35 +122,37 @@ def test_unreadable_warc_is_failed_then_retried_up_to_max_attempts(ray_local, wa
     assert third.n_files == 0 and not third.failed
 
 
-def cli(*args, env=None, **kw):
-    return subprocess.run([sys.executable, "-m", "flows.crawl", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900, env=env, **kw)
-
-
 def _env(tmp: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
     env["RAY_TMPDIR"] = tmp   # this run's own Ray: its processes are found (and stopped) by it
     return env
 
 
-def test_nightly_takes_only_the_next_new_warcs(warcs, tmp_path):
+def test_nightly_takes_only_the_next_new_warcs(ray_local, warcs, tmp_path):  # noqa: F811
+    """Three nights of `python -m flows.crawl --config configs/nightly.yaml` (its main(), in this
+    process, on the test's Ray): the first two WARCs, then the third, then only a new one."""
+    from flows.crawl import main
     folder = tmp_path / "in"
     folder.mkdir()
     for p in warcs:
         shutil.copy(p, folder / p.name)
     out = tmp_path / "out"
     args = ["--config", "configs/nightly.yaml", "--input", str(folder), "--output", str(out),
-            "--set", "ledger.max_warcs=2", "--set", "ledger.warcs_per_commit=1", "--set", "ray.num_cpus=2",
-            "--set", "images.fetch.enabled=false", "--set", "images.actors.pool_size=1"]
-    with tempfile.TemporaryDirectory(dir="/tmp", prefix="iln-") as tmp:
-        env = _env(tmp)
-        nights = []
+            "--set", "ledger.max_warcs=2", "--set", "ledger.warcs_per_commit=1",
+            "--set", "images.fetch.enabled=false", "--set", "images.actors.pool_size=1",
+            "--set", "dedup.num_partitions=4"]
+    nights = []
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
         for night in range(3):
             if night == 2:   # a new WARC appears under the prefix
                 shutil.copy(warcs[0], folder / "part-9.warc.gz")
-            r = cli(*args, env=env)
-            assert r.returncode == 0, r.stderr[-3000:]
+            assert main(args) == 0
             nights.append({e["warc"] for e in read_ledger(str(out)).values()})
+        assert main(args) == 0   # nothing left: still a success
+    finally:
+        os.chdir(cwd)
     names = [sorted(Path(p).name for p in n) for n in nights]
     assert names[0] == ["part-0.warc.gz", "part-1.warc.gz"]                 # the first two, in input order
     assert names[1] == ["part-0.warc.gz", "part-1.warc.gz", "part-2.warc.gz"]

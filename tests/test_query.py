@@ -174,7 +174,7 @@ def test_cli(flow_output):
                            input="SELECT count(*) AS n\nFROM documents;\nSELECT nope;\n.tables\nSELECT 7 AS x;\n.quit\n",
                            capture_output=True, text=True, timeout=120)
     assert shell.returncode == 0, shell.stderr
-    views = "documents  documents_all  images  rejected  superseded  runs  image_table"
+    views = "documents  documents_all  images  rejected  superseded  runs  ledger  image_table"
     assert shell.stdout.splitlines() == ["n", str(n), views, "x", "7"]
     assert "Binder Error" in shell.stderr
 
