@@ -391,24 +391,18 @@ def apply_results(docs: pa.Table, results: pa.Table, config: ImagesConfig, stats
     cols = [c for c in ["id", "url", "clip_embedding"] + _INFO_KEYS if c in results.column_names]
     for r in results.select(cols).to_pylist():
         by_doc.setdefault(r["id"], {})[r["url"]] = r
-    aligned = [c for c in ("texts", "images", "image_info", "text_languages", "text_language_scores")
-               if c in docs.column_names]
-    data = {c: docs[c].to_pylist() for c in aligned}
-    num_images = docs["num_images"].to_pylist()
-    dropped_imgs = docs["images_dropped"].to_pylist()
-    first = docs["drop_reason"].to_pylist()
-    reasons = [list(r) if r else [] for r in docs["drop_reasons"].to_pylist()]
+    d = _Docs(docs)
     threshold = config.nsfw.threshold
     embeddings: list = [None] * docs.num_rows
     for i, doc_id in enumerate(docs["id"].to_pylist()):
-        if first[i] is not None:
+        if d.first[i] is not None:
             continue  # dropped before: its images were not resolved
         res = by_doc.get(doc_id, {})
-        infos = data["image_info"][i]
+        infos = d.data["image_info"][i]
         keep = []
         nsfw_hit = False
-        emb = [None] * len(data["images"][i])
-        for j, u in enumerate(data["images"][i]):
+        emb = [None] * len(d.data["images"][i])
+        for j, u in enumerate(d.data["images"][i]):
             if u is None:
                 keep.append(j)
                 continue
@@ -428,40 +422,59 @@ def apply_results(docs: pa.Table, results: pa.Table, config: ImagesConfig, stats
                 keep.append(j)
             else:
                 stats.incr("images_removed_failed")
-        removed = len(data["images"][i]) - len(keep)
-        if removed:
-            for c in aligned:
-                if data[c][i] is not None:
-                    data[c][i] = [data[c][i][j] for j in keep]
-            num_images[i] -= removed
-            dropped_imgs[i] = (dropped_imgs[i] or 0) + removed
+        d.keep_only(i, keep)
         embeddings[i] = [emb[j] for j in keep]
         if nsfw_hit:
-            first[i] = "nsfw"
-            reasons[i].append("nsfw")
-            stats.drop("nsfw")
-        elif not clip_on and num_images[i] < config.min_images:
-            _too_few(i, first, reasons, stats)
-    for c in aligned:
-        docs = docs.set_column(docs.schema.get_field_index(c), c, pa.array(data[c], docs.schema.field(c).type))
-    for name, values in (("num_images", num_images), ("images_dropped", dropped_imgs)):
-        docs = docs.set_column(docs.schema.get_field_index(name), name, pa.array(values, docs.schema.field(name).type))
-    docs = _set_reasons(docs, first, reasons)
+            d.drop(i, "nsfw", stats)
+        elif not clip_on and d.num_images[i] < config.min_images:
+            d.drop(i, "too_few_images", stats)
+    docs = d.table()
     if clip_on:
         docs = docs.append_column(CLIP_EMB, pa.array(embeddings, pa.list_(EMBEDDING)))
     return docs
 
 
-def _too_few(i: int, first: list, reasons: list, stats: Stats) -> None:
-    first[i] = "too_few_images"
-    reasons[i].append("too_few_images")
-    stats.drop("too_few_images")
+class _Docs:
+    """A batch of documents as Python lists, for the image rules: the aligned lists (texts,
+    images, image_info, text languages), num_images, images_dropped and the drop reasons; remove
+    positions, drop documents, then `table()` writes them back into the batch."""
 
+    ALIGNED = ("texts", "images", "image_info", "text_languages", "text_language_scores")
 
-def _set_reasons(docs: pa.Table, first: list, reasons: list) -> pa.Table:
-    docs = docs.set_column(docs.schema.get_field_index("drop_reason"), "drop_reason", pa.array(first, pa.string()))
-    return docs.set_column(docs.schema.get_field_index("drop_reasons"), "drop_reasons",
-                           pa.array([r or None for r in reasons], pa.list_(pa.string())))
+    def __init__(self, docs: pa.Table):
+        self.docs = docs
+        self.aligned = [c for c in self.ALIGNED if c in docs.column_names]
+        self.data = {c: docs[c].to_pylist() for c in self.aligned}
+        self.num_images = docs["num_images"].to_pylist()
+        self.images_dropped = docs["images_dropped"].to_pylist()
+        self.first = docs["drop_reason"].to_pylist()
+        self.reasons = [list(r) if r else [] for r in docs["drop_reasons"].to_pylist()]
+
+    def keep_only(self, i: int, keep: list[int]) -> int:
+        """Keep positions `keep` of document i (every aligned list); returns the images removed."""
+        removed = len(self.data["images"][i]) - len(keep)
+        if removed:
+            for c in self.aligned:
+                if self.data[c][i] is not None:
+                    self.data[c][i] = [self.data[c][i][j] for j in keep]
+            self.num_images[i] -= removed
+            self.images_dropped[i] = (self.images_dropped[i] or 0) + removed
+        return removed
+
+    def drop(self, i: int, reason: str, stats: Stats) -> None:
+        self.first[i] = self.first[i] or reason
+        self.reasons[i].append(reason)
+        stats.drop(reason)
+
+    def table(self) -> pa.Table:
+        docs = self.docs
+        cols = {c: self.data[c] for c in self.aligned}
+        cols.update(num_images=self.num_images, images_dropped=self.images_dropped, drop_reason=self.first,
+                    drop_reasons=[r or None for r in self.reasons])
+        for name, values in cols.items():
+            i = docs.schema.get_field_index(name)
+            docs = docs.set_column(i, name, pa.array(values, docs.schema.field(name).type))
+        return docs
 
 
 class ClipDocuments(Operator):
@@ -493,13 +506,8 @@ class ClipDocuments(Operator):
         self.stats.incr("in", docs.num_rows)
         emb_all = docs[CLIP_EMB].to_pylist()
         docs = docs.drop_columns([CLIP_EMB])
-        aligned = [c for c in ("texts", "images", "image_info", "text_languages", "text_language_scores")
-                   if c in docs.column_names]
-        data = {c: docs[c].to_pylist() for c in aligned}
-        num_images = docs["num_images"].to_pylist()
-        dropped_imgs = docs["images_dropped"].to_pylist()
-        first = docs["drop_reason"].to_pylist()
-        reasons = [list(r) if r else [] for r in docs["drop_reasons"].to_pylist()]
+        d = _Docs(docs)
+        data, first = d.data, d.first
         keep_matrix = self.config.clip.keep_matrix
         matrices: list = [None] * docs.num_rows
         todo, embs, texts, positions = [], [], [], []
@@ -539,22 +547,12 @@ class ClipDocuments(Operator):
             if matrix_rows is not None:
                 matrices[i] = [matrix_rows.get(j) for j, u in enumerate(orig) if u is not None and j not in low]
             if low:
-                keep = [j for j in range(len(orig)) if j not in low]
-                for c in aligned:
-                    if data[c][i] is not None:
-                        data[c][i] = [data[c][i][j] for j in keep]
-                num_images[i] -= len(low)
-                dropped_imgs[i] = (dropped_imgs[i] or 0) + len(low)
+                d.keep_only(i, [j for j in range(len(orig)) if j not in low])
                 self.stats.incr("images_removed_clip", len(low))
         for i in range(docs.num_rows):
-            if first[i] is None and num_images[i] < self.config.min_images:
-                _too_few(i, first, reasons, self.stats)
-        for c in aligned:
-            docs = docs.set_column(docs.schema.get_field_index(c), c, pa.array(data[c], docs.schema.field(c).type))
-        for name, values in (("num_images", num_images), ("images_dropped", dropped_imgs)):
-            docs = docs.set_column(docs.schema.get_field_index(name), name,
-                                   pa.array(values, docs.schema.field(name).type))
-        docs = _set_reasons(docs, first, reasons)
+            if first[i] is None and d.num_images[i] < self.config.min_images:
+                d.drop(i, "too_few_images", self.stats)
+        docs = d.table()
         if keep_matrix:
             docs = docs.set_column(docs.schema.get_field_index("clip_similarity"), "clip_similarity",
                                    pa.array(matrices, docs.schema.field("clip_similarity").type))
