@@ -43,19 +43,8 @@ def server():
 @pytest.fixture(scope="module")
 def warc(server, tmp_path_factory):
     path = tmp_path_factory.mktemp("img") / "page.warc.gz"
-    srcs = [server.url(p) for p in CASES] + [IN_WARC]
-    body = "".join(f"<p>{PARAS[i]}</p><figure><img src=\"{s}\" width=\"400\" height=\"300\" alt=\"Photo {i}\">"
-                   f"</figure>" for i, s in enumerate(srcs))
-    html = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Harbour</title></head>"
-            f"<body><article><h1>Morning at the harbour</h1>{body}<p>{PARAS[-1]}</p></article></body></html>").encode()
-    with open(path, "wb") as f:
-        w = WARCWriter(f, gzip=True)
-        for url, ctype, data in (("https://harbour.example.org/morning.html", "text/html; charset=utf-8", html),
-                                 (IN_WARC, "image/jpeg", image_bytes("JPEG", seed=5))):
-            http = StatusAndHeaders("200 OK", [("Content-Type", ctype), ("Content-Length", str(len(data)))],
-                                    protocol="HTTP/1.1")
-            w.write_record(w.create_warc_record(url, "response", payload=io.BytesIO(data), http_headers=http))
-    return path
+    return _page_warc(path, [server.url(p) for p in CASES] + [IN_WARC], "Morning",
+                      images=[(IN_WARC, image_bytes("JPEG", seed=5))])
 
 
 def _images(out):
@@ -165,16 +154,21 @@ def _window(text_pos, image_pos, window):
     return before + after
 
 
-def _page_warc(path, srcs):
+def _page_warc(path, srcs, when="Evening", images=()):
+    """A WARC with one article page showing `srcs` between paragraphs, and image records
+    (url, jpeg bytes) for those a browser-made crawl would have stored."""
     body = "".join(f"<p>{PARAS[i]}</p><figure><img src=\"{s}\" width=\"400\" height=\"300\" alt=\"Photo {i}\">"
                    f"</figure>" for i, s in enumerate(srcs))
     html = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Harbour</title></head>"
-            f"<body><article><h1>Evening at the harbour</h1>{body}<p>{PARAS[-1]}</p></article></body></html>").encode()
+            f"<body><article><h1>{when} at the harbour</h1>{body}<p>{PARAS[-1]}</p></article></body></html>").encode()
+    records = [(f"https://harbour.example.org/{when.lower()}.html", "text/html; charset=utf-8", html)]
+    records += [(url, "image/jpeg", data) for url, data in images]
     with open(path, "wb") as f:
         w = WARCWriter(f, gzip=True)
-        http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
-        w.write_record(w.create_warc_record("https://harbour.example.org/evening.html", "response",
-                                            payload=io.BytesIO(html), http_headers=http))
+        for url, ctype, data in records:
+            http = StatusAndHeaders("200 OK", [("Content-Type", ctype), ("Content-Length", str(len(data)))],
+                                    protocol="HTTP/1.1")
+            w.write_record(w.create_warc_record(url, "response", payload=io.BytesIO(data), http_headers=http))
     return path
 
 
