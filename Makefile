@@ -1,5 +1,6 @@
 # Two commands do everything: `make run` (set up + run the main job on the built-in sample)
-# and `make test` (set up + run the tests). Both create .venv on first use.
+# and `make test` (set up + run the fast tests; `make test-all` runs every test, as CI does).
+# Both create .venv on first use.
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +9,7 @@ CONFIG ?= configs/local.yaml
 OUT    ?= out/local
 SAMPLE := .cache/sample/sample.warc.gz
 
-.PHONY: setup run test sample bench clean
+.PHONY: setup run test test-all sample bench clean
 
 setup: $(STAMP)
 
@@ -27,6 +28,9 @@ run: $(SAMPLE)
 	$(PY) -m flows.crawl --config $(CONFIG) --output $(OUT)
 
 test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:

@@ -115,7 +115,8 @@ def flow_rate(paths, cpus):
     from flows.ray_ops import init_ray
     from operators.config import load_config
     out = tempfile.mkdtemp(prefix="interleaf-bench-")
-    cfg = load_config(None, [f"ray.num_cpus={cpus}"], input=list(paths), output=out)
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs/local.yaml", [f"ray.num_cpus={cpus}"],
+                      input=list(paths), output=out)
     t = time.perf_counter()
     init_ray(None, cpus)
     startup = time.perf_counter() - t

@@ -18,22 +18,16 @@ import secrets
 import sys
 import time
 from datetime import datetime, timezone
-from functools import partial
 
 import yaml
 
 from flows.report import format_stats, summarize
 from operators.config import ConfigError, RunConfig, load_config
-from operators.clean import CleanBlocks
-from operators.documents import ExtractDocuments, RunInfo
-from operators.minhash import MinHashSignatures
-from operators.langid import IdentifyLanguage, LanguageModel
+from operators.documents import RunInfo
+from operators.langid import LanguageModel
 from operators.ledger import entries as ledger_entries
-from operators.ledger import finished, pending, pop_file_outcomes, read_ledger, stage_entries, units
-from operators.quality import QualitySignals
-from operators.read import ReadImageRecords, ReadWarcs
+from operators.ledger import finished, pending, read_ledger, stage_entries, units
 from operators.schema import PIPELINE_VERSION
-from operators.select import Select, SelectDuplicates
 from operators.storage import expand_inputs
 from operators.writer import commit, ensure_dir, recover, run_dir, write_text
 
@@ -90,94 +84,30 @@ def run_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, led
              ) -> RunResult:
     """One commit unit: the flow over `paths`, committed as run `run_id` together with the
     ledger entries of its WARCs; writes the unit's run record and report."""
-    import ray
-
-    from flows.ray_ops import (DocumentSink, StatsCollector, apply, cluster_duplicates, init_ray, read_index,
-                               remove_repeated_images, resolve_images, stage_embeddings, stage_images, stage_index,
-                               url_duplicates, without_ids)
+    from flows.pipeline import run_unit_flow
+    from flows.ray_ops import init_ray
 
     info = RunInfo(run_id=run_id, config_hash=cfg.config_hash())
     t0 = time.time()
-    phases = Phases(t0)
     rdir = run_dir(cfg.output, run_id)
     write_text(cfg.output, f"_runs/{run_id}/config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     write_text(cfg.output, f"_runs/{run_id}/versions.json", json.dumps(versions(), indent=2))
 
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
-    collector = StatsCollector.remote(cfg.ray.max_errors_kept)
-
-    ds = ray.data.from_items([{"warc_path": p} for p in paths], override_num_blocks=max(1, len(paths)))
-    ds = apply(ds, partial(ReadWarcs, cfg.reader, cfg.ray.records_per_batch), ReadWarcs, collector,
-               **read_limit(cfg.reader))
-    ds = apply(ds, partial(ExtractDocuments, cfg.extract, info), ExtractDocuments, collector)
-    ds = apply(ds, partial(IdentifyLanguage, cfg.langid), IdentifyLanguage, collector)
-    ds = apply(ds, partial(CleanBlocks, cfg.clean, cfg.quality), CleanBlocks, collector)
-    ds = apply(ds, partial(QualitySignals, cfg.quality), QualitySignals, collector)
-    ds = apply(ds, partial(Select, cfg.select), Select, collector)
-    dedup_stats = None
-    index_staged: list[str] = []
-    index_docs = index_images = superseded_before = None
-    if cfg.dedup.enabled and cfg.dedup.index:
-        index_docs = read_index(cfg.output, "docs")
-        index_images = read_index(cfg.output, "images")
-        superseded_before = read_index(cfg.output, "superseded")
-    if cfg.dedup.enabled:
-        # keys for the documents selection kept, then clustering over the whole run: it reads its
-        # input several times, so the documents are materialised first (Ray spills to disk)
-        ds = apply(ds, partial(MinHashSignatures, cfg.dedup), MinHashSignatures, collector).materialize()
-        phases.mark("read, extract, language, signals, select, minhash", ds.count())
-        if ds.count():  # an empty run (every WARC unreadable) has nothing to cluster
-            parts = cfg.dedup.num_partitions or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-            if index_docs is not None and superseded_before is not None:
-                index_docs = without_ids(index_docs, superseded_before, parts).materialize()
-            ds, superseded, url_counts = url_duplicates(ds, parts, collector, index_docs)
-            ds = ds.materialize()
-            if url_counts["superseded"]:
-                index_staged += stage_index(superseded.map_batches(_with_run_id, fn_kwargs={"run_id": run_id},
-                                                                   batch_format="pyarrow"),
-                                            cfg.output, run_id, "superseded")
-                if index_docs is not None:
-                    index_docs = without_ids(index_docs, superseded, parts).materialize()
-            ds, counts = cluster_duplicates(ds, max_bucket=cfg.dedup.max_bucket, num_partitions=parts,
-                                            verify=cfg.dedup, threshold=cfg.dedup.threshold,
-                                            index_docs=index_docs, index_threshold=cfg.dedup.index_threshold)
-            dedup_stats = dedup_record({**url_counts, **counts})
-            ds = apply(ds, partial(SelectDuplicates, cfg.select), SelectDuplicates, collector)
-            if cfg.dedup.max_image_repeats is not None:  # counted over the documents dedup kept
-                ds, image_counts = remove_repeated_images(ds.materialize(), cfg.dedup.max_image_repeats, parts,
-                                                          collector, index_images)
-                if cfg.dedup.index:
-                    index_staged += stage_index(image_counts, cfg.output, run_id, "images")
-            ds = ds.materialize()
-            phases.mark("deduplication", ds.count())
-    if cfg.images.enabled:
-        ds = ds.materialize()
-        if ds.count():
-            parts = cfg.dedup.num_partitions or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-            records = None
-            if cfg.images.from_warc:
-                records = apply(ray.data.from_items([{"warc_path": p} for p in paths],
-                                                    override_num_blocks=max(1, len(paths))),
-                                partial(ReadImageRecords, cfg.reader, cfg.ray.records_per_batch),
-                                ReadImageRecords, collector, **read_limit(cfg.reader))
-            ds, unique, scores = resolve_images(ds, records, cfg.images, parts, collector)
-            ds = ds.materialize()
-            index_staged += stage_images(unique, cfg.output, run_id, cfg.images.keep_bytes, parts)
-            if scores is not None and cfg.images.clip.enabled and cfg.images.clip.embeddings_table:
-                index_staged += stage_embeddings(scores, cfg.output, run_id, cfg.images.clip.model, parts)
-        phases.mark("images", ds.count())
-    sink = DocumentSink(cfg.output, run_id, cfg.writer, cfg.select.enabled, collector,
-                        index=cfg.dedup if cfg.dedup.enabled and cfg.dedup.index else None)
-    ds.write_datasink(sink)
-    stats = ray.get(collector.get.remote())
-    ray.kill(collector)
+    unit = run_unit_flow(cfg, paths, run_id)
+    stats = unit.stats
+    outcomes = {p: {"records": r.records, "errors": list(r.error_kinds)} for p, r in unit.reads.items()}
     read = next((s for s in stats if s["name"] == "read"), {"counters": {}, "errors": []})
-    outcomes = pop_file_outcomes(read)
+    index_staged = []
     if cfg.ledger.enabled:
         index_staged.append(stage_entries(cfg.output, run_id, ledger_entries(
-            paths, outcomes, sink.per_warc, read.get("errors", []), ledger, run_id, invocation)))
-    files = commit(cfg.output, run_id, sink.staged + index_staged)
-    phases.mark("write and commit", sum(sum(v) for v in sink.per_warc.values()))
+            paths, outcomes, unit.per_warc, read.get("errors", []), ledger, run_id, invocation)))
+    t_commit = time.time()
+    files = commit(cfg.output, run_id, unit.staged + index_staged)
+    phases = unit.phases
+    phases.append({"name": "commit", "seconds": round(time.time() - t_commit, 3),
+                   "documents": sum(v[0] for v in unit.per_warc.values()), "cpu_seconds": None})
+    dedup_stats = dedup_record(unit.dedup_counts) if unit.dedup_counts is not None else None
     if cfg.images.enabled and not cfg.images.clip.enabled:
         stats.append({"name": "clip", "counters": {"enabled": 0}, "errors": [{
             "kind": "clip_off", "reason": CLIP_OFF}]})
@@ -199,7 +129,8 @@ def run_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, led
         "pipeline_version": PIPELINE_VERSION,
         "files": files,
         "warcs": {p: {k: o.get(k) for k in ("records", "errors")} for p, o in outcomes.items()},
-        "phases": phases.rows,
+        "phases": phases,
+        "cpus": unit.cpus,
         "operators": stats,
     }
     write_record(cfg.output, run_id, record)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from functools import partial
 from types import GeneratorType
 from typing import Any, Callable, Iterable
 
@@ -268,7 +269,7 @@ def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
     names = set(ds.schema().names)
     needed = ["id", "text_chars", "num_images", key_column] + ([extra_key_column] if extra_key_column else [])
     if threshold is not None:
-        needed.append("texts")
+        needed.append("shingles" if "shingles" in names else "texts")
         if verify is None:
             raise ValueError("duplicate_clusters: threshold needs the MinHash config (verify=)")
     missing = [n for n in needed if n not in names]
@@ -676,12 +677,26 @@ def resolve_images(ds: ray.data.Dataset, warc_records: ray.data.Dataset | None, 
     scored). `ds` is read twice: pass a materialised dataset. `retry` (a retry run): the function
     that picks the references to resolve again (image_stage.retry_reference_rows); the other
     images keep their earlier results."""
-    from functools import partial
-
     from operators import image_stage as st
     rows = ds.map_batches(retry or st.reference_rows, batch_format="pyarrow", zero_copy_batch=True)
     if warc_records is not None:
         rows = rows.union(warc_records.map_batches(st.warc_image_rows, batch_format="pyarrow"))
+    refs, uniq, scores, result_types = image_results(rows, config, num_partitions, collector)
+    side_columns = {f"_r_{name}": (name, type_) for name, type_ in result_types.items()}
+    docs = _join_by_id(ds, refs, side_columns, num_partitions, _images_apply, config=config,
+                       helpers=side_columns, collector=collector, only_listed=retry is not None)
+    if config.clip.enabled:
+        docs = docs.map_batches(_Runner, **_actor_kwargs(config, partial(st.ClipDocuments, config), collector))
+    return docs, uniq, scores
+
+
+def image_results(rows: ray.data.Dataset, config: Any, num_partitions: int, collector
+                  ) -> tuple[ray.data.Dataset, ray.data.Dataset, ray.data.Dataset | None, dict]:
+    """The image stage on narrow rows (image_stage.RESOLVE_IN: references and WARC image
+    records): each URL resolved once and decoded, unique images scored by the model actors.
+    Returns the references with their results (id, url, result fields, scores), the unique
+    images, their scores (None when nothing was scored) and the result columns' types."""
+    from operators import image_stage as st
     resolved = _by_key(rows, "url", num_partitions, _counted, fn=st.resolve_block, name="fetch",
                        collector=collector, config=config).materialize()
     refs = resolved.map_batches(_kind, fn_kwargs={"kind": 0, "drop_data": True}, batch_format="pyarrow")
@@ -707,12 +722,7 @@ def resolve_images(ds: ray.data.Dataset, warc_records: ray.data.Dataset | None, 
     else:
         refs = refs.map_batches(_select_as, fn_kwargs={"columns": {"id": pa.string(), **result_types}},
                                 batch_format="pyarrow")
-    side_columns = {f"_r_{name}": (name, type_) for name, type_ in result_types.items()}
-    docs = _join_by_id(ds, refs, side_columns, num_partitions, _images_apply, config=config,
-                       helpers=side_columns, collector=collector, only_listed=retry is not None)
-    if config.clip.enabled:
-        docs = docs.map_batches(_Runner, **_actor_kwargs(config, partial(st.ClipDocuments, config), collector))
-    return docs, uniq, scores
+    return refs, uniq, scores, result_types
 
 
 def _select_as(batch: pa.Table, columns: dict[str, pa.DataType]) -> pa.Table:

@@ -374,14 +374,21 @@ def _throughput(record: dict, ops: dict, charts: dict) -> list[str]:
     phases = [p for p in record.get("phases") or [] if isinstance(p, dict) and p.get("name")]
     if phases:
         rows, labels, rates = [], [], []
+        cpus = record.get("cpus")
         for p in phases:
-            s, d = p.get("seconds"), p.get("documents")
+            s, d, busy = p.get("seconds"), p.get("documents"), p.get("cpu_seconds")
             rate = d / s if s and d is not None else None
-            rows.append([p["name"], f"{s:.1f}" if s is not None else "–", _n(d), _rate(rate)])
+            share = f"{busy / (s * cpus):.0%}" if busy is not None and s and cpus else "–"
+            rows.append([p["name"], f"{s:.1f}" if s is not None else "–", _n(d), _rate(rate),
+                         f"{busy:.1f}" if busy is not None else "–", share])
             if rate is not None:
                 labels.append(p["name"])
                 rates.append(rate)
-        md += _table(["phase", "seconds", "documents", "documents/s"], rows)
+        md += _table(["phase", "seconds", "documents", "documents/s", "CPU busy (s)",
+                      f"of {cpus} CPUs" if cpus else "CPU share"], rows)
+        md.append("CPU busy: the CPU time the phase's tasks spent (their process time), summed; the share is "
+                  "that over the phase's wall time times the CPUs of the cluster.")
+        md.append("")
         if rates:
             charts["throughput.png"] = _barh(labels, rates, "Throughput per phase", "documents / s", fmt=_rate)
             md += ["![throughput per phase](throughput.png)", ""]

@@ -113,6 +113,7 @@ def run(cfg: RunConfig, run_ids: list[str] | None = None, statuses: tuple[str, .
     import ray
 
     from flows.crawl import new_run_id, versions, write_record
+    from flows.pipeline import partitions
     from flows.ray_ops import StatsCollector, init_ray, resolve_images, stage_embeddings, stage_images
 
     run_id = run_id or new_run_id()
@@ -135,7 +136,7 @@ def run(cfg: RunConfig, run_ids: list[str] | None = None, statuses: tuple[str, .
     staged: list[str] = []
     replace: dict[str, str] = {}
     if todo:
-        parts = cfg.dedup.num_partitions or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        parts = partitions(cfg)
         ds = ray.data.from_items([{"file": f} for f in todo], override_num_blocks=len(todo)).map_batches(
             _read_files, fn_kwargs={"output": cfg.output}, batch_format="pyarrow").materialize()
         ds, unique, scores = resolve_images(

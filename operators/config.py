@@ -37,8 +37,16 @@ class ConfigError(ValueError):
 class RayConfig:
     address: str | None = None          # cluster address; None = RAY_ADDRESS if set, else a local Ray
     num_cpus: int | None = None         # CPUs for a local Ray (None = all); ignored on a cluster
-    records_per_batch: int = 64         # HTML records per batch between reading and extraction
+    records_per_batch: int = 64         # HTML records per batch through the operators (bounds a task's memory)
+    records_per_task: int = 256         # HTML records per processing task: a WARC is split into such chunks, so
+                                        # every CPU has work whatever the number of WARCs
     max_errors_kept: int = 1000         # error records kept in stats.json (the rest are counted)
+
+    def __post_init__(self):
+        for k in ("records_per_batch", "records_per_task"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"ray.{k} must be an integer >= 1, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,8 @@ class RunConfig:
             d.pop(k, None)
         for k in ("cc_base", "s3_anonymous", "retries", "retry_backoff", "concurrency"):   # where/how bytes are read
             d.get("reader", {}).pop(k, None)
+        d.get("dedup", {}).pop("single_task_max_documents", None)   # which path, not what it gives
+        d.get("writer", {}).pop("part_rows", None)                   # how rows are split into files
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

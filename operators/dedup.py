@@ -99,6 +99,8 @@ class DedupConfig(MinHashConfig):
     threshold: float | None = 0.8     # candidate pairs below this Jaccard are not duplicates; null: no check
     index_threshold: float = 0.75     # the same against earlier runs, on the signature estimate (sd ~0.03 at 0.8)
     index: bool = True                # dedup against earlier runs' index in the output, and append to it
+    single_task_max_documents: int = 250_000  # a unit with at most this many documents with keys is deduplicated in
+                                      # one task (operators/unit_dedup.py); larger ones by the distributed stages
 
     def __post_init__(self):
         super().__post_init__()
@@ -108,6 +110,8 @@ class DedupConfig(MinHashConfig):
             raise ValueError(f"dedup.index_threshold must be in (0, 1], got {self.index_threshold!r}")
         if not isinstance(self.max_bucket, int) or isinstance(self.max_bucket, bool) or self.max_bucket < 2:
             raise ValueError(f"dedup.max_bucket must be an integer >= 2, got {self.max_bucket!r}")
+        if not isinstance(self.single_task_max_documents, int) or self.single_task_max_documents < 0:
+            raise ValueError("dedup.single_task_max_documents must be an integer >= 0")
         if self.num_partitions is not None and self.num_partitions < 1:
             raise ValueError("dedup.num_partitions must be >= 1 or null")
         if self.max_image_repeats is not None and self.max_image_repeats < 0:
@@ -374,7 +378,8 @@ def _u32_bytes(values: np.ndarray, n_rows: int, offsets: np.ndarray) -> pa.Array
 
 def document_rows(docs: pa.Table, config: MinHashConfig) -> pa.Table:
     """V1/V2 map rows for this run's documents that take part (text, keys, not dropped): the
-    signature and the sorted distinct shingle hashes of each."""
+    signature and the sorted distinct shingle hashes of each (computed from `texts`, or taken
+    from the `signature` and `shingles` columns of key rows)."""
     from operators.minhash import document_text, hashed_batch, signatures_from_hashes
     take = pc.fill_null(pc.greater(docs["text_chars"], 0), False)
     if "drop_reason" in docs.column_names:
@@ -385,6 +390,10 @@ def document_rows(docs: pa.Table, config: MinHashConfig) -> pa.Table:
     n = docs.num_rows
     if n == 0:
         return VERIFY.empty_table()
+    if "shingles" in docs.column_names and "signature" in docs.column_names:   # key rows (minhash.KEYS)
+        return pa.table({"k": docs["id"].cast(pa.string()), "v": pa.nulls(n, pa.string()),
+                         "ok": pa.nulls(n, pa.bool_()), "sig": docs["signature"], "sh": docs["shingles"],
+                         "tag": pa.array(np.ones(n, np.int8))}, schema=VERIFY)
     h32, counts = hashed_batch([document_text(t) for t in docs["texts"].to_pylist()], config)
     sigs = signatures_from_hashes(h32, counts, config).astype(np.uint32)
     ends = np.cumsum(counts)

@@ -434,6 +434,41 @@ def apply_results(docs: pa.Table, results: pa.Table, config: ImagesConfig, stats
     return docs
 
 
+def image_rule_drops(docs: pa.Table, results: pa.Table, config: ImagesConfig,
+                     removed: dict[str, set[str]] | None = None) -> dict[str, str]:
+    """The documents `apply_results` will drop, and why (`nsfw`, `too_few_images`), decided on
+    narrow rows: `docs` (id, images: the document's image URL at each image position), `results`
+    (id, url, status, nsfw) and `removed` (id -> URLs removed before, the repeated images). The
+    flow asks this before it fixes a duplicate cluster's keeper or a URL's newest fetch, so that
+    only a document that will be published can win. With CLIP on, `too_few_images` is decided
+    after CLIP (ClipDocuments, which needs the text): only `nsfw` is known here."""
+    removed = removed or {}
+    by_doc: dict[str, dict[str, dict]] = {}
+    cols = [c for c in ("id", "url", "status", "nsfw") if c in results.column_names]
+    for r in results.select(cols).to_pylist():
+        by_doc.setdefault(r["id"], {})[r["url"]] = r
+    threshold = config.nsfw.threshold
+    out: dict[str, str] = {}
+    for doc_id, images in zip(docs["id"].to_pylist(), docs["images"].to_pylist()):
+        gone = removed.get(doc_id, ())
+        res = by_doc.get(doc_id, {})
+        kept = 0
+        nsfw_hit = False
+        for u in images or []:
+            if u is None or u in gone:
+                continue
+            r = res.get(u) or {"status": "not_fetched"}
+            if r.get("nsfw") is not None and r["nsfw"] >= threshold:
+                nsfw_hit = True
+            if r.get("status") == "ok" or config.failed == "keep":
+                kept += 1
+        if nsfw_hit:
+            out[doc_id] = "nsfw"
+        elif not config.clip.enabled and kept < config.min_images:
+            out[doc_id] = "too_few_images"
+    return out
+
+
 class _Docs:
     """A batch of documents as Python lists, for the image rules: the aligned lists (texts,
     images, image_info, text languages), num_images, images_dropped and the drop reasons; remove

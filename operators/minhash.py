@@ -367,29 +367,86 @@ class MinHashSignatures(Operator):
         self.config = config or MinHashConfig()
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        n = table.num_rows
-        self.stats.incr("in", n)
-        doc_texts = table["texts"].to_pylist()
-        eligible = (pc.is_null(table["drop_reason"]).to_numpy(zero_copy_only=False)
-                    if "drop_reason" in table.column_names else np.ones(n, bool))
-        texts = [document_text(t) if ok else "" for t, ok in zip(doc_texts, eligible)]
-        h32, counts = hashed_batch(texts, self.config)
-        keys = band_keys(signatures_from_hashes(h32, counts, self.config), self.config)
-        empty = counts == 0
-        column = pa.ListArray.from_arrays(
-            pa.array(np.arange(n + 1, dtype=np.int32) * self.config.bands),
-            pa.array(keys.reshape(-1), pa.uint64()),
-            type=pa.list_(pa.uint64()),
-            mask=pa.array(empty),
-        )
-        self.stats.incr("shingles", int(counts.sum()))
-        self.stats.incr("no_shingles", int(empty.sum()))
-        self.stats.incr("out", n)
-        hashes = pa.array([exact_hash(t, i) if ok else None
-                           for t, i, ok in zip(doc_texts, table["images"].to_pylist(), eligible)], pa.string())
-        for name, col in (("minhash_bands", column), ("text_hash", hashes)):
-            if name in table.column_names:
-                table = table.set_column(table.schema.get_field_index(name), name, col)
-            else:
-                table = table.append_column(name, col)
-        return table
+        return dedup_columns(table, self.config, self.stats)[0]
+
+
+# The narrow table the flow's dedup works on (flows/pipeline.py): one row per document that
+# selection kept and that has keys; everything the unit's dedup, its index rows and the image
+# stage's references need, nothing of the text.
+KEYS = pa.schema([
+    pa.field("id", pa.string()),
+    pa.field("url_key", pa.string()),               # operators.urls.url_key of the page URL
+    pa.field("warc_date", pa.int64()),              # unix seconds; null when the record had none
+    pa.field("text_chars", pa.int64()),
+    pa.field("num_images", pa.int64()),
+    pa.field("text_hash", pa.string()),
+    pa.field("minhash_bands", pa.list_(pa.uint64())),
+    pa.field("signature", pa.binary()),             # num_perm uint32 little-endian
+    pa.field("shingles", pa.binary()),              # sorted distinct uint32 shingle hashes (exact Jaccard)
+    pa.field("images", pa.list_(pa.string())),      # the image URL of each image position, in order
+])
+
+
+def _u32_rows(rows: list[np.ndarray]) -> pa.Array:
+    """uint32 arrays as one little-endian binary value each."""
+    lens = np.fromiter((len(r) for r in rows), np.int64, len(rows))
+    offsets = np.concatenate([[0], np.cumsum(lens)]) * 4
+    data = np.concatenate(rows).astype("<u4") if rows else np.zeros(0, "<u4")
+    return pa.BinaryArray.from_buffers(pa.binary(), len(rows), [None, pa.py_buffer(offsets.astype(np.int32).tobytes()),
+                                                                pa.py_buffer(data.tobytes())])
+
+
+def dedup_columns(table: pa.Table, config: MinHashConfig, stats=None, keys: bool = False
+                  ) -> tuple[pa.Table, pa.Table | None]:
+    """Set `minhash_bands` and `text_hash` of a DOCUMENT batch (documents that selection already
+    dropped get none: they take no part in deduplication), hashing every shingle once; with
+    `keys`, also return the KEYS rows of the documents that have keys."""
+    from operators.dedup import rank_columns
+    from operators.urls import url_key
+    n = table.num_rows
+    if stats is not None:
+        stats.incr("in", n)
+    doc_texts = table["texts"].to_pylist()
+    eligible = (pc.is_null(table["drop_reason"]).to_numpy(zero_copy_only=False)
+                if "drop_reason" in table.column_names else np.ones(n, bool))
+    texts = [document_text(t) if ok else "" for t, ok in zip(doc_texts, eligible)]
+    h32, counts = hashed_batch(texts, config)
+    sigs = signatures_from_hashes(h32, counts, config)
+    bands = band_keys(sigs, config)
+    empty = counts == 0
+    column = pa.ListArray.from_arrays(
+        pa.array(np.arange(n + 1, dtype=np.int32) * config.bands),
+        pa.array(bands.reshape(-1), pa.uint64()),
+        type=pa.list_(pa.uint64()),
+        mask=pa.array(empty),
+    )
+    images = table["images"].to_pylist()
+    hashes = pa.array([exact_hash(t, i) if ok else None
+                       for t, i, ok in zip(doc_texts, images, eligible)], pa.string())
+    if stats is not None:
+        stats.incr("shingles", int(counts.sum()))
+        stats.incr("no_shingles", int(empty.sum()))
+        stats.incr("out", n)
+    for name, col in (("minhash_bands", column), ("text_hash", hashes)):
+        if name in table.column_names:
+            table = table.set_column(table.schema.get_field_index(name), name, col)
+        else:
+            table = table.append_column(name, col)
+    if not keys:
+        return table, None
+    take = np.flatnonzero(eligible & ~empty)
+    ends = np.cumsum(counts)
+    shingle_rows = [np.unique(h32[ends[i] - counts[i]:ends[i]]) for i in take]
+    sig_rows = [sigs[i].astype(np.uint32) for i in take]
+    sub = table.take(pa.array(take, pa.int64()))
+    ranks = rank_columns(sub)
+    date = pc.if_else(pc.equal(ranks["date"], np.iinfo(np.int64).max), pa.scalar(None, pa.int64()), ranks["date"])
+    out = pa.table({
+        "id": ranks["id"],
+        "url_key": pa.array([url_key(u) for u in sub["url"].to_pylist()], pa.string()),
+        "warc_date": date, "text_chars": ranks["text_chars"], "num_images": ranks["num_images"],
+        "text_hash": sub["text_hash"], "minhash_bands": sub["minhash_bands"],
+        "signature": _u32_rows(sig_rows), "shingles": _u32_rows(shingle_rows),
+        "images": pa.array([[u for u in images[i] or [] if u] for i in take], pa.list_(pa.string())),
+    }, schema=KEYS)
+    return table, out

@@ -191,6 +191,22 @@ class _Damage(Exception):
         self.message = message
 
 
+IMAGE_MARK = "_image"   # iter_records(with_images=True): the key that marks an image record's row
+
+
+def iter_records(path: str, config: ReaderConfig, stats: Stats, with_images: bool = False) -> Iterator[dict]:
+    """One pass over the WARC at `path`: the rows of `iter_html_records` and, with `with_images`,
+    those of `iter_image_records` for records whose Content-Type is image/* (marked with
+    IMAGE_MARK: True), in file order. Counts and damage handling as in both."""
+    fh = _open(path, config, stats)
+    if fh is None:
+        return
+    try:
+        yield from _Reader(path, fh, config, stats, images="both" if with_images else False).run()
+    finally:
+        _close(fh, stats)
+
+
 def iter_image_records(path: str, config: ReaderConfig, stats: Stats) -> Iterator[dict]:
     """Yield one dict per image record (an image/* `response` or `resource` with a 2xx or no
     HTTP status whose bytes are an image by their magic) of the WARC at `path`: url, warc_path,
@@ -209,7 +225,7 @@ def iter_image_records(path: str, config: ReaderConfig, stats: Stats) -> Iterato
 
 class _Reader:
     def __init__(self, path: str, fh, config: ReaderConfig, stats: Stats, images: bool = False):
-        self.images = images  # yield image records instead of HTML pages
+        self.images = images  # True: image records instead of HTML pages; "both": each, image rows marked IMAGE_MARK
         self.path = path
         self.fh = fh
         self.config = config
@@ -319,7 +335,7 @@ class _Reader:
                     # The last gzip member does not end (cut, or corrupt data that inflates to
                     # garbage): its record is not trustworthy and its bytes are no valid member.
                     if pending is not None:
-                        stats.incr("images" if self.images else "html", -1)
+                        stats.incr("images" if self.images is True or IMAGE_MARK in pending else "html", -1)
                     self._damage(prev_pos, f"the gzip member at {prev_pos} does not end "
                                            "(file cut or member corrupt)")
                     return
@@ -467,8 +483,13 @@ class _Reader:
             if mime == "application/http":
                 mime = None
 
-        if self.images:
+        if self.images is True:
             return self._image(hdr, pos, status, headers, body, mime)
+        if self.images == "both" and mime is not None and mime.startswith("image/"):
+            row = self._image(hdr, pos, status, headers, body, mime)
+            if row is not None:
+                row[IMAGE_MARK] = True
+            return row
         is_html = mime in H.HTML_MIMES
         if not is_html and not (cfg.sniff and (mime is None or mime in H.SNIFF_MIMES)):
             return self._not_html(mime)

@@ -39,6 +39,8 @@ EXTRA_TABLES = ("images", "image_embeddings")   # staged by the image stage (con
 class WriterConfig:
     compression: str = "zstd"       # Parquet codec: zstd, snappy, gzip, none
     row_group_rows: int = 5000      # rows per Parquet row group
+    part_rows: int = 20000          # documents per part of documents/: the final pass joins a unit's staged chunks
+                                    # up to this (fewer, larger files)
     write_rejected: bool = True     # false: dropped documents are only counted
 
     def __post_init__(self):
@@ -46,6 +48,8 @@ class WriterConfig:
             raise ValueError(f"writer.compression must be zstd, snappy, gzip or none, not {self.compression!r}")
         if self.row_group_rows < 1:
             raise ValueError("writer.row_group_rows must be >= 1")
+        if self.part_rows < 1:
+            raise ValueError("writer.part_rows must be >= 1")
 
 
 def run_dir(output: str, run_id: str) -> str:

@@ -274,6 +274,7 @@ def _run(rows, blocks):
     return got, counts, out
 
 
+@pytest.mark.slow
 def test_cluster_duplicates_on_ray(ray_local):
     rows = _planted_rows()
     want = _reference(rows)
@@ -303,6 +304,7 @@ def test_cluster_duplicates_on_ray(ray_local):
     assert narrow == {i: want[i] for i in clustered}
 
 
+@pytest.mark.slow
 def test_cluster_duplicates_deterministic_across_block_counts(ray_local):
     rows = _planted_rows()
     a, counts_a, _ = _run(rows, blocks=1)
@@ -311,6 +313,7 @@ def test_cluster_duplicates_deterministic_across_block_counts(ray_local):
     assert {k: v for k, v in counts_a.items()} == {k: v for k, v in counts_b.items()}
 
 
+@pytest.mark.slow
 def test_cluster_duplicates_long_chain_and_no_duplicates(ray_local):
     import ray
     from flows.ray_ops import cluster_duplicates

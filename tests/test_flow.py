@@ -174,6 +174,7 @@ def cli(*args, cwd=ROOT):
                           text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_rejects_unknown_key_and_missing_input(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("extract:\n  engnie: lexbor\n")
@@ -192,6 +193,7 @@ def test_cli_rejects_unknown_key_and_missing_input(tmp_path):
     assert r.returncode == 2 and "images.nsfw.model: clip_mlp" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_cli_runs_and_prints_summary(sample, tmp_path):
     warc, _ = sample
     r = cli("--config", "configs/local.yaml", "--input", str(warc), "--output", str(tmp_path / "o"),
@@ -201,3 +203,57 @@ def test_cli_runs_and_prints_summary(sample, tmp_path):
     docs, _ = read_dir(tmp_path / "o" / "documents")
     assert [d["drop_reason"] for d in docs if d["http_status"] == 404] == ["http_status"]
     assert not (tmp_path / "o" / "rejected").exists()
+
+
+@pytest.mark.slow
+def test_distributed_dedup_path_gives_the_same_corpus(ray_local, sample, tmp_path):
+    """dedup.single_task_max_documents=0 sends the unit through the distributed stages: the
+    same documents and the same drops as the one-task path."""
+    warc, _ = sample
+    out = {}
+    for name, limit in (("one", 250_000), ("many", 0)):
+        cfg = load_config(ROOT / "configs/local.yaml", [f"dedup.single_task_max_documents={limit}"],
+                          input=[str(warc)], output=str(tmp_path / name))
+        assert not run(cfg, [str(warc)]).failed
+        docs, _ = read_dir(tmp_path / name / "documents")
+        rejected, _ = read_dir(tmp_path / name / "rejected")
+        out[name] = ({(d["id"], d["dup_cluster_id"], d["num_images"]) for d in docs},
+                     {(r["id"], r["drop_reason"], r["dup_cluster_id"]) for r in rejected})
+    assert out["one"] == out["many"]
+    assert any(reason == "duplicate" for _, reason, _ in out["one"][1])
+
+
+@__import__("ray").remote(num_cpus=1, num_returns=2, max_retries=3)
+def _dies_once(records, part, cfg, run_id):
+    """process_chunk whose worker process dies the first time it gets the unit's second chunk."""
+    import os
+
+    from flows.pipeline import process_records
+    marker = Path(cfg.output).parent / f"{Path(cfg.output).name}.died"
+    if part.endswith("-00001") and not marker.exists():
+        marker.write_text(part)
+        os._exit(1)
+    return process_records(records, part, cfg, run_id)
+
+
+def test_a_retried_task_counts_once(ray_local, sample, tmp_path):
+    """Counts travel with task results: a chunk whose worker died and that Ray ran again is
+    counted once, and its staged files are there once."""
+    import ray
+
+    from flows.pipeline import Counts, streaming_pass
+    warc, _ = sample
+    got = {}
+    for name, process in (("clean", None), ("retried", _dies_once)):
+        cfg = load_config(ROOT / "configs/local.yaml", ["ray.records_per_task=4"], input=[str(warc)],
+                          output=str(tmp_path / name))
+        results, keys, reads = streaming_pass(cfg, ray.put(cfg), [str(warc)], "r1", process)
+        counts = Counts()
+        counts.add([reads[str(warc)].stats])
+        for r in results:
+            counts.add(r["stats"])
+        got[name] = ({s["name"]: s["counters"] for s in counts.table()}, sorted(r["part"] for r in results),
+                     sum(ray.get(k).num_rows for k in keys))
+    assert (tmp_path / "retried.died").exists()
+    assert got["clean"] == got["retried"]
+    assert len(got["clean"][1]) >= 3 and got["clean"][0]["extract"]["in"] == got["clean"][0]["read"]["out"]

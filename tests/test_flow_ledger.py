@@ -200,6 +200,7 @@ def _wait_for_units(out: Path, proc: subprocess.Popen, n: int, timeout: float = 
     pytest.fail(f"no {n} unit(s) committed within {timeout} s")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("victim", ["driver", "worker"])
 def test_killed_run_resumes_to_the_clean_result(ray_local, clean, warcs, tmp_path, victim):  # noqa: F811
     """SIGKILL the driver (or one Ray worker process) once the first unit has committed; rerun;

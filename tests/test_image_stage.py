@@ -231,3 +231,31 @@ def test_apply_results_defers_too_few_images_to_clip(tiny_scorer):
     out = apply_results(docs, res, clip_config(min_images=1), Stats("images"))
     assert out["drop_reason"].to_pylist() == [None]   # decided after CLIP
     assert out["num_images"].to_pylist() == [0]
+
+
+@pytest.mark.parametrize("failed,min_images", [("remove", 0), ("remove", 2), ("keep", 2), ("remove", 1)])
+def test_image_rule_drops_agree_with_apply_results(failed, min_images):
+    """The narrow verdict the flow asks before fixing a cluster's keeper is the one apply_results
+    then reaches on the whole documents, repeated images removed first."""
+    import random
+
+    from operators.image_stage import image_rule_drops
+    from operators.images import remove_images
+    rng = random.Random(5)
+    urls = [f"https://i.example/{k}.png" for k in range(6)]
+    statuses = {u: rng.choice(["ok", "ok", "http_error", "not_fetched"]) for u in urls}
+    nsfw = {u: rng.choice([None, 0.1, 0.95]) if statuses[u] == "ok" else None for u in urls}
+    statuses[urls[1]], nsfw[urls[1]] = "ok", 0.95
+    docs = [doc(f"d{i}", [rng.choice(urls + [None, None]) for _ in range(rng.randint(1, 5))]) for i in range(40)]
+    table = pa.Table.from_pylist(docs, schema=DOCUMENT)
+    removed = {f"d{i}": {urls[0]} for i in range(0, 40, 3)}
+    results = pa.Table.from_pylist([{"id": d["id"], "url": u, "status": statuses[u], "nsfw": nsfw[u]}
+                                    for d in docs for u in dict.fromkeys(x for x in d["images"] if x)
+                                    if u not in removed.get(d["id"], ())])
+    cfg = ImagesConfig(fetch=FetchConfig(enabled=False), failed=failed, min_images=min_images)
+    out = apply_results(remove_images(table, removed, Stats("images")), results, cfg, Stats("images"))
+    want = {r["id"]: r["drop_reason"] for r in out.to_pylist() if r["drop_reason"]}
+    narrow = table.select(["id"]).append_column("images", pa.array(
+        [[u for u in d["images"] if u] for d in docs], pa.list_(pa.string())))
+    assert image_rule_drops(narrow, results, cfg, removed) == want
+    assert "nsfw" in want.values() and (min_images < 2 or "too_few_images" in want.values())

@@ -46,7 +46,7 @@ SAMPLE_DOCUMENTS = 11   # the built-in sample's kept documents (README, tests/te
 START_TIMEOUT = 300     # generous: a loaded 2-core CI machine
 JOB_TIMEOUT = 900
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(START_TIMEOUT + 2 * JOB_TIMEOUT)]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(START_TIMEOUT + 2 * JOB_TIMEOUT)]
 
 
 # ------------------------------------------------------------------ the head's processes

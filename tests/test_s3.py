@@ -177,7 +177,7 @@ def test_flow_s3_in_s3_out(s3, ray_s3):
     assert not res.failed
 
     got = keys(client, prefix="out/crawl/")
-    parts = {t: [k for k in got if re.fullmatch(rf"out/crawl/{t}/part-{res.run_id}-\d+\.parquet", k)]
+    parts = {t: [k for k in got if re.fullmatch(rf"out/crawl/{t}/part-{res.run_id}-[\w-]+\.parquet", k)]
              for t in ("documents", "rejected")}
     assert parts["documents"] and parts["rejected"], got
     rdir = f"out/crawl/_runs/{res.run_id}/"

@@ -1,0 +1,719 @@
+"""One commit unit on Ray core tasks: the flow at the speed of its operators.
+
+    read_warc (a streaming task per WARC) --chunks of records--> process_chunk (a task per chunk)
+        process_chunk: extract, language, clean, signals, select, dedup keys; writes the
+        selection's drops as final `rejected/` parts and the kept documents as one staged part;
+        returns its counts and the chunk's narrow KEYS table (no text)
+    dedup_unit (one task): URL, exact and near duplicates and repeated images on the unit's key
+        tables and the index (operators/unit_dedup.py); or the distributed stages for a unit
+        above dedup.single_task_max_documents
+    image stage (Ray Data, narrow rows only): references of the documents still kept ->
+        resolved, decoded, scored (flows/ray_ops.image_results)
+    finalize_part (a task per group of staged parts, `writer.part_rows` documents): the outcome
+        and image results written into the documents, which go to one `documents/` part and
+        `rejected/`, plus their index rows
+
+Documents are read once and written twice (staged, final); what crosses between tasks is the
+raw records of a chunk (once), key tables and outcomes. Every task returns its counts with its
+result and the driver merges them, so a task Ray retries counts once (its files have fixed
+names and are rewritten). The ledger gets each WARC's outcome as a `ReadResult`.
+"""
+from __future__ import annotations
+
+import logging
+import posixpath
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
+
+from operators.stats import Stats
+
+log = logging.getLogger("interleaf")
+
+KEPT = "kept"               # staging folder of a unit's kept documents before the final pass
+WARC_IMAGES = "warc_images"  # staging folder of the image records read from the unit's WARCs
+
+
+@dataclass
+class ReadResult:
+    """What reading one WARC gave: the ledger's per-file outcome and the reader's counts."""
+    path: str
+    records: int = 0
+    error_kinds: list[str] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+    image_file: str | None = None    # staged image records (relative to the output), if any
+    cpu_seconds: float = 0.0
+
+
+@dataclass
+class UnitRun:
+    """The driver's view of one unit after the final pass."""
+    stats: list[dict]
+    staged: list[str]
+    per_warc: dict[str, list[int]]
+    reads: dict[str, ReadResult]
+    phases: list[dict]
+    dedup_counts: dict | None = None
+    cpus: int = 0          # CPUs of the cluster during the unit (for the CPU share per phase)
+
+
+# ---------------------------------------------------------------- counting
+
+class Counts:
+    """Operator counts merged from task results, in the order operators first report."""
+
+    def __init__(self) -> None:
+        self.stats: dict[str, Stats] = {}
+
+    def add(self, entries: list[dict]) -> None:
+        for e in entries:
+            self.stats.setdefault(e["name"], Stats(e["name"])).merge(e)
+
+    def table(self) -> list[dict]:
+        return [s.to_dict() for s in self.stats.values()]
+
+
+def _add_per_warc(into: dict[str, list[int]], more: dict[str, list[int]]) -> None:
+    for path, (kept, rejected) in more.items():
+        c = into.setdefault(path, [0, 0])
+        c[0] += kept
+        c[1] += rejected
+
+
+def count_by_warc(table: pa.Table, select_enabled: bool) -> dict[str, list[int]]:
+    """[documents, rejected] rows per provenance.warc_path of a table about to be written."""
+    out: dict[str, list[int]] = {}
+    if table.num_rows == 0:
+        return out
+    paths = pc.struct_field(table["provenance"], "warc_path")
+    dropped = pc.is_valid(table["drop_reason"]) if select_enabled else pa.array([False] * table.num_rows)
+    t = pa.table({"p": paths, "r": pc.cast(dropped, pa.int64())}).group_by("p").aggregate(
+        [("r", "count"), ("r", "sum")])
+    for p, n, r in zip(t["p"].to_pylist(), t["r_count"].to_pylist(), t["r_sum"].to_pylist()):
+        out[p] = [n - r, r]
+    return out
+
+
+# ---------------------------------------------------------------- per-worker operator cache
+
+_CHAINS: dict[tuple, Any] = {}
+
+
+def _cached(key: tuple, build):
+    if key not in _CHAINS:
+        while len(_CHAINS) >= 8:   # a long-lived worker serves many runs: keep the newest
+            _CHAINS.pop(next(iter(_CHAINS)))
+        _CHAINS[key] = build()
+    return _CHAINS[key]
+
+
+def chain(cfg, run_id: str) -> list:
+    """The per-document operators of `cfg`, built once per worker process (models load once, for
+    every unit of a run and every run with the same config), set to `run_id`, counts at zero."""
+    from operators.clean import CleanBlocks
+    from operators.documents import ExtractDocuments, RunInfo
+    from operators.langid import IdentifyLanguage
+    from operators.quality import QualitySignals
+    from operators.select import Select
+    info = RunInfo(run_id=run_id, config_hash=cfg.config_hash())
+    ops = _cached(("chain", info.config_hash), lambda: [
+        ExtractDocuments(cfg.extract, info), IdentifyLanguage(cfg.langid), CleanBlocks(cfg.clean, cfg.quality),
+        QualitySignals(cfg.quality), Select(cfg.select)])
+    ops[0].run = info
+    for op in ops:
+        op.stats.drain()
+    return ops
+
+
+# ---------------------------------------------------------------- the streaming pass
+
+def read_warc_records(path: str, index: int, cfg, run_id: str):
+    """Generator (the body of the `read_warc` task): RECORD tables of at most
+    `ray.records_per_task` HTML records, then one ReadResult. Image records (images.from_warc)
+    come from the same pass and are staged as one Parquet file."""
+    from operators.read import IMAGE_RECORD
+    from operators.schema import RECORD
+    from operators.warc import IMAGE_MARK, iter_records
+    cpu0 = time.process_time()
+    stats = Stats("read")
+    stats.incr("files")
+    with_images = cfg.images.enabled and cfg.images.from_warc
+    buf: list[dict] = []
+    images: list[dict] = []
+    n = 0
+    for rec in iter_records(path, cfg.reader, stats, with_images=with_images):
+        if rec.pop(IMAGE_MARK, False):
+            images.append(rec)
+            continue
+        buf.append(rec)
+        if len(buf) >= cfg.ray.records_per_task:
+            n += len(buf)
+            yield pa.Table.from_pylist(buf, schema=RECORD)
+            buf = []
+    if buf:
+        n += len(buf)
+        yield pa.Table.from_pylist(buf, schema=RECORD)
+    kinds = sorted({k[len("errors_"):] for k in stats.counters if k.startswith("errors_")})
+    if kinds:
+        stats.incr("files_failed")
+    stats.incr("out", n)
+    image_file = None
+    if images:
+        stats.incr("image_records", len(images))
+        image_file = _write_staged(cfg.output, run_id, WARC_IMAGES, f"w{index:06d}",
+                                   pa.Table.from_pylist(images, schema=IMAGE_RECORD))
+    yield ReadResult(path, n, kinds, stats.to_dict(), image_file, time.process_time() - cpu0)
+
+
+def _write_staged(output: str, run_id: str, folder: str, name: str, table: pa.Table) -> str:
+    """One Parquet file under the run's staging folder; returns its path relative to the output."""
+    from operators.storage import resolve
+    from operators.writer import staging_dir
+    fs, root = resolve(output)
+    root = root.rstrip("/")
+    path = posixpath.join(staging_dir(root, run_id), folder, f"{name}.parquet")
+    fs.create_dir(posixpath.dirname(path), recursive=True)
+    pq.write_table(table, path, filesystem=fs, compression="zstd")
+    return posixpath.relpath(path, root)
+
+
+def _read_staged(output: str, rel: str) -> pa.Table:
+    from operators.storage import resolve
+    fs, root = resolve(output)
+    return pq.read_table(posixpath.join(root.rstrip("/"), rel), filesystem=fs)
+
+
+def process_records(records: pa.Table | ReadResult, part: str, cfg, run_id: str
+                    ) -> tuple[dict | ReadResult, pa.Table | None]:
+    """The body of the `process_chunk` task: the per-document operators over one chunk of
+    records; selection's drops written as a final `rejected/` part, the kept documents as a
+    staged part. Returns (result, KEYS table or None without dedup). The reader's last item, its
+    ReadResult, comes back as it is (see streaming_pass)."""
+    from operators.minhash import KEYS, dedup_columns
+    from operators.schema import DOCUMENT, validate_documents
+    from operators.writer import PartWriter
+    if isinstance(records, ReadResult):
+        return records, None
+    cpu0 = time.process_time()
+    ops = chain(cfg, run_id)
+    minhash = Stats("minhash")
+    sel = cfg.select.enabled
+    writer = PartWriter(cfg.output, run_id, f"{part}-s", cfg.writer, select_enabled=sel)   # the selection's drops
+    kept_parts: list[pa.Table] = []
+    keys: list[pa.Table] = []
+    per_warc: dict[str, list[int]] = {}
+    step = cfg.ray.records_per_batch
+    for lo in range(0, records.num_rows, step):
+        t = records.slice(lo, step)
+        for op in ops:
+            t = op(t)
+        if cfg.dedup.enabled:
+            t, k = dedup_columns(t, cfg.dedup, minhash, keys=True)
+            keys.append(k)
+        t = validate_documents(t)
+        if sel:
+            dropped = pc.is_valid(t["drop_reason"])
+            rejected, t = t.filter(dropped), t.filter(pc.invert(dropped))
+            if rejected.num_rows:   # no part in dedup: each is its own cluster
+                rejected = rejected.set_column(rejected.schema.get_field_index("dup_cluster_id"), "dup_cluster_id",
+                                               rejected["id"])
+                writer.write(rejected)
+                _add_per_warc(per_warc, count_by_warc(rejected, True))
+        kept_parts.append(t)
+    staged = writer.close()
+    kept = pa.concat_tables(kept_parts) if kept_parts else DOCUMENT.empty_table()
+    kept_file = _write_staged(cfg.output, run_id, KEPT, part, kept) if kept.num_rows else None
+    stats = [op.stats.drain() for op in ops] + ([minhash.to_dict()] if cfg.dedup.enabled else []) \
+        + [writer.stats.to_dict()]
+    result = {"part": part, "stats": stats, "staged": staged, "kept": kept_file, "kept_rows": kept.num_rows,
+              "per_warc": per_warc, "cpu_seconds": time.process_time() - cpu0}
+    return result, (pa.concat_tables(keys) if keys else KEYS.empty_table()) if cfg.dedup.enabled else None
+
+
+@ray.remote(num_cpus=0)
+def read_warc(path: str, index: int, cfg, run_id: str):
+    yield from read_warc_records(path, index, cfg, run_id)
+
+
+@ray.remote(num_cpus=1, num_returns=2)
+def process_chunk(records, part: str, cfg, run_id: str):
+    return process_records(records, part, cfg, run_id)
+
+
+def streaming_pass(cfg, cfg_ref, paths: list[str], run_id: str, process=None
+                   ) -> tuple[list[dict], list, dict[str, ReadResult]]:
+    """Read every WARC of the unit once, processing its chunks as they arrive, at most
+    `reader.concurrency` (default: CPUs) WARCs open and 2 chunks per CPU in flight. Returns the
+    chunk results, their key refs (in the same order) and each WARC's ReadResult. `process`:
+    the remote function for a chunk (tests wrap `process_chunk`)."""
+    process = process or process_chunk
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    max_open = cfg.reader.concurrency or cpus
+    max_in_flight = 2 * cpus + 2
+    todo = list(enumerate(paths))
+    todo.reverse()
+    open_gens: dict[Any, dict] = {}
+    in_flight: dict[Any, Any] = {}     # result ref -> keys ref
+    results: list[dict] = []
+    key_refs: list = []
+    reads: dict[str, ReadResult] = {}
+
+    def submit(state: dict, ref) -> None:
+        part = f"w{state['index']:06d}-{state['chunks']:05d}"
+        state["chunks"] += 1
+        res, keys = process.remote(ref, part, cfg_ref, run_id)
+        in_flight[res] = keys
+
+    while todo or open_gens or in_flight:
+        while todo and len(open_gens) < max_open:
+            index, path = todo.pop()
+            gen = read_warc.options(_generator_backpressure_num_objects=4).remote(path, index, cfg_ref, run_id)
+            open_gens[gen] = {"index": index, "path": path, "chunks": 0}
+        waitables = list(in_flight) + (list(open_gens) if len(in_flight) < max_in_flight else [])
+        if not waitables:
+            continue
+        ready, _ = ray.wait(waitables, num_returns=1, timeout=5.0)
+        for w in ready:
+            if w in in_flight:
+                key_ref = in_flight.pop(w)
+                got = ray.get(w)
+                if isinstance(got, ReadResult):
+                    reads[got.path] = got
+                else:
+                    results.append(got)
+                    key_refs.append(key_ref)
+                continue
+            try:
+                ref = next(w)
+            except StopIteration:
+                del open_gens[w]
+                continue
+            # every item goes straight to a task: a chunk is processed there, the reader's last
+            # item (its ReadResult, small) comes back as it is; the driver never holds a chunk
+            submit(open_gens[w], ref)
+    for p in paths:
+        if p not in reads:   # a reader that died for good (Ray gave up retrying it)
+            reads[p] = ReadResult(p, error_kinds=["unreadable_warc"],
+                                  stats={"name": "read", "counters": {"files": 1, "files_failed": 1}, "errors": [
+                                      {"kind": "unreadable_warc", "file": p, "error": "the reading task failed"}]})
+    return results, key_refs, reads
+
+
+# ---------------------------------------------------------------- deduplication
+
+def _index_tables(output: str) -> tuple[pa.Table | None, pa.Table | None]:
+    """The index's live `docs` (less every superseded document) and its `images` rows."""
+    from operators import dedup_index as di
+    docs = di.read_table(output, "docs")
+    sup = di.read_table(output, "superseded", columns=["id"])
+    if sup.num_rows:
+        docs = docs.filter(pc.invert(pc.is_in(docs["id"], value_set=sup["id"])))
+    return docs, di.read_table(output, "images")
+
+
+@ray.remote(num_cpus=1)
+def dedup_unit(cfg, excluded: pa.Array, *keys: pa.Table):
+    """The unit's outcome in one task, leaving out the `excluded` documents (winners of an
+    earlier round that the image rules drop)."""
+    from operators.unit_dedup import deduplicate
+    cpu0 = time.process_time()
+    table = _keys_less(keys, excluded)
+    index_docs = index_images = None
+    if cfg.dedup.index:
+        index_docs, index_images = _index_tables(cfg.output)
+    images = Stats("images")
+    out = deduplicate(table, cfg.dedup, index_docs, index_images, images)
+    return out, images.to_dict(), time.process_time() - cpu0
+
+
+def dedup_distributed(cfg, key_refs: list, excluded: pa.Array) -> tuple[Any, dict]:
+    """The same outcome by the distributed stages (flows/ray_ops.duplicate_clusters) for a unit
+    too large for one task; URL duplicates and repeated images (narrow rows) in one task each."""
+    from flows.ray_ops import duplicate_clusters, read_index
+    from operators import dedup_index as di
+    from operators.unit_dedup import OUTCOME
+    pre = ray.get(_url_pass.remote(cfg, excluded, *key_refs))
+    ds = ray.data.from_arrow_refs(key_refs)
+    losers = set(pre.docs["id"].to_pylist()) | set(excluded.to_pylist())
+    if losers:
+        ds = ds.filter(lambda r, ids=losers: r["id"] not in ids)
+    index_docs = None
+    if cfg.dedup.index:
+        index_docs = read_index(cfg.output, "docs")
+        gone = set(pre.superseded["id"].to_pylist())
+        gone |= set(di.read_table(cfg.output, "superseded", columns=["id"])["id"].to_pylist())
+        if index_docs is not None and gone:
+            index_docs = index_docs.filter(lambda r, ids=gone: r["id"] not in ids)
+    parts = partitions(cfg)
+    assigned, counts = duplicate_clusters(ds.materialize(), max_bucket=cfg.dedup.max_bucket, num_partitions=parts,
+                                          verify=cfg.dedup, threshold=cfg.dedup.threshold,
+                                          index_docs=index_docs, index_threshold=cfg.dedup.index_threshold)
+    rows = [pre.docs]
+    t = _gather(assigned)
+    if t is not None:
+        rows.append(pa.table({"id": t["id"], "drop_reason": pc.if_else(
+            t["dup_kept"], pa.scalar(None, pa.string()), pa.scalar("duplicate")),
+            "dup_cluster_id": t["dup_cluster_id"]}, schema=OUTCOME))
+    pre.docs = pa.concat_tables(rows)
+    image_stats = {"name": "images", "counters": {}, "errors": []}
+    if cfg.dedup.max_image_repeats is not None:
+        dropped = pre.docs.filter(pc.is_valid(pre.docs["drop_reason"]))["id"]
+        dropped = pa.concat_arrays([dropped.combine_chunks(), excluded])
+        pre.repeated, pre.image_counts, image_stats = ray.get(_repeated_pass.remote(cfg, dropped, *key_refs))
+    pre.counts = {**counts, "duplicate_url": pre.counts["duplicate_url"], "superseded": pre.counts["superseded"]}
+    return pre, image_stats
+
+
+def _keys_less(keys: tuple, ids: pa.Array | None) -> pa.Table:
+    """The unit's key tables as one, less the rows whose id is in `ids`."""
+    from operators.minhash import KEYS
+    table = pa.concat_tables(keys) if keys else KEYS.empty_table()
+    if ids is not None and len(ids):
+        table = table.filter(pc.invert(pc.is_in(table["id"], value_set=ids)))
+    return table
+
+
+def partitions(cfg) -> int:
+    """Hash partitions of the unit's keyed stages: dedup.num_partitions, or 2 per CPU."""
+    return cfg.dedup.num_partitions or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _gather(ds) -> pa.Table | None:
+    """A (small, narrow) dataset's rows on the driver, None when it has none (blocks without
+    rows may come without columns)."""
+    tables = [t for t in ray.get(list(ds.to_arrow_refs())) if t.num_rows]
+    return pa.concat_tables(tables) if tables else None
+
+
+@ray.remote(num_cpus=1)
+def _url_pass(cfg, excluded: pa.Array, *keys: pa.Table):
+    """URL duplicates only (the distributed path's first step): no band keys, no text hashes."""
+    import dataclasses
+
+    from operators.unit_dedup import deduplicate
+    table = _keys_less(keys, excluded)
+    index_docs = _index_tables(cfg.output)[0] if cfg.dedup.index else None
+    table = table.set_column(table.schema.get_field_index("minhash_bands"), "minhash_bands",
+                             pa.nulls(table.num_rows, table.schema.field("minhash_bands").type))
+    table = table.set_column(table.schema.get_field_index("text_hash"), "text_hash",
+                             pa.nulls(table.num_rows, pa.string()))
+    return deduplicate(table, dataclasses.replace(cfg.dedup, max_image_repeats=None), index_docs, None)
+
+
+@ray.remote(num_cpus=1)
+def _repeated_pass(cfg, dropped: pa.Array, *keys: pa.Table):
+    from operators.unit_dedup import repeated_images
+    table = _keys_less(keys, dropped)
+    index_images = _index_tables(cfg.output)[1] if cfg.dedup.index else None
+    stats = Stats("images")
+    rep, counts = repeated_images(table, index_images, cfg.dedup.max_image_repeats, stats)
+    return rep, counts, stats.to_dict()
+
+
+# ---------------------------------------------------------------- the final pass
+
+def finalize_records(kept: list[str], part: str, keys: pa.Table | None, outcome, image_results: pa.Table | None,
+                     cfg, run_id: str) -> dict:
+    """The body of `finalize_part`: staged parts of kept documents (`kept`, joined into one
+    output part) with the unit's outcome and image results written in, then `documents/` and
+    `rejected/` parts and their index rows."""
+    from operators.dedup_index import DOCS, stage_part
+    from operators.unit_dedup import apply_outcome
+    from operators.writer import PartWriter
+    cpu0 = time.process_time()
+    docs = pa.concat_tables([_read_staged(cfg.output, k) for k in kept])
+    sel = cfg.select.enabled
+    dup_stats, img_stats = Stats("duplicates"), Stats("images")
+    if outcome is not None:
+        repeated: dict[str, set[str]] = {}
+        rep = outcome.repeated
+        if rep.num_rows:
+            rep = rep.filter(pc.is_in(rep["id"], value_set=docs["id"]))
+            for i, u in zip(rep["id"].to_pylist(), rep["url"].to_pylist()):
+                repeated.setdefault(i, set()).add(u)
+        rows = outcome.docs.filter(pc.is_in(outcome.docs["id"], value_set=docs["id"]))
+        docs = apply_outcome(docs, rows, repeated, sel, dup_stats, img_stats)
+    stats = [dup_stats.to_dict()] if outcome is not None else []
+    if cfg.images.enabled:
+        from operators.image_stage import ClipDocuments, apply_results
+        res = image_results if image_results is not None else pa.table({"id": pa.array([], pa.string()),
+                                                                         "url": pa.array([], pa.string())})
+        res = res.filter(pc.is_in(res["id"], value_set=docs["id"]))
+        docs = apply_results(docs, res, cfg.images, img_stats)
+        if cfg.images.clip.enabled:
+            clip = _cached(("clip", cfg.config_hash()), lambda: ClipDocuments(cfg.images))
+            docs = clip(docs)
+            stats.append(clip.stats.drain())
+        stats.append(img_stats.to_dict())
+    elif img_stats.counters:
+        stats.append(img_stats.to_dict())
+    writer = PartWriter(cfg.output, run_id, part, cfg.writer, select_enabled=sel)
+    writer.write(docs)
+    staged = writer.close()
+    if keys is not None and cfg.dedup.index:
+        final = docs.filter(pc.is_null(docs["drop_reason"]))
+        k = keys.filter(pc.is_in(keys["id"], value_set=final["id"].cast(pa.string())))
+        if k.num_rows:
+            at = pc.index_in(k["id"], value_set=final["id"].cast(pa.string()))
+            rows = pa.table({"id": k["id"], "url_key": k["url_key"], "warc_date": k["warc_date"],
+                             "text_chars": final["text_chars"].take(at).cast(pa.int64()),
+                             "num_images": final["num_images"].take(at).cast(pa.int64()),
+                             "text_hash": k["text_hash"], "minhash_bands": k["minhash_bands"],
+                             "signature": k["signature"]}, schema=DOCS)
+            path = stage_part(cfg.output, run_id, "docs", part, rows)
+            staged += [path] if path else []
+    stats.append(writer.stats.to_dict())
+    return {"part": part, "stats": stats, "staged": staged, "per_warc": count_by_warc(docs, sel),
+            "cpu_seconds": time.process_time() - cpu0}
+
+
+@ray.remote(num_cpus=1)
+def finalize_part(kept, part, outcome, image_results, cfg, run_id, *keys):
+    return finalize_records(kept, part, pa.concat_tables(keys) if keys else None, outcome, image_results,
+                            cfg, run_id)
+
+
+def part_groups(results: list[dict], rows: int) -> list[list[dict]]:
+    """Chunk results with kept documents, in WARC and chunk order, in groups of consecutive
+    chunks of at least `rows` documents (the last one smaller): one output part each."""
+    groups: list[list[dict]] = []
+    n = rows
+    for r in sorted((r for r in results if r["kept"]), key=lambda r: r["part"]):
+        if n >= rows:
+            groups.append([])
+            n = 0
+        groups[-1].append(r)
+        n += r["kept_rows"]
+    return groups
+
+
+# ---------------------------------------------------------------- one unit
+
+class _Phases:
+    def __init__(self) -> None:
+        self.last = time.time()
+        self.rows: list[dict] = []
+
+    def mark(self, name: str, documents: int, cpu: float) -> None:
+        now = time.time()
+        self.rows.append({"name": name, "seconds": round(now - self.last, 3), "documents": int(documents),
+                          "cpu_seconds": round(cpu, 3)})
+        self.last = now
+
+
+def run_unit_flow(cfg, paths: list[str], run_id: str, process=None) -> UnitRun:
+    """Run the unit's flow (module docstring) and stage everything its commit moves."""
+    from operators.dedup_index import stage_part
+    from operators.unit_dedup import Outcome
+    phases = _Phases()
+    counts = Counts()
+    cfg_ref = ray.put(cfg)
+    results, key_refs, reads = streaming_pass(cfg, cfg_ref, paths, run_id, process)
+    for p in paths:   # the read counts first, in input order
+        if p in reads:
+            counts.add([reads[p].stats])
+    for r in results:
+        counts.add(r["stats"])
+    staged = [f for r in results for f in r["staged"]]
+    per_warc: dict[str, list[int]] = {}
+    for r in results:
+        _add_per_warc(per_warc, r["per_warc"])
+    kept_rows = sum(r["kept_rows"] for r in results)
+    phases.mark("read, extract, language, signals, select, keys", sum(r.stats.get("counters", {}).get("out", 0)
+                                                                        for r in reads.values()),
+                sum(r["cpu_seconds"] for r in results) + sum(r.cpu_seconds for r in reads.values()))
+    outcome = None
+    dedup_counts = None
+    resolved = Resolved(cfg, reads, run_id, counts)
+    if cfg.dedup.enabled and kept_rows:
+        # Dedup, then the images of the documents it kept; a cluster's keeper or a URL's newest
+        # fetch that the image rules will drop is left out and dedup runs again, so that the next
+        # member wins (only documents that end up published win). Rounds: 1 unless that happens.
+        excluded = pa.array([], pa.string())
+        rounds = 0
+        dedup_cpu = dedup_wall = 0.0
+        while True:
+            rounds += 1
+            t = time.time()
+            if kept_rows <= cfg.dedup.single_task_max_documents:
+                outcome, image_stats, cpu = ray.get(dedup_unit.remote(cfg_ref, excluded, *key_refs))
+            else:
+                outcome, image_stats = dedup_distributed(cfg, key_refs, excluded)
+                cpu = 0.0
+            dedup_cpu += cpu
+            dedup_wall += time.time() - t
+            if not cfg.images.enabled:
+                break
+            resolved.add(ray.get(_image_refs.remote(outcome, excluded, *key_refs)))
+            drops = ray.get(_winners_dropped.remote(cfg_ref, outcome, excluded, resolved.ref(), *key_refs))
+            if not len(drops) or rounds >= MAX_ROUNDS:
+                break
+            excluded = pa.concat_arrays([excluded, drops])
+        dedup_counts = {**outcome.counts, "image_rule_rounds": rounds, "winners_dropped_by_image_rules": len(excluded)}
+        counts.add([image_stats])
+        if cfg.dedup.index:
+            if outcome.superseded.num_rows:
+                sup = outcome.superseded.append_column("run_id", pa.array([run_id] * outcome.superseded.num_rows,
+                                                                          pa.string()))
+                staged += [stage_part(cfg.output, run_id, "superseded", "000000", sup)]
+            if cfg.dedup.max_image_repeats is not None and outcome.image_counts.num_rows:
+                staged += [stage_part(cfg.output, run_id, "images", "000000", outcome.image_counts)]
+        phases.rows.append({"name": "deduplication", "seconds": round(dedup_wall, 3), "documents": kept_rows,
+                            "cpu_seconds": round(dedup_cpu, 3)})
+        if cfg.images.enabled:
+            phases.rows.append({"name": "images", "seconds": round(resolved.wall, 3), "documents": kept_rows,
+                                "cpu_seconds": round(resolved.cpu, 3)})
+        phases.last = time.time()
+    elif cfg.dedup.enabled:
+        outcome = Outcome()
+    if cfg.images.enabled and kept_rows and not cfg.dedup.enabled:   # the references come from the staged parts
+        resolved.add(ray.get(_image_refs_from_parts.remote(cfg, [r["kept"] for r in results if r["kept"]])))
+        phases.mark("images", kept_rows, resolved.cpu)
+    staged += resolved.staged
+    results_ref = resolved.ref() if cfg.images.enabled else None
+    outcome_ref = ray.put(outcome) if outcome is not None else None
+    keys_by_part = {r["part"]: k for r, k in zip(results, key_refs)}
+    final = [finalize_part.remote([r["kept"] for r in group], group[0]["part"], outcome_ref, results_ref, cfg_ref,
+                                  run_id, *([keys_by_part[r["part"]] for r in group] if cfg.dedup.enabled else []))
+             for group in part_groups(results, cfg.writer.part_rows)]
+    done = ray.get(final)
+    for d in done:
+        counts.add(d["stats"])
+        staged += d["staged"]
+        _add_per_warc(per_warc, d["per_warc"])
+    phases.mark("write", sum(sum(v) for v in per_warc.values()), sum(d["cpu_seconds"] for d in done))
+    return UnitRun(counts.table(), staged, per_warc, reads, phases.rows, dedup_counts,
+                   int(ray.cluster_resources().get("CPU", 0)))
+
+
+MAX_ROUNDS = 8   # dedup/image-rule rounds of a unit (each leaves out at least one more winner)
+
+
+class Resolved:
+    """The image stage's results of a unit so far, by (document, URL): references are added as
+    dedup keeps documents; a URL resolved before is not fetched again."""
+
+    def __init__(self, cfg, reads: dict[str, ReadResult], run_id: str, counts: Counts):
+        self.cfg, self.run_id, self.counts = cfg, run_id, counts
+        self.files = [r.image_file for r in reads.values() if r.image_file]
+        self.table: pa.Table | None = None
+        self.staged: list[str] = []
+        self.rounds = 0
+        self.cpu = self.wall = 0.0
+        self._ref = None
+
+    def add(self, refs: pa.Table) -> None:
+        """Resolve the references (url, id) not resolved yet."""
+        t0, c0 = time.time(), time.process_time()
+        if self.table is not None and refs.num_rows:
+            have = pc.binary_join_element_wise(self.table["id"], self.table["url"], "\n")
+            key = pc.binary_join_element_wise(refs["id"], refs["url"], "\n")
+            refs = refs.filter(pc.invert(pc.is_in(key, value_set=have)))
+            known = pc.is_in(refs["url"], value_set=self.table["url"])
+            if pc.any(known).as_py():   # the URL's result is known: the same for this document
+                old = refs.filter(known)
+                by_url = self.table.drop_columns(["id"])
+                first = pc.index_in(old["url"], value_set=by_url["url"])
+                copied = by_url.take(first).append_column("id", old["id"]).select(self.table.column_names)
+                self.table = pa.concat_tables([self.table, copied])
+                self._ref = None
+                refs = refs.filter(pc.invert(known))
+        if refs.num_rows:
+            self.rounds += 1
+            table, staged = self._resolve(refs)
+            self.staged += staged
+            if table is not None:
+                self.table = table if self.table is None else pa.concat_tables([self.table, table.select(
+                    self.table.column_names)])
+                self._ref = None
+        self.wall += time.time() - t0
+        self.cpu += time.process_time() - c0
+
+    def ref(self):
+        if self._ref is None and self.table is not None:
+            self._ref = ray.put(self.table)
+        return self._ref
+
+    def _resolve(self, refs: pa.Table) -> tuple[pa.Table | None, list[str]]:
+        from flows.ray_ops import StatsCollector, image_results, stage_embeddings, stage_images
+        from operators.image_stage import RESOLVE_IN, warc_image_rows
+        from operators.storage import resolve
+        cfg = self.cfg
+        parts = partitions(cfg)
+        if not cfg.images.actors.num_gpus:   # CPU scoring: plain tasks
+            from flows.image_tasks import run_image_tasks
+            table, staged, stats, cpu = run_image_tasks(cfg, refs, self.files, self.run_id, parts,
+                                                        prefix=f"r{self.rounds}-",
+                                                        also_seen=self.table["sha256"] if self.table is not None
+                                                        else None)
+            self.counts.add(stats)
+            self.cpu += cpu
+            return table, staged
+        rows = ray.data.from_arrow(pa.table({"url": refs["url"], "id": refs["id"],
+                                             "date": pa.nulls(refs.num_rows, pa.string()),
+                                             "data": pa.nulls(refs.num_rows, pa.binary())}, schema=RESOLVE_IN))
+        if self.files:
+            fs, root = resolve(cfg.output)
+            records = ray.data.read_parquet([posixpath.join(root.rstrip("/"), f) for f in self.files],
+                                            filesystem=fs)
+            rows = rows.union(records.map_batches(warc_image_rows, batch_format="pyarrow"))
+        collector = StatsCollector.remote(cfg.ray.max_errors_kept)
+        try:
+            resolved, uniq, scores, _types = image_results(rows, cfg.images, parts, collector)
+            table = _gather(resolved.materialize())
+            staged = stage_images(uniq, cfg.output, self.run_id, cfg.images.keep_bytes, parts)
+            if scores is not None and cfg.images.clip.enabled and cfg.images.clip.embeddings_table:
+                staged += stage_embeddings(scores, cfg.output, self.run_id, cfg.images.clip.model, parts)
+            self.counts.add(ray.get(collector.get.remote()))
+        finally:
+            ray.kill(collector)
+        return table, staged
+
+
+@ray.remote(num_cpus=1)
+def _winners_dropped(cfg, outcome, excluded: pa.Array, results: pa.Table | None, *keys: pa.Table) -> pa.Array:
+    """Ids of the documents that won something in this outcome (kept a cluster of two or more,
+    or are the newest fetch of a URL fetched again) and that the image rules will drop."""
+    from operators.image_stage import image_rule_drops
+    d = outcome.docs
+    winners = pa.concat_arrays([
+        d.filter(pc.and_(pc.is_null(d["drop_reason"]), pc.equal(d["id"], d["dup_cluster_id"])))["id"].combine_chunks(),
+        d.filter(pc.equal(d["drop_reason"], "duplicate_url"))["dup_cluster_id"].combine_chunks()])
+    table = _keys_less(keys, excluded)
+    table = table.filter(pc.is_in(table["id"], value_set=winners))
+    if table.num_rows == 0 or results is None:
+        return pa.array([], pa.string())
+    removed: dict[str, set[str]] = {}
+    for i, u in zip(outcome.repeated["id"].to_pylist(), outcome.repeated["url"].to_pylist()):
+        removed.setdefault(i, set()).add(u)
+    drops = image_rule_drops(table.select(["id", "images"]), results, cfg.images, removed)
+    return pa.array(sorted(drops), pa.string())
+
+
+@ray.remote(num_cpus=1)
+def _image_refs(outcome, excluded: pa.Array, *keys: pa.Table) -> pa.Table:
+    """(url, id) of the images of the documents dedup kept, less the repeated ones."""
+    from operators.unit_dedup import image_ref_rows
+    gone = pa.concat_arrays([outcome.docs.filter(pc.is_valid(outcome.docs["drop_reason"]))["id"].combine_chunks(),
+                             excluded])
+    table = _keys_less(keys, gone)
+    refs = image_ref_rows(table)
+    if outcome.repeated.num_rows:
+        key = pc.binary_join_element_wise(refs["id"], refs["url"], "\n")
+        rep = pc.binary_join_element_wise(outcome.repeated["id"], outcome.repeated["url"], "\n")
+        refs = refs.filter(pc.invert(pc.is_in(key, value_set=rep)))
+    return refs
+
+
+@ray.remote(num_cpus=1)
+def _image_refs_from_parts(cfg, kept: list[str]) -> pa.Table:
+    from operators.images import image_refs
+    tables = [image_refs(_read_staged(cfg.output, k).select(["id", "images", "image_info", "drop_reason"]))
+              for k in kept]
+    return pa.concat_tables(tables) if tables else pa.table({"url": pa.array([], pa.string()),
+                                                             "id": pa.array([], pa.string())})

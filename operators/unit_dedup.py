@@ -1,0 +1,249 @@
+"""One commit unit's deduplication on its narrow key table, in one process (Ray-free).
+
+The flow (flows/pipeline.py) gathers the KEYS rows (operators/minhash.KEYS) of every document
+selection kept in a unit and hands them, with the dedup index's live rows, to `deduplicate`. It
+runs the same rules as the distributed stages of operators/dedup.py, on one block instead of
+hash partitions, so both give the same outcome (tests/test_unit_dedup.py):
+
+1. URL duplicates (`dedup.url_losers`): the newest fetch of a URL wins; this run's losers are
+   dropped as `duplicate_url` (naming the winner), earlier runs' losers are superseded.
+2. Near and exact duplicates among the rest: band and text-hash buckets (`dedup.bucket_edges`),
+   candidate pairs verified (`dedup.attach_src` + `dedup.verify_pairs` on one block: exact
+   Jaccard on the shingle hashes within the run, the signature estimate against the index),
+   connected components by union-find (`components`), the keep rule per component
+   (`dedup.kept_in_components`; an earlier run's document always wins).
+3. Repeated images (`images.repeated_refs`): image URLs used by more than `max_image_repeats`
+   of the documents still kept (earlier runs' counts added) are removed from them.
+
+`apply_outcome` writes an outcome into a part of staged documents (the flow's final pass).
+Memory: the key table (about 4 bytes per word of kept text for the shingle hashes, plus ~1 KB
+per document) and the candidate pairs; the flow uses this path up to
+`dedup.single_task_max_documents` and the distributed one beyond.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from operators import dedup as dd
+from operators.images import index_counts, ref_counts, remove_images, repeated_refs
+from operators.stats import Stats
+
+# One row per document whose outcome is not "kept, its own cluster".
+OUTCOME = pa.schema([pa.field("id", pa.string()), pa.field("drop_reason", pa.string()),
+                     pa.field("dup_cluster_id", pa.string())])
+SUPERSEDED = pa.schema([pa.field("id", pa.string()), pa.field("superseded_by", pa.string())])
+IMAGE_COUNTS = pa.schema([pa.field("url", pa.string()), pa.field("documents", pa.int64())])
+
+
+@dataclass
+class Outcome:
+    docs: pa.Table = field(default_factory=OUTCOME.empty_table)          # OUTCOME rows
+    repeated: pa.Table = field(default_factory=lambda: pa.table(        # (id, url) image refs to remove
+        {"id": pa.array([], pa.string()), "url": pa.array([], pa.string())}))
+    superseded: pa.Table = field(default_factory=SUPERSEDED.empty_table)  # earlier runs' documents replaced
+    image_counts: pa.Table = field(default_factory=IMAGE_COUNTS.empty_table)  # this run's per-URL counts
+    counts: dict = field(default_factory=dict)
+
+
+def url_view_rows(keys: pa.Table) -> pa.Table:
+    """dedup.URL_VIEWS rows of this run's key rows (url key, id, date, rank, old=false)."""
+    ranks = dd.rank_columns(keys)
+    t = pa.table({"k": keys["url_key"], "id": ranks["id"], "date": keys["warc_date"],
+                  "rank": dd.pack_rank(ranks), "old": pa.array(np.zeros(keys.num_rows, bool))},
+                 schema=dd.URL_VIEWS)
+    return t.filter(pc.is_valid(t["k"]))
+
+
+def url_duplicates(keys: pa.Table, index_docs: pa.Table | None, stats: Stats) -> tuple[pa.Table, pa.Table]:
+    """(this run's losers: id, winner; earlier runs' superseded documents: id, superseded_by)."""
+    views = [url_view_rows(keys)]
+    if index_docs is not None and index_docs.num_rows:
+        views.append(dd.index_url_views(index_docs))
+    losers = dd.url_losers(pa.concat_tables(views), stats=stats)
+    old = losers["old"]
+    new = losers.filter(pc.invert(old)).select(["id", "winner"])
+    sup = losers.filter(old).select(["id", "winner"]).rename_columns(["id", "superseded_by"])
+    return new, sup
+
+
+def verify_rows(keys: pa.Table) -> pa.Table:
+    """dedup.VERIFY map rows of this run's key rows: signature and shingle hashes by id."""
+    n = keys.num_rows
+    return pa.table({"k": keys["id"], "v": pa.nulls(n, pa.string()), "ok": pa.nulls(n, pa.bool_()),
+                     "sig": keys["signature"], "sh": keys["shingles"],
+                     "tag": pa.array(np.ones(n, np.int8))}, schema=dd.VERIFY)
+
+
+def components(edges: pa.Table) -> pa.Table:
+    """(node, parent) for every endpoint of `edges` (src, dst) that is not its component's
+    smallest id, parent = that smallest id; the same forest the distributed hook/jump rounds
+    end with."""
+    if edges.num_rows == 0:
+        return pa.table({"node": pa.array([], pa.string()), "parent": pa.array([], pa.string())})
+    ids, inverse = np.unique(np.concatenate([edges["src"].to_numpy(zero_copy_only=False),
+                                             edges["dst"].to_numpy(zero_copy_only=False)]), return_inverse=True)
+    m = edges.num_rows
+    parent = np.arange(len(ids))
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for a, b in zip(inverse[:m].tolist(), inverse[m:].tolist()):
+        ra, rb = find(a), find(b)
+        if ra != rb:   # ids are sorted: the smaller index is the smaller id, the root
+            parent[max(ra, rb)] = min(ra, rb)
+    roots = np.fromiter((find(i) for i in range(len(ids))), np.int64, len(ids))
+    child = roots != np.arange(len(ids))
+    return pa.table({"node": pa.array(ids[child], pa.string()), "parent": pa.array(ids[roots[child]], pa.string())})
+
+
+def cluster(keys: pa.Table, index_docs: pa.Table | None, config, counts: dict) -> pa.Table:
+    """(id, dup_cluster_id, dup_kept, kept_old) of this run's documents in a duplicate cluster of
+    two or more (operators/dedup.py's rules on one block); adds the stages' counts to `counts`."""
+    pair_stats, bucket_stats, verify = Stats("pairs"), Stats("buckets"), Stats("verify")
+    pairs = [dd.band_pairs(keys, stats=pair_stats)]
+    if index_docs is not None and index_docs.num_rows:
+        old_stats = Stats("index_pairs")
+        pairs.append(dd.band_pairs(index_docs, old=True, stats=old_stats))
+        counts["index_documents"] = old_stats.counters.get("docs_in", 0)
+    cands = dd.bucket_edges(pa.concat_tables(pairs), config.max_bucket, stats=bucket_stats)
+    if config.threshold is not None and cands.num_rows:
+        docs = [verify_rows(keys)] + ([dd.index_rows(index_docs)] if index_docs is not None
+                                      and index_docs.num_rows else [])
+        docs = pa.concat_tables(docs)
+        v1 = dd.attach_src(pa.concat_tables([dd.candidate_rows(cands), docs]))
+        edges = dd.verify_pairs(pa.concat_tables([v1, docs]), config.threshold, stats=verify,
+                                estimate_threshold=config.index_threshold)
+    else:
+        edges = cands.select(["src", "dst"])
+    b = bucket_stats.counters
+    counts.update({
+        "documents_with_keys": pair_stats.counters.get("docs_in", 0), "pairs": pair_stats.counters.get("pairs", 0),
+        **{k: b.get(k, 0) for k in ("buckets", "buckets_text", "star_buckets", "capped_buckets", "capped_bucket_ids")},
+        "capped_examples": [{"key": e["key"], "size": e["size"]} for e in bucket_stats.errors[:20]],
+        "candidate_pairs": cands.num_rows,
+        **{k: verify.counters.get(k, 0) for k in ("pairs_exact_text", "pairs_checked_exact", "pairs_checked_estimate",
+                                                 "pairs_below_threshold", "pairs_without_document")},
+        "edges": edges.num_rows, "rounds": 0, "jumps": 0,
+    })
+    forest = components(edges)
+    if forest.num_rows == 0:
+        return dd.kept_in_components(pa.table({"root": pa.array([], pa.string()), "id": pa.array([], pa.string()),
+                                               "rank": pa.array([], pa.binary())}))
+    members = pa.concat_tables([pa.table({"root": forest["parent"], "id": forest["node"]}),
+                                pa.table({"root": forest["parent"], "id": forest["parent"]})])
+    members = members.group_by(["root", "id"]).aggregate([])
+    ranks = dd.rank_columns(keys)
+    rank_of = pa.table({"id": ranks["id"], "rank": dd.pack_rank(ranks)})
+    if index_docs is not None and index_docs.num_rows:
+        rank_of = pa.concat_tables([rank_of, pa.table({
+            "id": index_docs["id"].cast(pa.string()),
+            "rank": pa.array([dd.OLD_RANK] * index_docs.num_rows, pa.binary())})])
+    idx = pc.index_in(members["id"], value_set=rank_of["id"])
+    members = members.append_column("rank", rank_of["rank"].take(idx))
+    return dd.kept_in_components(members)
+
+
+def deduplicate(keys: pa.Table, config, index_docs: pa.Table | None = None,
+                index_images: pa.Table | None = None, image_stats: Stats | None = None) -> Outcome:
+    """The unit's outcome from its KEYS rows and the index's `docs` (earlier runs' kept documents
+    less those superseded before) and `images` rows. `config`: the dedup config; `image_stats`
+    gets the repeated-image counts."""
+    out = Outcome()
+    url_stats = Stats("url_duplicates")
+    losers, out.superseded = url_duplicates(keys, index_docs, url_stats)
+    live_index = index_docs
+    if index_docs is not None and out.superseded.num_rows:
+        live_index = index_docs.filter(pc.invert(pc.is_in(index_docs["id"], value_set=out.superseded["id"])))
+    live = keys.filter(pc.invert(pc.is_in(keys["id"], value_set=losers["id"]))) if losers.num_rows else keys
+    counts: dict = {"index_documents": 0}
+    clusters = cluster(live, live_index, config, counts)
+    dropped = clusters.filter(pc.invert(clusters["dup_kept"]))
+    kept_in = clusters.filter(clusters["dup_kept"])
+    rows = [pa.table({"id": losers["id"], "drop_reason": pa.array(["duplicate_url"] * losers.num_rows, pa.string()),
+                      "dup_cluster_id": losers["winner"]}, schema=OUTCOME),
+            pa.table({"id": dropped["id"], "drop_reason": pa.array(["duplicate"] * dropped.num_rows, pa.string()),
+                      "dup_cluster_id": dropped["dup_cluster_id"]}, schema=OUTCOME),
+            pa.table({"id": kept_in["id"], "drop_reason": pa.nulls(kept_in.num_rows, pa.string()),
+                      "dup_cluster_id": kept_in["dup_cluster_id"]}, schema=OUTCOME)]
+    out.docs = pa.concat_tables(rows)
+    counts.update({
+        "duplicate_url": losers.num_rows, "superseded": out.superseded.num_rows,
+        "clusters": kept_in.num_rows, "documents_in_clusters": clusters.num_rows,
+        "duplicates_of_earlier_runs": int(pc.sum(clusters["kept_old"]).as_py() or 0) if clusters.num_rows else 0,
+        "duplicates_removed": dropped.num_rows,
+    })
+    if config.max_image_repeats is not None:
+        survivors = live.filter(pc.invert(pc.is_in(live["id"], value_set=dropped["id"]))) if dropped.num_rows else live
+        out.repeated, out.image_counts = repeated_images(survivors, index_images, config.max_image_repeats,
+                                                         image_stats if image_stats is not None else Stats("images"))
+    out.counts = counts
+    return out
+
+
+def repeated_images(kept: pa.Table, index_images: pa.Table | None, max_repeats: int, stats: Stats
+                    ) -> tuple[pa.Table, pa.Table]:
+    """((id, url) references to remove, this run's (url, documents) counts for the index): image
+    URLs used by more than `max_repeats` of the `kept` key rows and earlier runs' documents."""
+    parts = [ref_counts(image_ref_rows(kept))]
+    if index_images is not None and index_images.num_rows:
+        parts.append(index_counts(index_images))
+    counted = repeated_refs(pa.concat_tables(parts), max_repeats, stats)
+    this_run = pc.is_valid(counted["id"])
+    per_url = counted.filter(pc.invert(this_run))
+    return (counted.filter(this_run).select(["id", "url"]),
+            pa.table({"url": per_url["url"], "documents": per_url["n"]}, schema=IMAGE_COUNTS))
+
+
+def image_ref_rows(keys: pa.Table) -> pa.Table:
+    """(url, id) once per distinct image URL of each key row (operators/images.REFS), in order."""
+    flat = pc.list_flatten(keys["images"])
+    ids = keys["id"].take(pc.list_parent_indices(keys["images"]))
+    t = pa.table({"url": flat, "id": ids})
+    if t.num_rows < 2:
+        return t
+    pair = pc.binary_join_element_wise(t["id"], t["url"], "\n").to_pylist()
+    first = pa.array([p not in seen and not seen.add(p) for seen in [set()] for p in pair])
+    return t.filter(first)
+
+
+def apply_outcome(docs: pa.Table, outcome: pa.Table, repeated: dict[str, set[str]], select_enabled: bool,
+                  stats: Stats, image_stats: Stats) -> pa.Table:
+    """Write a unit's dedup outcome into staged documents: `dup_cluster_id` (the kept document's
+    id; a singleton's own id), `drop_reason(s)` `duplicate_url` / `duplicate` for documents no
+    other rule dropped (with selection off they stay, as would-be drops), and the repeated image
+    URLs (`repeated`: id -> URLs) removed. `outcome`: OUTCOME rows of these documents (or more)."""
+    n = docs.num_rows
+    stats.incr("in", n)
+    ids = docs["id"].cast(pa.string())
+    idx = pc.index_in(ids, value_set=outcome["id"])
+    cid = pc.coalesce(outcome["dup_cluster_id"].take(idx), ids)
+    why = outcome["drop_reason"].take(idx).to_pylist()
+    first = docs["drop_reason"].to_pylist()
+    reasons = [list(r) if r else [] for r in docs["drop_reasons"].to_pylist()]
+    for i, reason in enumerate(why):
+        if reason is None or first[i] is not None:
+            continue
+        first[i] = reason
+        reasons[i].append(reason)
+        if select_enabled:
+            stats.drop(reason)
+        else:
+            stats.incr(f"would_drop_{reason}")
+    stats.incr("out", sum(r is None for r in first) if select_enabled else n)
+    docs = docs.set_column(docs.schema.get_field_index("dup_cluster_id"), "dup_cluster_id", cid)
+    docs = docs.set_column(docs.schema.get_field_index("drop_reason"), "drop_reason", pa.array(first, pa.string()))
+    docs = docs.set_column(docs.schema.get_field_index("drop_reasons"), "drop_reasons",
+                           pa.array([r or None for r in reasons], pa.list_(pa.string())))
+    if repeated:
+        docs = remove_images(docs, repeated, image_stats)
+    return docs
