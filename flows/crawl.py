@@ -84,17 +84,27 @@ def run_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, led
              ) -> RunResult:
     """One commit unit: the flow over `paths`, committed as run `run_id` together with the
     ledger entries of its WARCs; writes the unit's run record and report."""
-    from flows.pipeline import run_unit_flow
-    from flows.ray_ops import init_ray
+    return finish_unit(cfg, paths, run_id, invocation, ledger, *start_unit(cfg, paths, run_id))
 
-    info = RunInfo(run_id=run_id, config_hash=cfg.config_hash())
+
+def start_unit(cfg: RunConfig, paths: list[str], run_id: str) -> tuple:
+    """A unit's run folder and its streaming pass: (start time, streamed unit)."""
+    from flows.pipeline import stream_unit
+    from flows.ray_ops import init_ray
     t0 = time.time()
-    rdir = run_dir(cfg.output, run_id)
     write_text(cfg.output, f"_runs/{run_id}/config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     write_text(cfg.output, f"_runs/{run_id}/versions.json", json.dumps(versions(), indent=2))
-
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
-    unit = run_unit_flow(cfg, paths, run_id)
+    return t0, stream_unit(cfg, paths, run_id)
+
+
+def finish_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, ledger: dict[str, dict],
+                t0: float, streamed) -> RunResult:
+    """Dedup, images, the final pass and the commit of a streamed unit, then its run record."""
+    from flows.pipeline import finish_unit as finish_flow
+    info = RunInfo(run_id=run_id, config_hash=cfg.config_hash())
+    rdir = run_dir(cfg.output, run_id)
+    unit = finish_flow(cfg, paths, run_id, streamed)
     stats = unit.stats
     outcomes = {p: {"records": r.records, "errors": list(r.error_kinds)} for p, r in unit.reads.items()}
     read = next((s for s in stats if s["name"] == "read"), {"counters": {}, "errors": []})
@@ -203,23 +213,57 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
     results: list[RunResult] = []
     unit_failures: list[dict] = []
     consecutive = 0
-    for n, batch in enumerate(batches):
-        unit_id = f"{invocation}-u{n + 1:04d}"
-        log.info("unit %d of %d: %d WARC(s) as run %s", n + 1, len(batches), len(batch), unit_id)
+
+    def failed(unit_id: str, batch: list[str], e: BaseException) -> bool:
+        """Record a unit that raised (its WARCs are failed); True when the run must stop."""
+        nonlocal consecutive
+        log.error("unit %s failed: %s: %s", unit_id, type(e).__name__, e, exc_info=e)
+        unit_failures.append({"run_id": unit_id, "warcs": len(batch), "error": f"{type(e).__name__}: {e}"})
+        if cfg.ledger.enabled:
+            rows = ledger_entries(batch, {}, {}, [], ledger, unit_id, invocation,
+                                  unit_error=f"{type(e).__name__}: {e}"[:2000])
+            commit(cfg.output, unit_id, [stage_entries(cfg.output, unit_id, rows)])
+        consecutive += 1
+        if consecutive >= 2:
+            log.error("two units in a row failed: stopping (the ledger keeps the rest for the next run)")
+        return consecutive >= 2
+
+    def collect(finishing) -> bool:
+        """Wait for a unit's finish (dedup, images, final pass, commit); True when the run must stop."""
+        nonlocal consecutive
+        unit_id, batch, future = finishing
         try:
-            results.append(run_unit(cfg, batch, unit_id, invocation, ledger))
+            results.append(future.result())
             consecutive = 0
+            return False
         except Exception as e:  # noqa: BLE001 - a unit that raised: its WARCs are failed, the next unit runs
-            log.exception("unit %s failed", unit_id)
-            unit_failures.append({"run_id": unit_id, "warcs": len(batch), "error": f"{type(e).__name__}: {e}"})
-            if cfg.ledger.enabled:
-                rows = ledger_entries(batch, {}, {}, [], ledger, unit_id, invocation,
-                                      unit_error=f"{type(e).__name__}: {e}"[:2000])
-                commit(cfg.output, unit_id, [stage_entries(cfg.output, unit_id, rows)])
-            consecutive += 1
-            if consecutive >= 2:
-                log.error("two units in a row failed: stopping (the ledger keeps the rest for the next run)")
+            return failed(unit_id, batch, e)
+
+    # Units overlap: unit n+1's streaming pass (read → keys, most of the work) runs while unit n
+    # deduplicates, resolves its images, writes and commits in a thread; unit n+1's own dedup
+    # starts only after unit n committed, so it sees unit n in the index.
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unit-finish") as finisher:
+        finishing = None
+        for n, batch in enumerate(batches):
+            unit_id = f"{invocation}-u{n + 1:04d}"
+            log.info("unit %d of %d: %d WARC(s) as run %s", n + 1, len(batches), len(batch), unit_id)
+            try:
+                started, error = start_unit(cfg, batch, unit_id), None
+            except Exception as e:  # noqa: BLE001
+                started, error = None, e
+            if finishing is not None and collect(finishing):
+                finishing = None
                 break
+            finishing = None
+            if error is not None:
+                if failed(unit_id, batch, error):
+                    break
+                continue
+            finishing = (unit_id, batch, finisher.submit(finish_unit, cfg, batch, unit_id, invocation, ledger,
+                                                       *started))
+        if finishing is not None:
+            collect(finishing)
     return _invocation_record(cfg, invocation, t0, paths, todo, done_before, results, unit_failures)
 
 

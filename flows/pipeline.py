@@ -1,17 +1,17 @@
 """One commit unit on Ray core tasks: the flow at the speed of its operators.
 
     read_warc (a streaming task per WARC) --chunks of records--> process_chunk (a task per chunk)
-        process_chunk: extract, language, clean, signals, select, dedup keys; writes the
-        selection's drops as final `rejected/` parts and the kept documents as one staged part;
-        returns its counts and the chunk's narrow KEYS table (no text)
+        process_chunk: extract, language, clean, signals, select, dedup keys; stages the
+        selection's drops and the kept documents (one file each); returns its counts and the
+        chunk's narrow KEYS table (no text)
     dedup_unit (one task): URL, exact and near duplicates and repeated images on the unit's key
         tables and the index (operators/unit_dedup.py); or the distributed stages for a unit
         above dedup.single_task_max_documents
     image stage (Ray Data, narrow rows only): references of the documents still kept ->
         resolved, decoded, scored (flows/ray_ops.image_results)
-    finalize_part (a task per group of staged parts, `writer.part_rows` documents): the outcome
-        and image results written into the documents, which go to one `documents/` part and
-        `rejected/`, plus their index rows
+    finalize_part (a task per group of consecutive chunks, `writer.part_rows` documents): the
+        outcome and image results written into the kept documents, which go to one `documents/`
+        part and one `rejected/` part (with the selection's drops), plus their index rows
 
 Documents are read once and written twice (staged, final); what crosses between tasks is the
 raw records of a chunk (once), key tables and outcomes. Every task returns its counts with its
@@ -36,6 +36,7 @@ from operators.stats import Stats
 log = logging.getLogger("interleaf")
 
 KEPT = "kept"               # staging folder of a unit's kept documents before the final pass
+SELECTED_OUT = "selected_out"  # staging folder of the selection's drops, joined into rejected/ by the final pass
 WARC_IMAGES = "warc_images"  # staging folder of the image records read from the unit's WARCs
 
 
@@ -196,14 +197,13 @@ def process_records(records: pa.Table | ReadResult, part: str, cfg, run_id: str
     ReadResult, comes back as it is (see streaming_pass)."""
     from operators.minhash import KEYS, dedup_columns
     from operators.schema import DOCUMENT, validate_documents
-    from operators.writer import PartWriter
     if isinstance(records, ReadResult):
         return records, None
     cpu0 = time.process_time()
     ops = chain(cfg, run_id)
     minhash = Stats("minhash")
     sel = cfg.select.enabled
-    writer = PartWriter(cfg.output, run_id, f"{part}-s", cfg.writer, select_enabled=sel)   # the selection's drops
+    rejected_parts: list[pa.Table] = []
     kept_parts: list[pa.Table] = []
     keys: list[pa.Table] = []
     per_warc: dict[str, list[int]] = {}
@@ -222,15 +222,18 @@ def process_records(records: pa.Table | ReadResult, part: str, cfg, run_id: str
             if rejected.num_rows:   # no part in dedup: each is its own cluster
                 rejected = rejected.set_column(rejected.schema.get_field_index("dup_cluster_id"), "dup_cluster_id",
                                                rejected["id"])
-                writer.write(rejected)
+                rejected_parts.append(rejected)
                 _add_per_warc(per_warc, count_by_warc(rejected, True))
         kept_parts.append(t)
-    staged = writer.close()
     kept = pa.concat_tables(kept_parts) if kept_parts else DOCUMENT.empty_table()
     kept_file = _write_staged(cfg.output, run_id, KEPT, part, kept) if kept.num_rows else None
-    stats = [op.stats.drain() for op in ops] + ([minhash.to_dict()] if cfg.dedup.enabled else []) \
-        + [writer.stats.to_dict()]
-    result = {"part": part, "stats": stats, "staged": staged, "kept": kept_file, "kept_rows": kept.num_rows,
+    rejected = pa.concat_tables(rejected_parts) if rejected_parts else DOCUMENT.empty_table()
+    rejected_file = None
+    if rejected.num_rows and cfg.writer.write_rejected:
+        rejected_file = _write_staged(cfg.output, run_id, SELECTED_OUT, part, rejected)
+    stats = [op.stats.drain() for op in ops] + ([minhash.to_dict()] if cfg.dedup.enabled else [])
+    result = {"part": part, "stats": stats, "kept": kept_file, "kept_rows": kept.num_rows,
+              "rejected": rejected_file, "rejected_rows": rejected.num_rows,
               "per_warc": per_warc, "cpu_seconds": time.process_time() - cpu0}
     return result, (pa.concat_tables(keys) if keys else KEYS.empty_table()) if cfg.dedup.enabled else None
 
@@ -417,78 +420,101 @@ def _repeated_pass(cfg, dropped: pa.Array, *keys: pa.Table):
 
 # ---------------------------------------------------------------- the final pass
 
-def finalize_records(kept: list[str], part: str, keys: pa.Table | None, outcome, image_results: pa.Table | None,
-                     cfg, run_id: str) -> dict:
+def _staged_batches(output: str, rels: list[str], rows: int):
+    """The staged parts' documents in batches of at most `rows` (a task's memory stays bounded
+    whatever the size of its group of parts)."""
+    from operators.storage import resolve
+    fs, root = resolve(output)
+    for rel in rels:
+        with fs.open_input_file(posixpath.join(root.rstrip("/"), rel)) as f:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=rows):
+                yield pa.Table.from_batches([batch])
+
+
+def finalize_records(kept: list[str], selected_out: list[str], part: str, keys: pa.Table | None, outcome,
+                     image_results: pa.Table | None, cfg, run_id: str) -> dict:
     """The body of `finalize_part`: staged parts of kept documents (`kept`, joined into one
-    output part) with the unit's outcome and image results written in, then `documents/` and
-    `rejected/` parts and their index rows."""
+    output part, read in batches of `ray.records_per_batch`) with the unit's outcome and image
+    results written in, then `documents/` and `rejected/` parts (with the selection's drops of
+    the same chunks, `selected_out`) and their index rows."""
     from operators.dedup_index import DOCS, stage_part
     from operators.unit_dedup import apply_outcome
     from operators.writer import PartWriter
     cpu0 = time.process_time()
-    docs = pa.concat_tables([_read_staged(cfg.output, k) for k in kept])
     sel = cfg.select.enabled
     dup_stats, img_stats = Stats("duplicates"), Stats("images")
-    if outcome is not None:
-        repeated: dict[str, set[str]] = {}
-        rep = outcome.repeated
-        if rep.num_rows:
-            rep = rep.filter(pc.is_in(rep["id"], value_set=docs["id"]))
-            for i, u in zip(rep["id"].to_pylist(), rep["url"].to_pylist()):
-                repeated.setdefault(i, set()).add(u)
-        rows = outcome.docs.filter(pc.is_in(outcome.docs["id"], value_set=docs["id"]))
-        docs = apply_outcome(docs, rows, repeated, sel, dup_stats, img_stats)
-    stats = [dup_stats.to_dict()] if outcome is not None else []
-    if cfg.images.enabled:
-        from operators.image_stage import ClipDocuments, apply_results
-        res = image_results if image_results is not None else pa.table({"id": pa.array([], pa.string()),
-                                                                         "url": pa.array([], pa.string())})
-        res = res.filter(pc.is_in(res["id"], value_set=docs["id"]))
-        docs = apply_results(docs, res, cfg.images, img_stats)
-        if cfg.images.clip.enabled:
-            clip = _cached(("clip", cfg.config_hash()), lambda: ClipDocuments(cfg.images))
-            docs = clip(docs)
-            stats.append(clip.stats.drain())
-        stats.append(img_stats.to_dict())
-    elif img_stats.counters:
-        stats.append(img_stats.to_dict())
+    clip = None
+    if cfg.images.enabled and cfg.images.clip.enabled:
+        from operators.image_stage import ClipDocuments
+        clip = _cached(("clip", cfg.config_hash()), lambda: ClipDocuments(cfg.images))
+        clip.stats.drain()
     writer = PartWriter(cfg.output, run_id, part, cfg.writer, select_enabled=sel)
-    writer.write(docs)
+    per_warc: dict[str, list[int]] = {}
+    index_rows: list[pa.Table] = []
+    for docs in _staged_batches(cfg.output, kept, cfg.ray.records_per_batch):
+        ids = docs["id"]
+        if outcome is not None:
+            repeated: dict[str, set[str]] = {}
+            rep = outcome.repeated
+            if rep.num_rows:
+                rep = rep.filter(pc.is_in(rep["id"], value_set=ids))
+                for i, u in zip(rep["id"].to_pylist(), rep["url"].to_pylist()):
+                    repeated.setdefault(i, set()).add(u)
+            rows = outcome.docs.filter(pc.is_in(outcome.docs["id"], value_set=ids))
+            docs = apply_outcome(docs, rows, repeated, sel, dup_stats, img_stats)
+        if cfg.images.enabled:
+            from operators.image_stage import apply_results
+            res = image_results if image_results is not None else pa.table({"id": pa.array([], pa.string()),
+                                                                             "url": pa.array([], pa.string())})
+            docs = apply_results(docs, res.filter(pc.is_in(res["id"], value_set=ids)), cfg.images, img_stats)
+            if clip is not None:
+                docs = clip(docs)
+        writer.write(docs)
+        _add_per_warc(per_warc, count_by_warc(docs, sel))
+        if keys is not None and cfg.dedup.index:
+            final = docs.filter(pc.is_null(docs["drop_reason"]))
+            k = keys.filter(pc.is_in(keys["id"], value_set=final["id"].cast(pa.string())))
+            if k.num_rows:
+                at = pc.index_in(k["id"], value_set=final["id"].cast(pa.string()))
+                index_rows.append(pa.table({
+                    "id": k["id"], "url_key": k["url_key"], "warc_date": k["warc_date"],
+                    "text_chars": final["text_chars"].take(at).cast(pa.int64()),
+                    "num_images": final["num_images"].take(at).cast(pa.int64()),
+                    "text_hash": k["text_hash"], "minhash_bands": k["minhash_bands"],
+                    "signature": k["signature"]}, schema=DOCS))
+    for docs in _staged_batches(cfg.output, selected_out, cfg.ray.records_per_batch):
+        writer.write(docs)   # the selection's drops of the same chunks (counted per WARC by their chunks)
     staged = writer.close()
-    if keys is not None and cfg.dedup.index:
-        final = docs.filter(pc.is_null(docs["drop_reason"]))
-        k = keys.filter(pc.is_in(keys["id"], value_set=final["id"].cast(pa.string())))
-        if k.num_rows:
-            at = pc.index_in(k["id"], value_set=final["id"].cast(pa.string()))
-            rows = pa.table({"id": k["id"], "url_key": k["url_key"], "warc_date": k["warc_date"],
-                             "text_chars": final["text_chars"].take(at).cast(pa.int64()),
-                             "num_images": final["num_images"].take(at).cast(pa.int64()),
-                             "text_hash": k["text_hash"], "minhash_bands": k["minhash_bands"],
-                             "signature": k["signature"]}, schema=DOCS)
-            path = stage_part(cfg.output, run_id, "docs", part, rows)
-            staged += [path] if path else []
+    if index_rows:
+        path = stage_part(cfg.output, run_id, "docs", part, pa.concat_tables(index_rows))
+        staged += [path] if path else []
+    stats = [dup_stats.to_dict()] if outcome is not None else []
+    if clip is not None:
+        stats.append(clip.stats.drain())
+    if cfg.images.enabled or img_stats.counters:
+        stats.append(img_stats.to_dict())
     stats.append(writer.stats.to_dict())
-    return {"part": part, "stats": stats, "staged": staged, "per_warc": count_by_warc(docs, sel),
+    return {"part": part, "stats": stats, "staged": staged, "per_warc": per_warc,
             "cpu_seconds": time.process_time() - cpu0}
 
 
 @ray.remote(num_cpus=1)
-def finalize_part(kept, part, outcome, image_results, cfg, run_id, *keys):
-    return finalize_records(kept, part, pa.concat_tables(keys) if keys else None, outcome, image_results,
-                            cfg, run_id)
+def finalize_part(kept, selected_out, part, outcome, image_results, cfg, run_id, *keys):
+    return finalize_records(kept, selected_out, part, pa.concat_tables(keys) if keys else None, outcome,
+                            image_results, cfg, run_id)
 
 
 def part_groups(results: list[dict], rows: int) -> list[list[dict]]:
-    """Chunk results with kept documents, in WARC and chunk order, in groups of consecutive
-    chunks of at least `rows` documents (the last one smaller): one output part each."""
+    """Chunk results in WARC and chunk order, in groups of consecutive chunks of at least `rows`
+    documents, kept and rejected (the last one smaller): one output part each."""
     groups: list[list[dict]] = []
     n = rows
-    for r in sorted((r for r in results if r["kept"]), key=lambda r: r["part"]):
+    for r in sorted((r for r in results if r["kept"] or r["rejected"]), key=lambda r: r["part"]):
         if n >= rows:
             groups.append([])
             n = 0
         groups[-1].append(r)
-        n += r["kept_rows"]
+        n += r["kept_rows"] + r["rejected_rows"]
     return groups
 
 
@@ -506,27 +532,51 @@ class _Phases:
         self.last = now
 
 
-def run_unit_flow(cfg, paths: list[str], run_id: str, process=None) -> UnitRun:
-    """Run the unit's flow (module docstring) and stage everything its commit moves."""
-    from operators.dedup_index import stage_part
-    from operators.unit_dedup import Outcome
+@dataclass
+class Streamed:
+    """A unit after its streaming pass (what `finish_unit` needs)."""
+    cfg_ref: Any
+    results: list[dict]
+    key_refs: list
+    reads: dict[str, ReadResult]
+    phases: "_Phases"
+
+
+def stream_unit(cfg, paths: list[str], run_id: str, process=None) -> Streamed:
+    """The unit's streaming pass (read → keys); the next unit's can run while this one finishes."""
     phases = _Phases()
-    counts = Counts()
     cfg_ref = ray.put(cfg)
     results, key_refs, reads = streaming_pass(cfg, cfg_ref, paths, run_id, process)
+    phases.mark("read, extract, language, signals, select, keys",
+                sum(r.stats.get("counters", {}).get("out", 0) for r in reads.values()),
+                sum(r["cpu_seconds"] for r in results) + sum(r.cpu_seconds for r in reads.values()))
+    return Streamed(cfg_ref, results, key_refs, reads, phases)
+
+
+def run_unit_flow(cfg, paths: list[str], run_id: str, process=None) -> UnitRun:
+    """Run the unit's flow (module docstring) and stage everything its commit moves."""
+    return finish_unit(cfg, paths, run_id, stream_unit(cfg, paths, run_id, process))
+
+
+def finish_unit(cfg, paths: list[str], run_id: str, streamed: Streamed) -> UnitRun:
+    """Dedup, images and the final pass of a streamed unit; stages everything its commit moves.
+    Reads the dedup index: the previous unit must have committed."""
+    from operators.dedup_index import stage_part
+    from operators.unit_dedup import Outcome
+    counts = Counts()
+    cfg_ref, results, key_refs, reads, phases = (streamed.cfg_ref, streamed.results, streamed.key_refs,
+                                                 streamed.reads, streamed.phases)
     for p in paths:   # the read counts first, in input order
         if p in reads:
             counts.add([reads[p].stats])
     for r in results:
         counts.add(r["stats"])
-    staged = [f for r in results for f in r["staged"]]
+    staged: list[str] = []
     per_warc: dict[str, list[int]] = {}
     for r in results:
         _add_per_warc(per_warc, r["per_warc"])
     kept_rows = sum(r["kept_rows"] for r in results)
-    phases.mark("read, extract, language, signals, select, keys", sum(r.stats.get("counters", {}).get("out", 0)
-                                                                        for r in reads.values()),
-                sum(r["cpu_seconds"] for r in results) + sum(r.cpu_seconds for r in reads.values()))
+    phases.last = time.time()   # a unit finishing after the next one's streaming: its phases from here
     outcome = None
     dedup_counts = None
     resolved = Resolved(cfg, reads, run_id, counts)
@@ -578,8 +628,9 @@ def run_unit_flow(cfg, paths: list[str], run_id: str, process=None) -> UnitRun:
     results_ref = resolved.ref() if cfg.images.enabled else None
     outcome_ref = ray.put(outcome) if outcome is not None else None
     keys_by_part = {r["part"]: k for r, k in zip(results, key_refs)}
-    final = [finalize_part.remote([r["kept"] for r in group], group[0]["part"], outcome_ref, results_ref, cfg_ref,
-                                  run_id, *([keys_by_part[r["part"]] for r in group] if cfg.dedup.enabled else []))
+    final = [finalize_part.remote([r["kept"] for r in group if r["kept"]], [r["rejected"] for r in group if r["rejected"]],
+                                  group[0]["part"], outcome_ref, results_ref, cfg_ref, run_id,
+                                  *([keys_by_part[r["part"]] for r in group] if cfg.dedup.enabled else []))
              for group in part_groups(results, cfg.writer.part_rows)]
     done = ray.get(final)
     for d in done:
