@@ -106,12 +106,11 @@ def finish_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, 
     rdir = run_dir(cfg.output, run_id)
     unit = finish_flow(cfg, paths, run_id, streamed)
     stats = unit.stats
-    outcomes = {p: {"records": r.records, "errors": list(r.error_kinds)} for p, r in unit.reads.items()}
     read = next((s for s in stats if s["name"] == "read"), {"counters": {}, "errors": []})
     index_staged = []
     if cfg.ledger.enabled:
         index_staged.append(stage_entries(cfg.output, run_id, ledger_entries(
-            paths, outcomes, unit.per_warc, read.get("errors", []), ledger, run_id, invocation)))
+            paths, unit.reads, unit.per_warc, read.get("errors", []), ledger, run_id, invocation)))
     t_commit = time.time()
     files = commit(cfg.output, run_id, unit.staged + index_staged)
     phases = unit.phases
@@ -138,7 +137,7 @@ def finish_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, 
         "config_hash": info.config_hash,
         "pipeline_version": PIPELINE_VERSION,
         "files": files,
-        "warcs": {p: {k: o.get(k) for k in ("records", "errors")} for p, o in outcomes.items()},
+        "warcs": {p: {"records": o.records, "errors": o.error_kinds} for p, o in unit.reads.items()},
         "phases": phases,
         "cpus": unit.cpus,
         "operators": stats,
@@ -146,15 +145,6 @@ def finish_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, 
     write_record(cfg.output, run_id, record)
     log.info("run record in %s", rdir)
     return RunResult(run_id, cfg.output, stats, files, failed, seconds, n_files, n_failed)
-
-
-def read_limit(reader) -> dict:
-    """map_batches arguments for the WARC readers: at most `reader.concurrency` files read at once
-    across the cluster (Common Crawl's S3 throttles heavy readers), or Ray's default."""
-    if reader.concurrency is None:
-        return {}
-    import ray
-    return {"compute": ray.data.TaskPoolStrategy(size=reader.concurrency)}
 
 
 def write_record(output: str, run_id: str, record: dict) -> None:
@@ -167,20 +157,6 @@ def write_record(output: str, run_id: str, record: dict) -> None:
         pass
     except Exception as e:  # noqa: BLE001 - the run is committed; its report is a convenience
         log.warning("report for run %s not written: %s", run_id, e)
-
-
-class Phases:
-    """Wall time between the flow's materialisation points, with the documents at each: the
-    throughput per stage in the run record and report."""
-
-    def __init__(self, t0: float):
-        self.last = t0
-        self.rows: list[dict] = []
-
-    def mark(self, name: str, documents: int) -> None:
-        now = time.time()
-        self.rows.append({"name": name, "seconds": round(now - self.last, 3), "documents": int(documents)})
-        self.last = now
 
 
 def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResult:

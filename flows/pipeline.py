@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 
+from operators.read import ReadResult
 from operators.stats import Stats
 
 log = logging.getLogger("interleaf")
@@ -38,17 +39,6 @@ log = logging.getLogger("interleaf")
 KEPT = "kept"               # staging folder of a unit's kept documents before the final pass
 SELECTED_OUT = "selected_out"  # staging folder of the selection's drops, joined into rejected/ by the final pass
 WARC_IMAGES = "warc_images"  # staging folder of the image records read from the unit's WARCs
-
-
-@dataclass
-class ReadResult:
-    """What reading one WARC gave: the ledger's per-file outcome and the reader's counts."""
-    path: str
-    records: int = 0
-    error_kinds: list[str] = field(default_factory=list)
-    stats: dict = field(default_factory=dict)
-    image_file: str | None = None    # staged image records (relative to the output), if any
-    cpu_seconds: float = 0.0
 
 
 @dataclass

@@ -1,8 +1,9 @@
-"""The one module that talks to Ray: operators and their declared resources to Ray Data calls.
-
-Flows describe pipelines with `apply(ds, factory, ...)` and `write_documents(...)`; Ray API drift
-touches only this file. Operator counts travel to a `StatsCollector` actor after every batch, so no
-worker accumulates them and the driver gets one table at the end.
+"""The Ray Data adapter: operators and their declared resources to Ray Data calls, for what
+works on Ray Data rather than on the plain tasks of flows/pipeline.py: the distributed dedup
+stages (a commit unit above `dedup.single_task_max_documents`), the image stage with GPU scoring
+actors (`images.actors.num_gpus`), and the retry run (flows/retry_images.py). Operator counts of
+these stages travel to a `StatsCollector` actor after every batch (the flow's tasks return theirs
+with their results).
 """
 from __future__ import annotations
 
@@ -11,17 +12,15 @@ import os
 import uuid
 from functools import partial
 from types import GeneratorType
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
-from ray.data import ActorPoolStrategy, Datasink
-from ray.data.block import BlockAccessor
+from ray.data import ActorPoolStrategy
 
 from operators.base import Operator
 from operators.stats import Stats
-from operators.writer import PartWriter, WriterConfig
 
 log = logging.getLogger(__name__)
 
@@ -123,66 +122,6 @@ def apply(ds: ray.data.Dataset, factory: Callable[[], Operator], op_cls: type[Op
                               compute=ActorPoolStrategy(min_size=1, max_size=res.pool_size), **kwargs)
     key = f"{op_cls.name}:{uuid.uuid4().hex}"  # one operator instance per worker process and flow
     return ds.map_batches(_run_task, fn_kwargs={"runner": _Runner(factory, collector, key)}, **kwargs)
-
-
-def _count_by_warc(table: pa.Table, select_enabled: bool, into: dict[str, list[int]]) -> None:
-    """Add a block's kept and rejected rows per provenance.warc_path to `into`."""
-    paths = pc.struct_field(table["provenance"], "warc_path")
-    dropped = pc.is_valid(table["drop_reason"]) if select_enabled else pa.array([False] * table.num_rows)
-    t = pa.table({"p": paths, "r": pc.cast(dropped, pa.int64())}).group_by("p").aggregate(
-        [("r", "count"), ("r", "sum")])
-    for p, n, r in zip(t["p"].to_pylist(), t["r_count"].to_pylist(), t["r_sum"].to_pylist()):
-        c = into.setdefault(p, [0, 0])
-        c[0] += n - r
-        c[1] += r
-
-
-class DocumentSink(Datasink):
-    """Each write task stages one Parquet part per table; the driver commits them after the run."""
-
-    def __init__(self, output: str, run_id: str, config: WriterConfig, select_enabled: bool, collector,
-                 index: Any = None):
-        self.output = output
-        self.run_id = run_id
-        self.config = config
-        self.select_enabled = select_enabled
-        self.collector = collector
-        self.index = index   # the MinHash config: also stage the dedup index's rows of kept documents
-        self.staged: list[str] = []
-        self.per_warc: dict[str, list[int]] = {}   # WARC path -> [documents, rejected] rows (the ledger)
-
-    def write(self, blocks: Iterable, ctx) -> dict:
-        from operators.dedup import index_doc_rows
-        from operators.dedup_index import stage_part
-        part = f"{ctx.task_idx:06d}"
-        w = PartWriter(self.output, self.run_id, part, self.config, self.select_enabled)
-        rows = []
-        per_warc: dict[str, list[int]] = {}
-        for block in blocks:
-            table = BlockAccessor.for_block(block).to_arrow()
-            if table.num_rows:
-                w.write(table)
-                _count_by_warc(table, self.select_enabled, per_warc)
-                if self.index is not None:
-                    rows.append(index_doc_rows(table, self.index))
-        staged = w.close()
-        if rows:
-            path = stage_part(self.output, self.run_id, "docs", part, pa.concat_tables(rows))
-            staged += [path] if path else []
-        ship(self.collector, w.stats)
-        return {"staged": staged, "per_warc": per_warc}
-
-    def on_write_complete(self, write_result) -> None:
-        for ret in write_result.write_returns:
-            self.staged.extend(ret["staged"])
-            for path, (kept, rejected) in ret["per_warc"].items():
-                c = self.per_warc.setdefault(path, [0, 0])
-                c[0] += kept
-                c[1] += rejected
-
-    @property
-    def supports_distributed_writes(self) -> bool:
-        return True
 
 
 # ---------------------------------------------------------------- duplicate clustering
@@ -465,116 +404,9 @@ def cluster_duplicates(ds: ray.data.Dataset, key_column: str = "minhash_bands",
     return _join_by_id(ds, assigned, side_columns, parts, _attach_resolve), counts
 
 
-_IMG_COLUMNS = ("_k", "_url", "_tag")
-
-
-def _image_refs(batch: pa.Table) -> pa.Table:
-    from operators.images import image_refs, ref_counts
-    return ref_counts(image_refs(batch))
-
-
-def _images_resolve(batch: pa.Table, collector) -> pa.Table:
-    from operators.images import remove_images
-    refs = batch.filter(pc.equal(batch["_tag"], 1))
-    drop: dict[str, set[str]] = {}
-    for doc_id, url in zip(refs["_k"].to_pylist(), refs["_url"].to_pylist()):
-        drop.setdefault(doc_id, set()).add(url)
-    stats = Stats("images")
-    docs = remove_images(batch.filter(pc.equal(batch["_tag"], 0)).drop_columns(list(_IMG_COLUMNS)), drop, stats)
-    ship(collector, stats)
-    return docs
-
-
-def _repeated_only(batch: pa.Table, max_repeats: int) -> pa.Table:
-    from operators.images import repeated_refs
-    out = repeated_refs(batch, max_repeats, Stats("images"))
-    return out.filter(pc.is_valid(out["id"])).select(["url", "id"])
-
-
-def remove_repeated_images(ds: ray.data.Dataset, max_repeats: int, num_partitions: int, collector,
-                           index_images: ray.data.Dataset | None = None
-                           ) -> tuple[ray.data.Dataset, ray.data.Dataset]:
-    """Remove image URLs used by more than `max_repeats` kept documents (operators/images.py),
-    counting earlier runs' uses from `index_images` (the index's `images` table): references
-    shuffled by URL to count, then joined back to the documents by id (one shuffle of the
-    documents). Returns the documents and this run's per-URL counts (url, documents) for the
-    index. `ds` is read twice: pass a materialised dataset."""
-    from operators import images as im
-    from operators.dedup_index import IMAGES
-    refs = ds.map_batches(_image_refs, batch_format="pyarrow", zero_copy_batch=True)
-    if index_images is not None:
-        refs = refs.union(index_images.map_batches(im.index_counts, batch_format="pyarrow"))
-    counted = _by_key(refs, "url", num_partitions, _counted, fn=im.repeated_refs, name="images",
-                      collector=collector, max_repeats=max_repeats).materialize()
-    repeated = _by_key(refs, "url", num_partitions, _repeated_only, max_repeats=max_repeats)
-    counts = counted.map_batches(
-        lambda b: pa.table({"url": b["url"], "documents": b["n"]}, schema=IMAGES).filter(pc.is_null(b["id"])),
-        batch_format="pyarrow")
-    docs = _join_by_id(ds, repeated, {"_url": ("url", pa.string())}, num_partitions, _images_resolve,
-                       collector=collector)
-    return docs, counts
 
 
 # ---------------------------------------------------------------- URL duplicates, the index
-
-def url_duplicates(ds: ray.data.Dataset, num_partitions: int, collector,
-                   index_docs: ray.data.Dataset | None = None
-                   ) -> tuple[ray.data.Dataset, ray.data.Dataset, dict]:
-    """Keep the most recent fetch of each URL (operators/dedup.py, URL duplicates): light rows
-    (url key, id, date, rank) of this run's kept documents and of `index_docs` are shuffled by
-    URL key. Returns the documents (losers of this run marked `duplicate_url`; the documents are
-    shuffled by id only when there is one), the earlier runs' documents superseded by a newer
-    fetch (id, superseded_by), and counts. `ds` is read more than once: pass a materialised dataset."""
-    from operators import dedup
-    views = ds.map_batches(dedup.url_views, batch_format="pyarrow", zero_copy_batch=True)
-    if index_docs is not None:
-        views = views.union(index_docs.map_batches(dedup.index_url_views, batch_format="pyarrow"))
-    losers = _by_key(views, "k", num_partitions, _counted, fn=dedup.url_losers, name="url_duplicates",
-                     collector=collector).materialize()
-    new = _by_key(views, "k", num_partitions, _new_losers).materialize()
-    superseded = losers.map_batches(
-        lambda b: b.filter(b["old"]).select(["id", "winner"]).rename_columns(["id", "superseded_by"]),
-        batch_format="pyarrow").materialize()
-    counts = {"duplicate_url": new.count(), "superseded": superseded.count()}
-    if counts["duplicate_url"]:
-        ds = _join_by_id(ds, new, {"_win": ("winner", pa.string())}, num_partitions, _url_resolve,
-                         collector=collector)
-    return ds, superseded, counts
-
-
-def _new_losers(block: pa.Table) -> pa.Table:
-    """This run's losers of a URL-keyed partition (computed in a reduce step of their own: a
-    side table filtered by a plain map over the materialised losers broke the join's shuffle,
-    "Schema at index 1 was different", on multi-file inputs)."""
-    from operators.dedup import url_losers
-    out = url_losers(block)
-    return out.filter(pc.invert(out["old"]))
-
-
-def _url_resolve(batch: pa.Table, collector) -> pa.Table:
-    docs = batch.filter(pc.equal(batch["_tag"], 0))
-    side = batch.filter(pc.equal(batch["_tag"], 1))
-    idx = pc.index_in(docs["_k"], value_set=side["_k"].combine_chunks())
-    winner = side["_win"].combine_chunks().take(idx)
-    hit = pc.is_valid(winner)
-    docs = docs.drop_columns(["_k", "_win", "_tag"])
-    stats = Stats("duplicates")
-    n = int(pc.sum(hit).as_py() or 0)
-    if n:
-        first = docs["drop_reason"].to_pylist()
-        reasons = [list(r) if r else [] for r in docs["drop_reasons"].to_pylist()]
-        for i in [i for i, h in enumerate(hit.to_pylist()) if h]:
-            first[i] = first[i] or "duplicate_url"
-            reasons[i].append("duplicate_url")
-        docs = docs.set_column(docs.schema.get_field_index("drop_reason"), "drop_reason", pa.array(first, pa.string()))
-        docs = docs.set_column(docs.schema.get_field_index("drop_reasons"), "drop_reasons",
-                               pa.array([r or None for r in reasons], pa.list_(pa.string())))
-        docs = docs.set_column(docs.schema.get_field_index("dup_cluster_id"), "dup_cluster_id",
-                               pc.coalesce(winner, docs["dup_cluster_id"]))
-        stats.drop("duplicate_url", n)
-    ship(collector, stats)
-    return docs
-
 
 def _drop_listed(batch: pa.Table) -> pa.Table:
     rows = batch.filter(pc.equal(batch["_tag"], 0))
@@ -619,12 +451,6 @@ def stage_table(ds: ray.data.Dataset, output: str, run_id: str, folder: str, sch
         return []
     return sorted(posixpath.relpath(i.path, root) for i in infos
                   if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
-
-
-def stage_index(ds: ray.data.Dataset, output: str, run_id: str, itable: str) -> list[str]:
-    """Stage `ds` as the run's parts of a dedup-index table."""
-    from operators.dedup_index import TABLES
-    return stage_table(ds, output, run_id, f"index/{itable}", TABLES[itable])
 
 
 # ---------------------------------------------------------------- images

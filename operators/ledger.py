@@ -33,7 +33,7 @@ from typing import Iterable
 
 import pyarrow.fs as pafs
 
-from operators.read import FILE_ERROR, FILE_RECORDS, FILE_SEEN
+from operators.read import ReadResult
 from operators.storage import resolve
 
 LEDGER_DIR = "_ledger"
@@ -93,26 +93,9 @@ def units(paths: list[str], config: LedgerConfig) -> list[list[str]]:
     return [paths[i:i + k] for i in range(0, len(paths), k)]
 
 
-def pop_file_outcomes(read_stats: dict) -> dict[str, dict]:
-    """Take the reader's per-file counters out of its stats entry (they would swamp the stats
-    table) -> {path: {"records": n, "errors": [kinds]}}. `read_stats` is changed in place."""
-    counters = read_stats.get("counters", {})
-    out: dict[str, dict] = {}
-    for key in [k for k in counters if k.startswith(("file_seen|", "file_records|", "file_error|"))]:
-        v = counters.pop(key)
-        if key.startswith(FILE_SEEN):
-            out.setdefault(key[len(FILE_SEEN):], {"records": 0, "errors": []})
-        elif key.startswith(FILE_RECORDS):
-            out.setdefault(key[len(FILE_RECORDS):], {"records": 0, "errors": []})["records"] += int(v)
-        else:
-            kind, path = key[len(FILE_ERROR):].split("|", 1)
-            out.setdefault(path, {"records": 0, "errors": []})["errors"].append(kind)
-    return out
-
-
-def entries(paths: list[str], outcomes: dict[str, dict], written: dict[str, list[int]], errors: list[dict],
+def entries(paths: list[str], outcomes: dict[str, ReadResult], written: dict[str, list[int]], errors: list[dict],
             ledger: dict[str, dict], run_id: str, invocation: str, unit_error: str | None = None) -> list[dict]:
-    """Ledger entries of one unit's WARCs. `outcomes`: pop_file_outcomes; `written`: path ->
+    """Ledger entries of one unit's WARCs. `outcomes`: each WARC's ReadResult; `written`: path ->
     [documents, rejected] rows the sink wrote; `errors`: the reader's error records (for a
     message); `unit_error`: the unit raised (every WARC of it failed with this message)."""
     now = datetime.now(timezone.utc).isoformat()
@@ -123,7 +106,7 @@ def entries(paths: list[str], outcomes: dict[str, dict], written: dict[str, list
     out = []
     for p in paths:
         o = outcomes.get(p)
-        kinds = sorted(set(o["errors"])) if o else []
+        kinds = sorted(set(o.error_kinds)) if o else []
         if unit_error is not None:
             state, error = "failed", unit_error
         elif o is None:
@@ -134,7 +117,7 @@ def entries(paths: list[str], outcomes: dict[str, dict], written: dict[str, list
             state, error = "done", (messages.get(p, ", ".join(kinds)) if kinds else None)
         docs, rejected = written.get(p, [0, 0])
         out.append({"warc": p, "state": state, "attempts": (ledger.get(p) or {}).get("attempts", 0) + 1,
-                    "errors": kinds, "error": error, "records": (o or {}).get("records", 0),
+                    "errors": kinds, "error": error, "records": o.records if o else 0,
                     "documents": docs, "rejected": rejected, "run_id": run_id, "invocation": invocation, "at": now})
     return out
 

@@ -1,6 +1,7 @@
 """WARC paths to bounded batches of HTML records (the reader as an operator)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import pyarrow as pa
@@ -8,14 +9,18 @@ import pyarrow as pa
 from operators.base import Operator, Resources
 from operators.schema import RECORD
 from operators.stats import Stats
-from operators.warc import ReaderConfig, iter_html_records, iter_image_records
+from operators.warc import ReaderConfig, iter_html_records
 
 
-# Per-file outcome counters (the crawl moves them out of the stats into the ledger): a file read
-# counts FILE_SEEN, its HTML records FILE_RECORDS, an error kind FILE_ERROR + "<kind>|"; keys end in the path.
-FILE_SEEN = "file_seen|"
-FILE_RECORDS = "file_records|"
-FILE_ERROR = "file_error|"
+@dataclass
+class ReadResult:
+    """What reading one WARC gave: the ledger's per-file outcome and the reader's counts."""
+    path: str
+    records: int = 0                                      # HTML records read
+    error_kinds: list[str] = field(default_factory=list)  # damaged_warc, unreadable_warc, ... (none: read whole)
+    stats: dict = field(default_factory=dict)             # the reader's Stats (to_dict)
+    image_file: str | None = None    # the flow's staged image records of this WARC (relative to the output)
+    cpu_seconds: float = 0.0
 
 
 class ReadWarcs(Operator):
@@ -40,11 +45,9 @@ class ReadWarcs(Operator):
             file_stats = Stats(self.name)
             kinds: set[str] = set()
             buf: list[dict] = []
-            n_records = 0
             for rec in iter_html_records(path, self.config, file_stats):
                 buf.append(rec)
                 if len(buf) >= self.records_per_batch:
-                    n_records += len(buf)
                     kinds |= self._take(file_stats, len(buf))
                     yielded = True
                     yield pa.Table.from_pylist(buf, schema=RECORD)
@@ -52,10 +55,6 @@ class ReadWarcs(Operator):
             kinds |= self._take(file_stats, len(buf))
             if kinds:
                 self.stats.incr("files_failed")
-            self.stats.incr(FILE_SEEN + path)
-            self.stats.incr(FILE_RECORDS + path, n_records + len(buf))
-            for kind in sorted(kinds):
-                self.stats.incr(f"{FILE_ERROR}{kind}|{path}")
             if buf:
                 yielded = True
                 yield pa.Table.from_pylist(buf, schema=RECORD)
@@ -72,35 +71,10 @@ class ReadWarcs(Operator):
         return kinds
 
 
+# An image record of a WARC (operators/warc.iter_image_records / iter_records rows).
 IMAGE_RECORD = pa.schema([
     pa.field("url", pa.string()), pa.field("warc_path", pa.string()),
     pa.field("warc_record_offset", pa.int64()), pa.field("warc_record_length", pa.int64()),
     pa.field("warc_record_id", pa.string()), pa.field("warc_date", pa.string()),
     pa.field("content_type", pa.string()), pa.field("data", pa.binary()),
 ])
-
-
-class ReadImageRecords(ReadWarcs):
-    """Input rows carry `warc_path`; yields tables of at most `records_per_batch` image records
-    (operators/warc.iter_image_records): the images a browser-made crawl stored next to its pages."""
-
-    name = "read_images"
-
-    def __call__(self, paths: pa.Table) -> Iterator[pa.Table]:
-        yielded = False
-        for path in paths["warc_path"].to_pylist():
-            self.stats.incr("files")
-            buf: list[dict] = []
-            for rec in iter_image_records(path, self.config, self.stats):
-                buf.append(rec)
-                if len(buf) >= self.records_per_batch:
-                    self.stats.incr("out", len(buf))
-                    yielded = True
-                    yield pa.Table.from_pylist(buf, schema=IMAGE_RECORD)
-                    buf = []
-            if buf:
-                self.stats.incr("out", len(buf))
-                yielded = True
-                yield pa.Table.from_pylist(buf, schema=IMAGE_RECORD)
-        if not yielded:  # typed, as in ReadWarcs
-            yield IMAGE_RECORD.empty_table()

@@ -3,27 +3,19 @@ import json
 
 import pytest
 
-from operators.ledger import (LedgerConfig, entries, finished, pending, pop_file_outcomes, read_ledger,
+from operators.ledger import (LedgerConfig, entries, finished, pending, read_ledger,
                               stage_entries, units)
-from operators.read import FILE_ERROR, FILE_RECORDS, FILE_SEEN
+from operators.read import ReadResult
 from operators.writer import commit
 
 
-def test_pop_file_outcomes_takes_the_per_file_counters_out():
-    read = {"name": "read", "counters": {
-        "files": 3, "out": 12, FILE_SEEN + "a.warc.gz": 1, FILE_RECORDS + "a.warc.gz": 12,
-        FILE_SEEN + "b.warc.gz": 1, FILE_RECORDS + "b.warc.gz": 0, FILE_ERROR + "unreadable_warc|b.warc.gz": 1,
-        FILE_SEEN + "s3://x/c|d.warc.gz": 1, FILE_ERROR + "damaged_warc|s3://x/c|d.warc.gz": 1}, "errors": []}
-    out = pop_file_outcomes(read)
-    assert read["counters"] == {"files": 3, "out": 12}
-    assert out == {"a.warc.gz": {"records": 12, "errors": []},
-                   "b.warc.gz": {"records": 0, "errors": ["unreadable_warc"]},
-                   "s3://x/c|d.warc.gz": {"records": 0, "errors": ["damaged_warc"]}}
+def read(path: str, records: int, *kinds: str) -> ReadResult:
+    return ReadResult(path, records, list(kinds))
 
 
 def test_entry_states_and_attempts():
-    outcomes = {"a": {"records": 5, "errors": []}, "b": {"records": 0, "errors": ["unreadable_warc"]},
-                "c": {"records": 3, "errors": ["damaged_warc"]}}
+    outcomes = {"a": read("a", 5), "b": read("b", 0, "unreadable_warc"),
+                "c": read("c", 3, "damaged_warc")}
     errors = [{"kind": "unreadable_warc", "file": "b", "error": "No such file"}]
     rows = {r["warc"]: r for r in entries(["a", "b", "c", "d"], outcomes, {"a": [4, 1], "c": [2, 0]}, errors,
                                           {"b": {"attempts": 1}}, "r1", "inv")}
@@ -56,12 +48,12 @@ def test_config_errors_name_the_key(kwargs, key):
 
 def test_entries_become_visible_with_their_commit(tmp_path):
     out = str(tmp_path)
-    rows = entries(["a"], {"a": {"records": 1, "errors": []}}, {}, [], {}, "run1", "run1")
+    rows = entries(["a"], {"a": read("a", 1)}, {}, [], {}, "run1", "run1")
     staged = stage_entries(out, "run1", rows)
     assert read_ledger(out) == {}                 # staged only
     assert commit(out, "run1", [staged]) == ["_ledger/run1.jsonl"]
     assert read_ledger(out)["a"]["state"] == "done"
-    later = entries(["a"], {"a": {"records": 0, "errors": ["unreadable_warc"]}}, {}, [], read_ledger(out),
+    later = entries(["a"], {"a": read("a", 0, "unreadable_warc")}, {}, [], read_ledger(out),
                     "run2", "run2")
     commit(out, "run2", [stage_entries(out, "run2", later)])
     got = read_ledger(out)["a"]                   # the latest entry wins
@@ -72,8 +64,8 @@ def test_entries_become_visible_with_their_commit(tmp_path):
 def test_ledger_summary_cli(tmp_path, capsys):
     from flows.ledger import main, summary
     out = str(tmp_path)
-    rows = entries(["a", "b", "c"], {"a": {"records": 3, "errors": []}, "b": {"records": 0, "errors": ["unreadable_warc"]},
-                                     "c": {"records": 2, "errors": ["damaged_warc"]}},
+    rows = entries(["a", "b", "c"], {"a": read("a", 3), "b": read("b", 0, "unreadable_warc"),
+                                     "c": read("c", 2, "damaged_warc")},
                    {"a": [2, 1], "c": [1, 0]}, [{"kind": "unreadable_warc", "file": "b", "error": "timeout"}],
                    {"b": {"attempts": 2}}, "r1", "r1")
     commit(out, "r1", [stage_entries(out, "r1", rows)])
