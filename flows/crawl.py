@@ -113,6 +113,14 @@ def finish_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, 
             paths, unit.reads, unit.per_warc, read.get("errors", []), ledger, run_id, invocation)))
     t_commit = time.time()
     files = commit(cfg.output, run_id, unit.staged + index_staged)
+    if cfg.dedup.enabled and cfg.dedup.index:
+        try:   # keep the probe parts few (operators/dedup_probe.compact); an optimisation, never fatal
+            from operators.dedup_probe import compact
+            merged = compact(cfg.output)
+            if merged:
+                log.info("dedup index: merged small probe parts into %s", merged)
+        except Exception as e:  # noqa: BLE001
+            log.warning("dedup index compaction skipped: %s: %s", type(e).__name__, e)
     phases = unit.phases
     phases.append({"name": "commit", "seconds": round(time.time() - t_commit, 3),
                    "documents": sum(v[0] for v in unit.per_warc.values()), "cpu_seconds": None})

@@ -20,6 +20,7 @@ names and are rewritten). The ledger gets each WARC's outcome as a `ReadResult`.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import posixpath
 import time
@@ -289,6 +290,9 @@ def streaming_pass(cfg, cfg_ref, paths: list[str], run_id: str, process=None
             # every item goes straight to a task: a chunk is processed there, the reader's last
             # item (its ReadResult, small) comes back as it is; the driver never holds a chunk
             submit(open_gens[w], ref)
+    open_gens.clear()
+    in_flight.clear()
+    gc.collect()   # Ray generators and refs caught in cycles are freed now, while the session is alive
     for p in paths:
         if p not in reads:   # a reader that died for good (Ray gave up retrying it)
             reads[p] = ReadResult(p, error_kinds=["unreadable_warc"],
@@ -299,14 +303,10 @@ def streaming_pass(cfg, cfg_ref, paths: list[str], run_id: str, process=None
 
 # ---------------------------------------------------------------- deduplication
 
-def _index_tables(output: str) -> tuple[pa.Table | None, pa.Table | None]:
-    """The index's live `docs` (less every superseded document) and its `images` rows."""
-    from operators import dedup_index as di
-    docs = di.read_table(output, "docs")
-    sup = di.read_table(output, "superseded", columns=["id"])
-    if sup.num_rows:
-        docs = docs.filter(pc.invert(pc.is_in(docs["id"], value_set=sup["id"])))
-    return docs, di.read_table(output, "images")
+def _index_tables(output: str, keys: pa.Table) -> tuple[pa.Table, pa.Table, dict]:
+    """What the unit's keys can match in the index (operators/dedup_probe.unit_index)."""
+    from operators.dedup_probe import unit_index
+    return unit_index(output, keys)
 
 
 @ray.remote(num_cpus=1)
@@ -317,10 +317,12 @@ def dedup_unit(cfg, excluded: pa.Array, *keys: pa.Table):
     cpu0 = time.process_time()
     table = _keys_less(keys, excluded)
     index_docs = index_images = None
+    read: dict = {}
     if cfg.dedup.index:
-        index_docs, index_images = _index_tables(cfg.output)
+        index_docs, index_images, read = _index_tables(cfg.output, table)
     images = Stats("images")
     out = deduplicate(table, cfg.dedup, index_docs, index_images, images)
+    out.counts.update(read)
     return out, images.to_dict(), time.process_time() - cpu0
 
 
@@ -390,7 +392,7 @@ def _url_pass(cfg, excluded: pa.Array, *keys: pa.Table):
 
     from operators.unit_dedup import deduplicate
     table = _keys_less(keys, excluded)
-    index_docs = _index_tables(cfg.output)[0] if cfg.dedup.index else None
+    index_docs = _index_tables(cfg.output, table)[0] if cfg.dedup.index else None
     table = table.set_column(table.schema.get_field_index("minhash_bands"), "minhash_bands",
                              pa.nulls(table.num_rows, table.schema.field("minhash_bands").type))
     table = table.set_column(table.schema.get_field_index("text_hash"), "text_hash",
@@ -402,7 +404,7 @@ def _url_pass(cfg, excluded: pa.Array, *keys: pa.Table):
 def _repeated_pass(cfg, dropped: pa.Array, *keys: pa.Table):
     from operators.unit_dedup import repeated_images
     table = _keys_less(keys, dropped)
-    index_images = _index_tables(cfg.output)[1] if cfg.dedup.index else None
+    index_images = _index_tables(cfg.output, table)[1] if cfg.dedup.index else None
     stats = Stats("images")
     rep, counts = repeated_images(table, index_images, cfg.dedup.max_image_repeats, stats)
     return rep, counts, stats.to_dict()
@@ -627,6 +629,11 @@ def finish_unit(cfg, paths: list[str], run_id: str, streamed: Streamed) -> UnitR
         counts.add(d["stats"])
         staged += d["staged"]
         _add_per_warc(per_warc, d["per_warc"])
+    if cfg.dedup.enabled and cfg.dedup.index and outcome is not None:
+        docs_files = [f for f in staged if "/index/docs/" in f]
+        if docs_files or outcome.image_counts.num_rows or outcome.superseded.num_rows:
+            staged.append(ray.get(_probe_part.remote(cfg_ref, run_id, docs_files, outcome.image_counts,
+                                                     outcome.superseded)))
     phases.mark("write", sum(sum(v) for v in per_warc.values()), sum(d["cpu_seconds"] for d in done))
     return UnitRun(counts.table(), staged, per_warc, reads, phases.rows, dedup_counts,
                    int(ray.cluster_resources().get("CPU", 0)))
@@ -714,6 +721,12 @@ class Resolved:
         finally:
             ray.kill(collector)
         return table, staged
+
+
+@ray.remote(num_cpus=1)
+def _probe_part(cfg, run_id: str, docs_files: list[str], images: pa.Table, superseded: pa.Table) -> str:
+    from operators.dedup_probe import stage_unit_part
+    return stage_unit_part(cfg.output, run_id, docs_files, images, superseded, cfg.dedup.bands, cfg.dedup.num_perm)
 
 
 @ray.remote(num_cpus=1)

@@ -62,6 +62,8 @@ SUPERSEDED = pa.schema([
     ("run_id", pa.string()),
 ])
 TABLES = {"docs": DOCS, "images": IMAGES, "superseded": SUPERSEDED}
+PROBE = "probe"          # operators/dedup_probe.py: the parts later units probe (not Parquet)
+FOLDERS = (*TABLES, PROBE)
 
 
 def manifest_path(run_id: str) -> str:
@@ -134,15 +136,25 @@ def committed_runs(output: str) -> list[str]:
     return [m["run_id"] for m in _manifests(output)]
 
 
-def committed_files(output: str, itable: str) -> list[str]:
-    """Paths (in the filesystem of `resolve(output)`) of the committed parts of `itable`, by run id.
+def committed_files(output: str, itable: str, manifests: list[dict] | None = None) -> list[str]:
+    """Paths (in the filesystem of `resolve(output)`) of the committed parts of `itable` (or of
+    the probe parts, PROBE), by run id.
 
-    Only files named by a manifest: parts of a run whose commit did not finish are not returned.
+    Only files named by a manifest: parts of a run whose commit did not finish are not returned,
+    nor parts a later manifest replaced (compaction of probe parts).
     """
-    _check_itable(itable)
+    if itable != PROBE:
+        _check_itable(itable)
     _, root = resolve(output)
     root = root.rstrip("/")
-    return [posixpath.join(root, rel) for m in _manifests(output) for rel in m["files"].get(itable, [])]
+    manifests = _manifests(output) if manifests is None else manifests
+    replaced = {rel for m in manifests for rel in m.get("replaces", {}).get(itable, [])}
+    return [posixpath.join(root, rel) for m in manifests for rel in m["files"].get(itable, []) if rel not in replaced]
+
+
+def manifests(output: str) -> list[dict]:
+    """Every committed manifest of the output's index, by run id."""
+    return _manifests(output)
 
 
 def read_table(output: str, itable: str, columns: list[str] | None = None) -> pa.Table:

@@ -116,7 +116,7 @@ def _destination(rel: str, run_id: str, stage: str) -> str:
         return posixpath.join(parts[0], f"part-{run_id}-{parts[1]}")
     if parts == ["ledger", "entries.jsonl"]:   # operators/ledger.py: the unit's WARC states
         return posixpath.join("_ledger", f"{run_id}.jsonl")
-    if len(parts) == 3 and parts[0] == "index" and parts[1] in dedup_index.TABLES:
+    if len(parts) == 3 and parts[0] == "index" and parts[1] in dedup_index.FOLDERS:
         return posixpath.join(dedup_index.INDEX_DIR, parts[1], f"part-{run_id}-{parts[2]}")
     raise ValueError(f"unexpected staged file {rel} (expected {stage}/<documents|rejected>/<file> "
                      f"or {stage}/index/<{'|'.join(dedup_index.TABLES)}>/<file>)")
@@ -166,7 +166,7 @@ def _apply_intent(output: str, run_id: str, moves: list[list[str]]) -> None:
     prefix = dedup_index.INDEX_DIR + "/"
     for _, dst in moves:
         if dst.startswith(prefix):
-            files[dst[len(prefix):].split("/", 1)[0]].append(dst)
+            files.setdefault(dst[len(prefix):].split("/", 1)[0], []).append(dst)
     manifest = {"run_id": run_id, "committed": datetime.now(timezone.utc).isoformat(),
                 "files": {t: sorted(v) for t, v in files.items()}}
     write_text(output, dedup_index.manifest_path(run_id), json.dumps(manifest, indent=1))

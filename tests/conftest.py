@@ -9,6 +9,25 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _gc_before_ray_shutdown():
+    """Collect garbage before every `ray.shutdown()` of the test session: Ray objects caught in
+    reference cycles (an ObjectRefGenerator, an ObjectRef in a traceback's frame) must be freed
+    while their Ray session is alive; freed by a later garbage collection, after the session ended
+    and another started, they can crash the test process."""
+    import gc
+
+    import ray
+    original = ray.shutdown
+
+    def shutdown(*args, **kwargs):
+        gc.collect()
+        return original(*args, **kwargs)
+    ray.shutdown = shutdown
+    yield
+    ray.shutdown = original
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared real-data folder: $INTERLEAF_SHARED, else <repo>/../shared/data.

@@ -184,12 +184,14 @@ def test_flow_s3_in_s3_out(s3, ray_s3):
     for name in ("stats.json", "config.yaml", "versions.json"):
         assert rdir + name in got
     assert not [k for k in got if "_staging" in k or k.endswith(".tmp")], got
-    index = [k for k in got if k.startswith(("out/crawl/_index/", "out/crawl/images/")) and k.endswith(".parquet")]
+    index = [k for k in got if k.startswith(("out/crawl/_index/", "out/crawl/images/"))
+             and k.endswith((".parquet", ".probe"))]
     ledger = [f"out/crawl/_ledger/{res.run_id}.jsonl"]   # the WARCs' states, committed with the run
     assert sorted(f"out/crawl/{f}" for f in res.files) == sorted(parts["documents"] + parts["rejected"] + index
                                                                   + ledger)
     assert any("/images/part-" in k for k in index)   # the sample's images, from its WARC, in images/
     assert f"out/crawl/_index/_committed/{res.run_id}.json" in got and any("/_index/docs/" in k for k in index)
+    assert any("/_index/probe/" in k for k in index)   # the part later runs probe (operators/dedup_probe.py)
 
     def rows(ks):
         return [r for k in ks for r in pq.read_table(
