@@ -5,13 +5,17 @@
         selection's drops and the kept documents (one file each); returns its counts and the
         chunk's narrow KEYS table (no text)
     dedup_unit (one task): URL, exact and near duplicates and repeated images on the unit's key
-        tables and the index (operators/unit_dedup.py); or the distributed stages for a unit
-        above dedup.single_task_max_documents
-    image stage (Ray Data, narrow rows only): references of the documents still kept ->
-        resolved, decoded, scored (flows/ray_ops.image_results)
+        tables and what they can match in the index (operators/unit_dedup.py,
+        operators/dedup_probe.py); or the distributed stages for a unit above
+        dedup.single_task_max_documents
+    image stage (narrow rows only): references of the documents still kept -> resolved,
+        decoded, scored (flows/image_tasks.py; GPU actors: flows/ray_ops.image_results); a
+        winner the image rules drop is left out and dedup runs again (`MAX_ROUNDS`)
     finalize_part (a task per group of consecutive chunks, `writer.part_rows` documents): the
         outcome and image results written into the kept documents, which go to one `documents/`
-        part and one `rejected/` part (with the selection's drops), plus their index rows
+        part and one `rejected/` part (with the selection's drops), plus their index rows; then
+        the unit's probe part for later units
+    units overlap: the next unit's streaming pass runs while this one finishes (flows/crawl.py)
 
 Documents are read once and written twice (staged, final); what crosses between tasks is the
 raw records of a chunk (once), key tables and outcomes. Every task returns its counts with its
