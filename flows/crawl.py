@@ -254,12 +254,11 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
 def _invocation_record(cfg: RunConfig, invocation: str, t0: float, paths: list[str], todo: list[str],
                        done_before: int, results: list[RunResult], unit_failures: list[dict]) -> RunResult:
     """Sum up the units of one invocation into `_runs/<invocation>/stats.json`."""
-    from operators.stats import Stats
-    merged: dict[str, Stats] = {}
+    from operators.stats import Counts
+    merged = Counts()
     for r in results:
-        for op in r.stats:
-            merged.setdefault(op["name"], Stats(op["name"])).merge(op)
-    stats = [s.to_dict() for s in merged.values()]
+        merged.add(r.stats)
+    stats = merged.table()
     n_files = sum(r.n_files for r in results) + sum(u["warcs"] for u in unit_failures)
     n_failed = sum(r.n_failed for r in results) + sum(u["warcs"] for u in unit_failures)
     failed = (n_files > 0 and n_failed / n_files > cfg.max_failed_warc_fraction) or (not results and bool(todo))

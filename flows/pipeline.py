@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 import ray
 
 from operators.read import ReadResult
-from operators.stats import Stats
+from operators.stats import Counts, Stats
 
 log = logging.getLogger("interleaf")
 
@@ -59,20 +59,6 @@ class UnitRun:
 
 
 # ---------------------------------------------------------------- counting
-
-class Counts:
-    """Operator counts merged from task results, in the order operators first report."""
-
-    def __init__(self) -> None:
-        self.stats: dict[str, Stats] = {}
-
-    def add(self, entries: list[dict]) -> None:
-        for e in entries:
-            self.stats.setdefault(e["name"], Stats(e["name"])).merge(e)
-
-    def table(self) -> list[dict]:
-        return [s.to_dict() for s in self.stats.values()]
-
 
 def _add_per_warc(into: dict[str, list[int]], more: dict[str, list[int]]) -> None:
     for path, (kept, rejected) in more.items():
@@ -187,8 +173,8 @@ def _read_staged(output: str, rel: str) -> pa.Table:
 def process_records(records: pa.Table | ReadResult, part: str, cfg, run_id: str
                     ) -> tuple[dict | ReadResult, pa.Table | None]:
     """The body of the `process_chunk` task: the per-document operators over one chunk of
-    records; selection's drops written as a final `rejected/` part, the kept documents as a
-    staged part. Returns (result, KEYS table or None without dedup). The reader's last item, its
+    records; the selection's drops and the kept documents staged (one file each) for the final
+    pass. Returns (result, KEYS table or None without dedup). The reader's last item, its
     ReadResult, comes back as it is (see streaming_pass)."""
     from operators.minhash import KEYS, dedup_columns
     from operators.schema import DOCUMENT, validate_documents
@@ -307,23 +293,18 @@ def streaming_pass(cfg, cfg_ref, paths: list[str], run_id: str, process=None
 
 # ---------------------------------------------------------------- deduplication
 
-def _index_tables(output: str, keys: pa.Table) -> tuple[pa.Table, pa.Table, dict]:
-    """What the unit's keys can match in the index (operators/dedup_probe.unit_index)."""
-    from operators.dedup_probe import unit_index
-    return unit_index(output, keys)
-
-
 @ray.remote(num_cpus=1)
 def dedup_unit(cfg, excluded: pa.Array, *keys: pa.Table):
     """The unit's outcome in one task, leaving out the `excluded` documents (winners of an
     earlier round that the image rules drop)."""
+    from operators.dedup_probe import unit_index
     from operators.unit_dedup import deduplicate
     cpu0 = time.process_time()
     table = _keys_less(keys, excluded)
     index_docs = index_images = None
     read: dict = {}
     if cfg.dedup.index:
-        index_docs, index_images, read = _index_tables(cfg.output, table)
+        index_docs, index_images, read = unit_index(cfg.output, table)
     images = Stats("images")
     out = deduplicate(table, cfg.dedup, index_docs, index_images, images)
     out.counts.update(read)
@@ -394,9 +375,10 @@ def _url_pass(cfg, excluded: pa.Array, *keys: pa.Table):
     """URL duplicates only (the distributed path's first step): no band keys, no text hashes."""
     import dataclasses
 
+    from operators.dedup_probe import unit_index
     from operators.unit_dedup import deduplicate
     table = _keys_less(keys, excluded)
-    index_docs = _index_tables(cfg.output, table)[0] if cfg.dedup.index else None
+    index_docs = unit_index(cfg.output, table)[0] if cfg.dedup.index else None
     table = table.set_column(table.schema.get_field_index("minhash_bands"), "minhash_bands",
                              pa.nulls(table.num_rows, table.schema.field("minhash_bands").type))
     table = table.set_column(table.schema.get_field_index("text_hash"), "text_hash",
@@ -406,9 +388,10 @@ def _url_pass(cfg, excluded: pa.Array, *keys: pa.Table):
 
 @ray.remote(num_cpus=1)
 def _repeated_pass(cfg, dropped: pa.Array, *keys: pa.Table):
+    from operators.dedup_probe import unit_index
     from operators.unit_dedup import repeated_images
     table = _keys_less(keys, dropped)
-    index_images = _index_tables(cfg.output, table)[1] if cfg.dedup.index else None
+    index_images = unit_index(cfg.output, table)[1] if cfg.dedup.index else None
     stats = Stats("images")
     rep, counts = repeated_images(table, index_images, cfg.dedup.max_image_repeats, stats)
     return rep, counts, stats.to_dict()
@@ -447,21 +430,23 @@ def finalize_records(kept: list[str], selected_out: list[str], part: str, keys: 
     writer = PartWriter(cfg.output, run_id, part, cfg.writer, select_enabled=sel)
     per_warc: dict[str, list[int]] = {}
     index_rows: list[pa.Table] = []
+    res = image_results if image_results is not None else pa.table({"id": pa.array([], pa.string()),
+                                                                     "url": pa.array([], pa.string())})
+    repeated: dict[str, set[str]] = {}
+    if keys is not None:   # the unit's tables cut to this group's documents once (only they have keys)
+        mine = keys["id"]
+        outcome_docs = outcome.docs.filter(pc.is_in(outcome.docs["id"], value_set=mine))
+        rep = outcome.repeated.filter(pc.is_in(outcome.repeated["id"], value_set=mine))
+        for i, u in zip(rep["id"].to_pylist(), rep["url"].to_pylist()):
+            repeated.setdefault(i, set()).add(u)
+        res = res.filter(pc.is_in(res["id"], value_set=mine))
     for docs in _staged_batches(cfg.output, kept, cfg.ray.records_per_batch):
         ids = docs["id"]
-        if outcome is not None:
-            repeated: dict[str, set[str]] = {}
-            rep = outcome.repeated
-            if rep.num_rows:
-                rep = rep.filter(pc.is_in(rep["id"], value_set=ids))
-                for i, u in zip(rep["id"].to_pylist(), rep["url"].to_pylist()):
-                    repeated.setdefault(i, set()).add(u)
-            rows = outcome.docs.filter(pc.is_in(outcome.docs["id"], value_set=ids))
+        if keys is not None:
+            rows = outcome_docs.filter(pc.is_in(outcome_docs["id"], value_set=ids))
             docs = apply_outcome(docs, rows, repeated, sel, dup_stats, img_stats)
         if cfg.images.enabled:
             from operators.image_stage import apply_results
-            res = image_results if image_results is not None else pa.table({"id": pa.array([], pa.string()),
-                                                                             "url": pa.array([], pa.string())})
             docs = apply_results(docs, res.filter(pc.is_in(res["id"], value_set=ids)), cfg.images, img_stats)
             if clip is not None:
                 docs = clip(docs)
@@ -484,7 +469,7 @@ def finalize_records(kept: list[str], selected_out: list[str], part: str, keys: 
     if index_rows:
         path = stage_part(cfg.output, run_id, "docs", part, pa.concat_tables(index_rows))
         staged += [path] if path else []
-    stats = [dup_stats.to_dict()] if outcome is not None else []
+    stats = [dup_stats.to_dict()] if keys is not None else []
     if clip is not None:
         stats.append(clip.stats.drain())
     if cfg.images.enabled or img_stats.counters:

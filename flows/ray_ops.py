@@ -20,7 +20,7 @@ import ray
 from ray.data import ActorPoolStrategy
 
 from operators.base import Operator
-from operators.stats import Stats
+from operators.stats import Counts, Stats
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +44,14 @@ class StatsCollector:
     """Sums the count deltas that operators send from their workers."""
 
     def __init__(self, max_errors: int = 1000):
-        self.stats: dict[str, Stats] = {}
-        self.order: list[str] = []
+        self.counts = Counts()
         self.max_errors = max_errors
 
     def add(self, delta: dict) -> None:
-        name = delta["name"]
-        if name not in self.stats:
-            self.stats[name] = Stats(name)
-            self.order.append(name)
-        self.stats[name].merge(delta)
+        self.counts.add([delta])
 
     def get(self) -> list[dict]:
-        return [self.stats[n].to_dict() for n in self.order]
+        return self.counts.table()
 
 
 def ship(collector, stats: Stats) -> None:

@@ -686,12 +686,16 @@ URL_LOSERS = pa.schema([pa.field("id", pa.string()), pa.field("winner", pa.strin
 
 
 def url_views(docs: pa.Table) -> pa.Table:
-    """(url key, id, date, rank, old=false) of this run's documents selection kept."""
+    """(url key, id, date, rank, old=false) of this run's documents selection kept (documents, or
+    key rows (operators/minhash.KEYS), whose URL key is computed already)."""
     from operators.urls import url_key
     if "drop_reason" in docs.column_names:
         docs = docs.filter(pc.is_null(docs["drop_reason"]))
     ranks = rank_columns(docs)
-    keys = pa.array([url_key(u) for u in docs["url"].to_pylist()], pa.string())
+    if "url_key" in docs.column_names:
+        keys = docs["url_key"]
+    else:
+        keys = pa.array([url_key(u) for u in docs["url"].to_pylist()], pa.string())
     date = pc.if_else(pc.equal(ranks["date"], int(DATE_NULL)), pa.scalar(None, pa.int64()), ranks["date"])
     t = pa.table({"k": keys, "id": ranks["id"], "date": date, "rank": pack_rank(ranks),
                   "old": pa.array(np.zeros(docs.num_rows, bool))}, schema=URL_VIEWS)

@@ -387,21 +387,12 @@ KEYS = pa.schema([
 ])
 
 
-def _u32_rows(rows: list[np.ndarray]) -> pa.Array:
-    """uint32 arrays as one little-endian binary value each."""
-    lens = np.fromiter((len(r) for r in rows), np.int64, len(rows))
-    offsets = np.concatenate([[0], np.cumsum(lens)]) * 4
-    data = np.concatenate(rows).astype("<u4") if rows else np.zeros(0, "<u4")
-    return pa.BinaryArray.from_buffers(pa.binary(), len(rows), [None, pa.py_buffer(offsets.astype(np.int32).tobytes()),
-                                                                pa.py_buffer(data.tobytes())])
-
-
 def dedup_columns(table: pa.Table, config: MinHashConfig, stats=None, keys: bool = False
                   ) -> tuple[pa.Table, pa.Table | None]:
     """Set `minhash_bands` and `text_hash` of a DOCUMENT batch (documents that selection already
     dropped get none: they take no part in deduplication), hashing every shingle once; with
     `keys`, also return the KEYS rows of the documents that have keys."""
-    from operators.dedup import rank_columns
+    from operators.dedup import _u32_bytes, rank_columns, signature_bytes
     from operators.urls import url_key
     n = table.num_rows
     if stats is not None:
@@ -437,7 +428,7 @@ def dedup_columns(table: pa.Table, config: MinHashConfig, stats=None, keys: bool
     take = np.flatnonzero(eligible & ~empty)
     ends = np.cumsum(counts)
     shingle_rows = [np.unique(h32[ends[i] - counts[i]:ends[i]]) for i in take]
-    sig_rows = [sigs[i].astype(np.uint32) for i in take]
+    lens = np.fromiter((len(r) for r in shingle_rows), np.int64, len(shingle_rows))
     sub = table.take(pa.array(take, pa.int64()))
     ranks = rank_columns(sub)
     date = pc.if_else(pc.equal(ranks["date"], np.iinfo(np.int64).max), pa.scalar(None, pa.int64()), ranks["date"])
@@ -446,7 +437,9 @@ def dedup_columns(table: pa.Table, config: MinHashConfig, stats=None, keys: bool
         "url_key": pa.array([url_key(u) for u in sub["url"].to_pylist()], pa.string()),
         "warc_date": date, "text_chars": ranks["text_chars"], "num_images": ranks["num_images"],
         "text_hash": sub["text_hash"], "minhash_bands": sub["minhash_bands"],
-        "signature": _u32_rows(sig_rows), "shingles": _u32_rows(shingle_rows),
+        "signature": signature_bytes(sigs[take]),
+        "shingles": _u32_bytes(np.concatenate(shingle_rows) if shingle_rows else np.zeros(0, np.uint32), len(take),
+                               np.concatenate([[0], np.cumsum(lens)])),
         "images": pa.array([[u for u in images[i] or [] if u] for i in take], pa.list_(pa.string())),
     }, schema=KEYS)
     return table, out

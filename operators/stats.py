@@ -54,3 +54,18 @@ class Stats:
 
     def __bool__(self) -> bool:  # an empty Stats is still a Stats
         return True
+
+
+class Counts:
+    """Stats entries (`Stats.to_dict()`) merged by operator name, in the order operators first
+    report: task results in the flow, units of an invocation, deltas of the Ray Data stages."""
+
+    def __init__(self) -> None:
+        self.stats: dict[str, Stats] = {}
+
+    def add(self, entries: list[dict]) -> None:
+        for e in entries:
+            self.stats.setdefault(e["name"], Stats(e["name"])).merge(e)
+
+    def table(self) -> list[dict]:
+        return [s.to_dict() for s in self.stats.values()]

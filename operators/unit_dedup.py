@@ -49,18 +49,9 @@ class Outcome:
     counts: dict = field(default_factory=dict)
 
 
-def url_view_rows(keys: pa.Table) -> pa.Table:
-    """dedup.URL_VIEWS rows of this run's key rows (url key, id, date, rank, old=false)."""
-    ranks = dd.rank_columns(keys)
-    t = pa.table({"k": keys["url_key"], "id": ranks["id"], "date": keys["warc_date"],
-                  "rank": dd.pack_rank(ranks), "old": pa.array(np.zeros(keys.num_rows, bool))},
-                 schema=dd.URL_VIEWS)
-    return t.filter(pc.is_valid(t["k"]))
-
-
 def url_duplicates(keys: pa.Table, index_docs: pa.Table | None, stats: Stats) -> tuple[pa.Table, pa.Table]:
     """(this run's losers: id, winner; earlier runs' superseded documents: id, superseded_by)."""
-    views = [url_view_rows(keys)]
+    views = [dd.url_views(keys)]
     if index_docs is not None and index_docs.num_rows:
         views.append(dd.index_url_views(index_docs))
     losers = dd.url_losers(pa.concat_tables(views), stats=stats)
@@ -68,14 +59,6 @@ def url_duplicates(keys: pa.Table, index_docs: pa.Table | None, stats: Stats) ->
     new = losers.filter(pc.invert(old)).select(["id", "winner"])
     sup = losers.filter(old).select(["id", "winner"]).rename_columns(["id", "superseded_by"])
     return new, sup
-
-
-def verify_rows(keys: pa.Table) -> pa.Table:
-    """dedup.VERIFY map rows of this run's key rows: signature and shingle hashes by id."""
-    n = keys.num_rows
-    return pa.table({"k": keys["id"], "v": pa.nulls(n, pa.string()), "ok": pa.nulls(n, pa.bool_()),
-                     "sig": keys["signature"], "sh": keys["shingles"],
-                     "tag": pa.array(np.ones(n, np.int8))}, schema=dd.VERIFY)
 
 
 def components(edges: pa.Table) -> pa.Table:
@@ -117,7 +100,7 @@ def cluster(keys: pa.Table, index_docs: pa.Table | None, config, counts: dict) -
         counts["index_documents"] = old_stats.counters.get("docs_in", 0)
     cands = dd.bucket_edges(pa.concat_tables(pairs), config.max_bucket, stats=bucket_stats)
     if config.threshold is not None and cands.num_rows:
-        docs = [verify_rows(keys)] + ([dd.index_rows(index_docs)] if index_docs is not None
+        docs = [dd.document_rows(keys, config)] + ([dd.index_rows(index_docs)] if index_docs is not None
                                       and index_docs.num_rows else [])
         docs = pa.concat_tables(docs)
         v1 = dd.attach_src(pa.concat_tables([dd.candidate_rows(cands), docs]))
