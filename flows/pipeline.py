@@ -1,6 +1,6 @@
 """One commit unit on Ray core tasks: the flow at the speed of its operators.
 
-    read_warc (a streaming task per WARC) --chunks of records--> process_chunk (a task per chunk)
+    WarcReader (reader actors, one WARC at a time) --chunks of records--> process_chunk (a task per chunk)
         process_chunk: extract, language, clean, signals, select, dedup keys; stages the
         selection's drops and the kept documents (one file each); returns its counts and the
         chunk's narrow KEYS table (no text)
@@ -115,7 +115,7 @@ def chain(cfg, run_id: str) -> list:
 # ---------------------------------------------------------------- the streaming pass
 
 def read_warc_records(path: str, index: int, cfg, run_id: str):
-    """Generator (the body of the `read_warc` task): RECORD tables of at most
+    """Generator (the body of `WarcReader.read`): RECORD tables of at most
     `ray.records_per_task` HTML records, then one ReadResult. Image records (images.from_warc)
     come from the same pass and are staged as one Parquet file."""
     from operators.read import IMAGE_RECORD
@@ -160,7 +160,7 @@ def _write_staged(output: str, run_id: str, folder: str, name: str, table: pa.Ta
     root = root.rstrip("/")
     path = posixpath.join(staging_dir(root, run_id), folder, f"{name}.parquet")
     fs.create_dir(posixpath.dirname(path), recursive=True)
-    pq.write_table(table, path, filesystem=fs, compression="zstd")
+    pq.write_table(table, path, filesystem=fs, compression="lz4")   # temporary: cheap to write and read
     return posixpath.relpath(path, root)
 
 
@@ -219,9 +219,41 @@ def process_records(records: pa.Table | ReadResult, part: str, cfg, run_id: str
     return result, (pa.concat_tables(keys) if keys else KEYS.empty_table()) if cfg.dedup.enabled else None
 
 
-@ray.remote(num_cpus=0)
-def read_warc(path: str, index: int, cfg, run_id: str):
-    yield from read_warc_records(path, index, cfg, run_id)
+@ray.remote(num_cpus=0, max_restarts=2, max_task_retries=2)
+class WarcReader:
+    """A reading process (no CPU reserved: it decompresses and parses while the chunk tasks do the
+    work), kept for the driver's whole session and reused for WARC after WARC and unit after unit.
+    Readers as actors, not tasks: a reading task would take a worker process from the pool that
+    runs the chunk tasks, which then starts another one (imports, models) for its CPU."""
+
+    def read(self, path: str, index: int, cfg, run_id: str):
+        yield from read_warc_records(path, index, cfg, run_id)
+
+
+_READERS: dict[tuple, list] = {}
+READER_CPUS = 4   # one reader per this many CPUs unless reader.concurrency says otherwise: a reader reads and
+                  # parses about 5,000 pages/s, a CPU processes about 200 (bench/RESULTS.md)
+
+
+def readers(n: int) -> tuple[list, bool]:
+    """`n` reader actors of this Ray session (created on first use, reused after, spread over the
+    nodes), and whether this session had none before."""
+    ctx = ray.get_runtime_context()
+    key = (ctx.get_job_id(), ctx.get_node_id())
+    fresh = key not in _READERS
+    if fresh:
+        _READERS.clear()   # a new Ray session: the old handles are gone with it
+        _READERS[key] = []
+    pool = _READERS[key]
+    while len(pool) < n:
+        pool.append(WarcReader.options(scheduling_strategy="SPREAD").remote())
+    return pool[:n], fresh
+
+
+@ray.remote(num_cpus=1)
+def warm_chain(cfg, run_id: str) -> None:
+    """Build the chunk task's operators (imports, models) in a worker while the readers start."""
+    chain(cfg, run_id)
 
 
 @ray.remote(num_cpus=1, num_returns=2)
@@ -232,12 +264,12 @@ def process_chunk(records, part: str, cfg, run_id: str):
 def streaming_pass(cfg, cfg_ref, paths: list[str], run_id: str, process=None
                    ) -> tuple[list[dict], list, dict[str, ReadResult]]:
     """Read every WARC of the unit once, processing its chunks as they arrive, at most
-    `reader.concurrency` (default: CPUs) WARCs open and 2 chunks per CPU in flight. Returns the
+    `reader.concurrency` (default: one per `READER_CPUS` CPUs) WARCs open and 2 chunks per CPU in flight. Returns the
     chunk results, their key refs (in the same order) and each WARC's ReadResult. `process`:
     the remote function for a chunk (tests wrap `process_chunk`)."""
     process = process or process_chunk
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    max_open = cfg.reader.concurrency or cpus
+    max_open = cfg.reader.concurrency or -(-cpus // READER_CPUS)
     max_in_flight = 2 * cpus + 2
     todo = list(enumerate(paths))
     todo.reverse()
@@ -253,11 +285,18 @@ def streaming_pass(cfg, cfg_ref, paths: list[str], run_id: str, process=None
         res, keys = process.remote(ref, part, cfg_ref, run_id)
         in_flight[res] = keys
 
+    idle, fresh = readers(max_open)
+    idle = list(idle)
+    # a new session's workers import the operators and load their models while the readers
+    # start (about a second each), not after the first chunk arrived
+    warming = [warm_chain.remote(cfg_ref, run_id) for _ in range(cpus)] if fresh else []
     while todo or open_gens or in_flight:
-        while todo and len(open_gens) < max_open:
+        while todo and idle:
             index, path = todo.pop()
-            gen = read_warc.options(_generator_backpressure_num_objects=4).remote(path, index, cfg_ref, run_id)
-            open_gens[gen] = {"index": index, "path": path, "chunks": 0}
+            reader = idle.pop()
+            gen = reader.read.options(num_returns="streaming", _generator_backpressure_num_objects=4).remote(
+                path, index, cfg_ref, run_id)
+            open_gens[gen] = {"index": index, "path": path, "chunks": 0, "reader": reader}
         waitables = list(in_flight) + (list(open_gens) if len(in_flight) < max_in_flight else [])
         if not waitables:
             continue
@@ -275,13 +314,14 @@ def streaming_pass(cfg, cfg_ref, paths: list[str], run_id: str, process=None
             try:
                 ref = next(w)
             except StopIteration:
-                del open_gens[w]
+                idle.append(open_gens.pop(w)["reader"])
                 continue
             # every item goes straight to a task: a chunk is processed there, the reader's last
             # item (its ReadResult, small) comes back as it is; the driver never holds a chunk
             submit(open_gens[w], ref)
     open_gens.clear()
     in_flight.clear()
+    del warming
     gc.collect()   # Ray generators and refs caught in cycles are freed now, while the session is alive
     for p in paths:
         if p not in reads:   # a reader that died for good (Ray gave up retrying it)
@@ -413,7 +453,7 @@ def _staged_batches(output: str, rels: list[str], rows: int):
 def finalize_records(kept: list[str], selected_out: list[str], part: str, keys: pa.Table | None, outcome,
                      image_results: pa.Table | None, cfg, run_id: str) -> dict:
     """The body of `finalize_part`: staged parts of kept documents (`kept`, joined into one
-    output part, read in batches of `ray.records_per_batch`) with the unit's outcome and image
+    output part, read in batches of `ray.records_per_task`) with the unit's outcome and image
     results written in, then `documents/` and `rejected/` parts (with the selection's drops of
     the same chunks, `selected_out`) and their index rows."""
     from operators.dedup_index import DOCS, stage_part
@@ -440,7 +480,7 @@ def finalize_records(kept: list[str], selected_out: list[str], part: str, keys: 
         for i, u in zip(rep["id"].to_pylist(), rep["url"].to_pylist()):
             repeated.setdefault(i, set()).add(u)
         res = res.filter(pc.is_in(res["id"], value_set=mine))
-    for docs in _staged_batches(cfg.output, kept, cfg.ray.records_per_batch):
+    for docs in _staged_batches(cfg.output, kept, cfg.ray.records_per_task):
         ids = docs["id"]
         if keys is not None:
             rows = outcome_docs.filter(pc.is_in(outcome_docs["id"], value_set=ids))
@@ -463,7 +503,7 @@ def finalize_records(kept: list[str], selected_out: list[str], part: str, keys: 
                     "num_images": final["num_images"].take(at).cast(pa.int64()),
                     "text_hash": k["text_hash"], "minhash_bands": k["minhash_bands"],
                     "signature": k["signature"]}, schema=DOCS))
-    for docs in _staged_batches(cfg.output, selected_out, cfg.ray.records_per_batch):
+    for docs in _staged_batches(cfg.output, selected_out, cfg.ray.records_per_task):
         writer.write(docs)   # the selection's drops of the same chunks (counted per WARC by their chunks)
     staged = writer.close()
     if index_rows:
@@ -485,13 +525,23 @@ def finalize_part(kept, selected_out, part, outcome, image_results, cfg, run_id,
                             image_results, cfg, run_id)
 
 
-def part_groups(results: list[dict], rows: int) -> list[list[dict]]:
-    """Chunk results in WARC and chunk order, in groups of consecutive chunks of at least `rows`
-    documents, kept and rejected (the last one smaller): one output part each."""
+MIN_PART_ROWS = 2000   # a small unit's final pass is spread over the CPUs, in parts of at least this many rows
+
+
+def part_groups(results: list[dict], rows: int, cpus: int = 1) -> list[list[dict]]:
+    """Chunk results in WARC and chunk order, in groups of consecutive chunks (one output part
+    each) of about the same number of documents, kept and rejected: enough groups that each gets
+    about `rows` at most (a group closes with the chunk that reaches its share), and at least
+    `cpus` groups when each still gets `MIN_PART_ROWS` (so that a small unit's final pass does
+    not run on one CPU while the others wait)."""
+    chunks = sorted((r for r in results if r["kept"] or r["rejected"]), key=lambda r: r["part"])
+    total = sum(r["kept_rows"] + r["rejected_rows"] for r in chunks)
+    n_groups = max(-(-total // rows), min(cpus, total // MIN_PART_ROWS), 1)
+    target = -(-total // n_groups)
     groups: list[list[dict]] = []
-    n = rows
-    for r in sorted((r for r in results if r["kept"] or r["rejected"]), key=lambda r: r["part"]):
-        if n >= rows:
+    n = target
+    for r in chunks:
+        if n >= target:
             groups.append([])
             n = 0
         groups[-1].append(r)
@@ -612,7 +662,7 @@ def finish_unit(cfg, paths: list[str], run_id: str, streamed: Streamed) -> UnitR
     final = [finalize_part.remote([r["kept"] for r in group if r["kept"]], [r["rejected"] for r in group if r["rejected"]],
                                   group[0]["part"], outcome_ref, results_ref, cfg_ref, run_id,
                                   *([keys_by_part[r["part"]] for r in group] if cfg.dedup.enabled else []))
-             for group in part_groups(results, cfg.writer.part_rows)]
+             for group in part_groups(results, cfg.writer.part_rows, int(ray.cluster_resources().get("CPU", 1)))]
     done = ray.get(final)
     for d in done:
         counts.add(d["stats"])

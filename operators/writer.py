@@ -69,7 +69,8 @@ def split_by_selection(table: pa.Table, select_enabled: bool) -> dict[str, pa.Ta
 
 
 class PartWriter:
-    """Writes one task's documents and rejected rows to staged Parquet parts."""
+    """Writes one task's documents and rejected rows to staged Parquet parts, in row groups of
+    `row_group_rows` (what `write` gets is buffered: callers write batches of any size)."""
 
     def __init__(self, output: str, run_id: str, part_name: str, config: WriterConfig,
                  select_enabled: bool = True):
@@ -82,6 +83,7 @@ class PartWriter:
         self.stats = Stats("write")
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._paths: dict[str, str] = {}
+        self._pending: dict[str, list[pa.Table]] = {}
 
     def write(self, table: pa.Table) -> None:
         table = validate_documents(table)
@@ -90,7 +92,15 @@ class PartWriter:
             if part.num_rows == 0 or (name == "rejected" and not self.config.write_rejected):
                 continue
             self.stats.incr(f"rows_{name}", part.num_rows)
-            self._writer(name).write_table(part, row_group_size=self.config.row_group_rows)
+            pending = self._pending.setdefault(name, [])
+            pending.append(part)
+            if sum(t.num_rows for t in pending) >= self.config.row_group_rows:
+                self._flush(name)
+
+    def _flush(self, name: str) -> None:
+        pending = self._pending.pop(name, [])
+        if pending:
+            self._writer(name).write_table(pa.concat_tables(pending), row_group_size=self.config.row_group_rows)
 
     def _writer(self, name: str) -> pq.ParquetWriter:
         if name not in self._writers:
@@ -103,6 +113,8 @@ class PartWriter:
 
     def close(self) -> list[str]:
         """Finish the staged files; returns their paths (relative to the output root)."""
+        for name in list(self._pending):
+            self._flush(name)
         for w in self._writers.values():
             w.close()
         self.stats.incr("files", len(self._paths))

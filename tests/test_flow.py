@@ -257,3 +257,18 @@ def test_a_retried_task_counts_once(ray_local, sample, tmp_path):
     assert (tmp_path / "retried.died").exists()
     assert got["clean"] == got["retried"]
     assert len(got["clean"][1]) >= 3 and got["clean"][0]["extract"]["in"] == got["clean"][0]["read"]["out"]
+
+
+def test_final_pass_groups_spread_a_small_unit_over_the_cpus_and_cap_a_large_one():
+    from flows.pipeline import MIN_PART_ROWS, part_groups
+    chunks = [{"part": f"w000000-{i:05d}", "kept": "k", "rejected": None, "kept_rows": 250, "rejected_rows": 0}
+              for i in range(24)]   # 6,000 documents in chunks of 250
+    sizes = lambda groups: [sum(r["kept_rows"] for r in g) for g in groups]  # noqa: E731
+    assert sizes(part_groups(chunks, 20_000, cpus=1)) == [6000]
+    assert sizes(part_groups(chunks, 20_000, cpus=2)) == [3000, 3000]
+    assert sizes(part_groups(chunks, 20_000, cpus=64)) == [2000, 2000, 2000]   # never below MIN_PART_ROWS
+    assert MIN_PART_ROWS == 2000
+    assert sizes(part_groups(chunks, 2_500, cpus=1)) == [2000, 2000, 2000]      # writer.part_rows caps a part, evenly
+    groups = part_groups(chunks, 1_000, cpus=2)
+    assert [r["part"] for g in groups for r in g] == sorted(r["part"] for r in chunks)   # in chunk order
+    assert part_groups([], 20_000, cpus=2) == []

@@ -52,6 +52,16 @@ def test_writer_stages_then_commits_atomically(tmp_path):
     assert not (tmp_path / staging_dir("", "run1").lstrip("/")).exists()
 
 
+def test_small_writes_are_gathered_into_row_groups_of_the_configured_size(tmp_path):
+    w = PartWriter(str(tmp_path), "r", "0", WriterConfig(row_group_rows=5))
+    for i in range(12):   # one-row writes, as a final pass over small batches makes them
+        w.write(table(doc_row(id=f"d{i:02d}")))
+    [path] = w.close()
+    meta = pq.ParquetFile(tmp_path / path).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [5, 5, 2]
+    assert pq.read_table(tmp_path / path)["id"].to_pylist() == [f"d{i:02d}" for i in range(12)]
+
+
 def test_writer_refuses_rows_that_break_the_schema(tmp_path):
     w = PartWriter(str(tmp_path), "r", "0", WriterConfig())
     with pytest.raises(SchemaError):
