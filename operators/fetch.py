@@ -9,9 +9,11 @@ failure is a `status` with a short `error`:
     ok                  image bytes in `data`
     http_error          a non-2xx answer ("HTTP 404"), or retries exhausted on 429/5xx
     timeout             no complete answer within `read_timeout` (retried, then given up)
-    too_large           Content-Length or the streamed body over `max_bytes` (body not kept)
-    not_image           Content-Type not image/* (nor octet-stream/absent), or the first bytes are
-                        no raster image format (HTML named .jpg, SVG, video, ...)
+    too_large           Content-Length, the streamed body or the body after its Content-Encoding
+                        over `max_bytes` (body not kept; decoded here, bounded: no bomb expands)
+    not_image           Content-Type not image/* (nor octet-stream/absent), the first bytes are
+                        no raster image format (HTML named .jpg, SVG, video, ...), or a
+                        Content-Encoding that cannot be decoded
     refused_address     the host is, or resolves to, a non-public address (SSRF guard)
     refused_scheme      not http/https (also on a redirect)
     opted_out           `X-Robots-Tag: noai` / `noimageai` (any user-agent prefix)
@@ -56,6 +58,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from operators.http import decode_content
 from operators.imageio import detect_format
 
 STATUSES = ("ok", "http_error", "timeout", "too_large", "not_image", "refused_address",
@@ -386,7 +389,8 @@ class _Fetcher:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=c.connect_timeout,
                                           sock_read=c.read_timeout),
             headers={"User-Agent": c.user_agent, "Accept": c.accept},
-            cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, raise_for_status=False)
+            cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, raise_for_status=False,
+            auto_decompress=False)   # decoded in _read with an output bound (http.decode_content)
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -527,8 +531,10 @@ class _Fetcher:
         length = resp.content_length
         if length is not None and length > c.max_bytes:
             return final("too_large", f"Content-Length {length} > max_bytes {c.max_bytes}")
+        encoding = (resp.headers.get("Content-Encoding") or "").strip().lower()
+        encoded = encoding not in ("", "identity")
         buf = bytearray()
-        sniffed = False
+        sniffed = encoded   # an encoded body is sniffed once decoded
         async for chunk in resp.content.iter_chunked(1 << 16):
             buf += chunk
             if len(buf) > c.max_bytes:
@@ -539,6 +545,13 @@ class _Fetcher:
                     return final("not_image", why)
                 sniffed = True
         data = bytes(buf)
+        if encoded:
+            decoded, ok = decode_content(data, encoding, c.max_bytes + 1)
+            if not ok:
+                return final("not_image", f"Content-Encoding {_short(encoding, 30)}: body cannot be decoded")
+            if len(decoded) > c.max_bytes:
+                return final("too_large", f"decoded body ({_short(encoding, 30)}) over max_bytes {c.max_bytes}")
+            data, sniffed = decoded, False
         if not sniffed:
             why = _not_image(data)
             if why:

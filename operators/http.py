@@ -167,7 +167,8 @@ def decode_content(body: bytes, encoding: str | None, limit: int) -> tuple[bytes
     Returns (decoded, ok). `ok` is False when the body claimed or looked encoded and could not
     be decoded; `decoded` is then None. A header naming an encoding whose magic bytes are absent
     (Common Crawl stores payloads already decoded but keeps the header) returns the body as is.
-    At most `limit` bytes are produced (a decompression bomb is cut there).
+    At most `limit` bytes are produced, for every encoding (a decompression bomb is cut there,
+    never produced whole and cut afterwards); chunked transfer coding (`dechunk`) only shrinks.
     """
     enc = (encoding or "").strip().lower()
     if body[:2] == b"\x1f\x8b":  # gzip, whatever the header says
@@ -190,9 +191,8 @@ def decode_content(body: bytes, encoding: str | None, limit: int) -> tuple[bytes
     if enc in ("br", "brotli"):
         if _looks_texty(body):
             return body, True
-        try:
-            dec = brotli.Decompressor()
-            out = dec.process(body)
+        try:   # the output buffer stops growing at `limit`: a bomb is cut before it is produced
+            out = brotli.Decompressor().process(body, output_buffer_limit=limit)
         except brotli.error:
             return None, False
         return (out[:limit], True) if out else (None, False)

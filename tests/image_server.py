@@ -10,6 +10,10 @@ Endpoints (all generated, nothing read from disk):
     /big-chunked.png          BIG_BYTES chunked, no Content-Length
     /fake.jpg                 HTML as text/html      /fake-typed.jpg      HTML served as image/jpeg
     /bomb.png                 a 30000x30000 PNG of ~110 KB (a decompression bomb)
+    /gzip.png /br.png         the good PNG with Content-Encoding gzip / br
+    /gzip-bomb.png /br-bomb.png   ENCODING_BOMB_BYTES of zeros after a PNG header, gzip / br
+                              encoded (~130 KB / ~100 bytes on the wire)
+    /bad-encoding.png         Content-Encoding: br on bytes that are not brotli
     /loop                     redirects to /loop2, which redirects back to /loop
     /redirect-good            302 to /good.png (relative)
     /redirect-private         302 to http://127.0.0.1:<port>/good.png
@@ -38,11 +42,17 @@ from aiohttp import web
 
 SLOW_SECONDS = 2.5
 BIG_BYTES = 400_000
+ENCODING_BOMB_BYTES = 128 << 20
 
 
 # ---------------------------------------------------------------------------------------------
 # Generated images
 # ---------------------------------------------------------------------------------------------
+
+def _gzip(data: bytes) -> bytes:
+    z = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return z.compress(data) + z.flush()
+
 
 def picture(size: tuple[int, int] = (160, 120), seed: int = 0):
     """A deterministic RGB test picture with structure (gradients and shapes), a PIL Image."""
@@ -108,6 +118,9 @@ class ImageServer:
         self.png = image_bytes("PNG", seed=1)
         self.jpg = image_bytes("JPEG", seed=2, quality=85)
         self.bomb = bomb_png()          # built up front: ~0.3 s, not inside a request
+        self._encoded: dict[str, bytes] = {}
+        for name in ("gzip", "br", "gzip-bomb", "br-bomb"):   # up front (~0.5 s), not inside a request
+            self.encoded(name)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> ImageServer:
@@ -168,6 +181,26 @@ class ImageServer:
     def url(self, path: str, host: str | None = None) -> str:
         return f"http://{host or self.host}:{self.port}{path}"
 
+    def encoded(self, name: str) -> bytes:
+        """The body of /gzip.png, /br.png, /gzip-bomb.png or /br-bomb.png (built on first use)."""
+        if name not in self._encoded:
+            import brotli
+            if name == "gzip":
+                self._encoded[name] = _gzip(self.png)
+            elif name == "br":
+                self._encoded[name] = brotli.compress(self.png)
+            else:   # a PNG signature, then 128 MB of zeros, compressed a megabyte at a time
+                zeros = b"\x00" * (1 << 20)
+                if name == "gzip-bomb":
+                    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+                    parts = [z.compress(self.png[:8])] + [z.compress(zeros) for _ in range(ENCODING_BOMB_BYTES >> 20)]
+                    self._encoded[name] = b"".join(parts) + z.flush()
+                else:
+                    c = brotli.Compressor(quality=1)
+                    parts = [c.process(self.png[:8])] + [c.process(zeros) for _ in range(ENCODING_BOMB_BYTES >> 20)]
+                    self._encoded[name] = b"".join(parts) + c.finish()
+        return self._encoded[name]
+
     # -- handlers ----------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
@@ -203,6 +236,13 @@ class ImageServer:
             return web.Response(body=HTML, content_type="image/jpeg")
         if path == "/bomb.png":
             return web.Response(body=self.bomb, content_type="image/png")
+        if path in ("/gzip.png", "/br.png", "/gzip-bomb.png", "/br-bomb.png"):
+            name = path[1:-4]
+            return web.Response(body=self.encoded(name), content_type="image/png",
+                                headers={"Content-Encoding": name.split("-")[0]})
+        if path == "/bad-encoding.png":
+            return web.Response(body=b"\x8b\x00not brotli at all" * 20, content_type="image/png",
+                                headers={"Content-Encoding": "br"})
         if path == "/loop":
             raise web.HTTPFound("/loop2")
         if path == "/loop2":

@@ -211,6 +211,11 @@ CASES = [  # path, status, http_status, attempts
     ("/fake.jpg", "not_image", 200, 1),
     ("/fake-typed.jpg", "not_image", 200, 1),
     ("/bomb.png", "ok", 200, 1),
+    ("/gzip.png", "ok", 200, 1),                # Content-Encoding decoded here
+    ("/br.png", "ok", 200, 1),
+    ("/gzip-bomb.png", "too_large", 200, 1),    # 128 MB of zeros: cut at max_bytes while decoding
+    ("/br-bomb.png", "too_large", 200, 1),
+    ("/bad-encoding.png", "not_image", 200, 1),
     ("/loop", "too_many_redirects", 302, 1),
     ("/redirect-good", "ok", 200, 1),
     ("/redirect-private", "ok", 200, 1),        # allowed: the switch is on
@@ -259,6 +264,14 @@ def test_error_strings_are_short_and_useful(allowed_results):
     assert "noai" in allowed_results["/noai.png"].error
     assert "ftp" in allowed_results["/redirect-ftp"].error
     assert all(len(r.error or "") < 240 for r in allowed_results.values())
+
+
+def test_encoded_bodies_are_decoded_with_a_bound(server, allowed_results):
+    assert allowed_results["/gzip.png"].data == server.png and allowed_results["/br.png"].data == server.png
+    for path in ("/gzip-bomb.png", "/br-bomb.png"):
+        assert len(server.encoded(path[1:-4])) < 200_000            # under max_bytes on the wire ...
+        assert "decoded body" in allowed_results[path].error       # ... refused once decoded past max_bytes
+    assert "cannot be decoded" in allowed_results["/bad-encoding.png"].error
 
 
 def test_bomb_fetches_fine_and_decode_refuses_it(allowed_results):

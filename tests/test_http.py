@@ -100,6 +100,29 @@ def test_decode_content_limit():
     assert ok and len(out) == 1000
 
 
+@pytest.mark.parametrize("enc", ["br", "gzip", "deflate"])
+def test_decode_content_bombs_are_cut_before_they_are_produced(enc):
+    """256 MB of zeros in a few hundred bytes (br) or ~250 KB (gzip, deflate): the output stops
+    at the limit, and the decoder never holds much more than that (it used to inflate brotli
+    whole and cut afterwards: gigabytes for a few KB)."""
+    import tracemalloc
+    zeros = b"\x00" * (1 << 20)
+    if enc == "br":
+        c = brotli.Compressor(quality=1)
+        bomb = b"".join([c.process(b"<html>")] + [c.process(zeros) for _ in range(256)]) + c.finish()
+    else:
+        z = zlib.compressobj(9, zlib.DEFLATED, 31 if enc == "gzip" else 15)
+        bomb = b"".join([z.compress(b"<html>")] + [z.compress(zeros) for _ in range(256)]) + z.flush()
+    tracemalloc.start()
+    try:
+        out, ok = H.decode_content(bomb, enc, 1_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert ok and len(out) == 1_000_000 and out.startswith(b"<html>")
+    assert peak < 16_000_000, peak
+
+
 # -- sniffing ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("data", [
