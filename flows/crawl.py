@@ -27,6 +27,7 @@ from operators.documents import RunInfo
 from operators.langid import LanguageModel
 from operators.ledger import entries as ledger_entries
 from operators.ledger import finished, pending, read_ledger, stage_entries, units
+from operators.lock import LockLost, OutputLocked, WriterLock
 from operators.schema import PIPELINE_VERSION
 from operators.storage import expand_inputs
 from operators.writer import commit, ensure_dir, recover, run_dir, write_text
@@ -80,11 +81,11 @@ def _with_run_id(batch, run_id: str):
     return batch.append_column("run_id", pa.array([run_id] * batch.num_rows, pa.string()))
 
 
-def run_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, ledger: dict[str, dict]
-             ) -> RunResult:
+def run_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, ledger: dict[str, dict],
+             lock: WriterLock | None = None) -> RunResult:
     """One commit unit: the flow over `paths`, committed as run `run_id` together with the
     ledger entries of its WARCs; writes the unit's run record and report."""
-    return finish_unit(cfg, paths, run_id, invocation, ledger, *start_unit(cfg, paths, run_id))
+    return finish_unit(cfg, paths, run_id, invocation, ledger, *start_unit(cfg, paths, run_id), lock=lock)
 
 
 def start_unit(cfg: RunConfig, paths: list[str], run_id: str) -> tuple:
@@ -99,8 +100,9 @@ def start_unit(cfg: RunConfig, paths: list[str], run_id: str) -> tuple:
 
 
 def finish_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, ledger: dict[str, dict],
-                t0: float, streamed) -> RunResult:
-    """Dedup, images, the final pass and the commit of a streamed unit, then its run record."""
+                t0: float, streamed, lock: WriterLock | None = None) -> RunResult:
+    """Dedup, images, the final pass and the commit of a streamed unit, then its run record.
+    `lock`: the output's writer lock, checked before the commit (a run that lost it commits nothing)."""
     from flows.pipeline import finish_unit as finish_flow
     info = RunInfo(run_id=run_id, config_hash=cfg.config_hash())
     rdir = run_dir(cfg.output, run_id)
@@ -112,6 +114,8 @@ def finish_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, 
         index_staged.append(stage_entries(cfg.output, run_id, ledger_entries(
             paths, unit.reads, unit.per_warc, read.get("errors", []), ledger, run_id, invocation)))
     t_commit = time.time()
+    if lock is not None:
+        lock.check()
     files = commit(cfg.output, run_id, unit.staged + index_staged)
     if cfg.dedup.enabled and cfg.dedup.index:
         try:   # keep the probe parts few (operators/dedup_probe.compact); an optimisation, never fatal
@@ -171,10 +175,17 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
     """Run the crawl flow on `paths`: the WARCs the ledger does not record as finished (at most
     `ledger.max_warcs`), in commit units of `ledger.warcs_per_commit`, each committed on its own
     with its WARCs' ledger entries (operators/ledger.py). One unit: its run id is `run_id`; more:
-    `<run_id>-u0001`, ... and `_runs/<run_id>/stats.json` sums them up (`"kind": "invocation"`)."""
+    `<run_id>-u0001`, ... and `_runs/<run_id>/stats.json` sums them up (`"kind": "invocation"`).
+    The whole run holds the output's writer lock (operators/lock.py): OutputLocked when another
+    run holds it."""
     invocation = run_id or new_run_id()
     t0 = time.time()
     ensure_dir(cfg.output)
+    with WriterLock(cfg.output, invocation, cfg.lock, command=" ".join(sys.argv)) as lock:
+        return _run_locked(cfg, paths, invocation, t0, lock)
+
+
+def _run_locked(cfg: RunConfig, paths: list[str], invocation: str, t0: float, lock: WriterLock) -> RunResult:
     recovered = recover(cfg.output)   # roll forward a commit a crash interrupted, before reading the index
     if recovered:
         log.warning("rolled forward the interrupted commit of run(s) %s", ", ".join(recovered))
@@ -186,12 +197,13 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
     batches = units(todo, cfg.ledger) if cfg.ledger.enabled else [todo]
     if len(batches) == 1:   # one unit: it is the invocation (its record is the run record)
         try:
-            return dataclasses.replace(run_unit(cfg, batches[0], invocation, invocation, ledger),
+            return dataclasses.replace(run_unit(cfg, batches[0], invocation, invocation, ledger, lock),
                                        skipped=done_before)
         except Exception as e:
             if cfg.ledger.enabled:
                 rows = ledger_entries(batches[0], {}, {}, [], ledger, invocation, invocation,
                                       unit_error=f"{type(e).__name__}: {e}"[:2000])
+                lock.check()
                 commit(cfg.output, invocation, [stage_entries(cfg.output, invocation, rows)])
             raise
     results: list[RunResult] = []
@@ -206,6 +218,7 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
         if cfg.ledger.enabled:
             rows = ledger_entries(batch, {}, {}, [], ledger, unit_id, invocation,
                                   unit_error=f"{type(e).__name__}: {e}"[:2000])
+            lock.check()
             commit(cfg.output, unit_id, [stage_entries(cfg.output, unit_id, rows)])
         consecutive += 1
         if consecutive >= 2:
@@ -245,7 +258,7 @@ def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResul
                     break
                 continue
             finishing = (unit_id, batch, finisher.submit(finish_unit, cfg, batch, unit_id, invocation, ledger,
-                                                       *started))
+                                                       *started, lock=lock))
         if finishing is not None:
             collect(finishing)
     return _invocation_record(cfg, invocation, t0, paths, todo, done_before, results, unit_failures)
@@ -320,7 +333,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"interleaf {PIPELINE_VERSION}: {len(paths)} WARC file(s) -> {cfg.output}", flush=True)
-    result = run(cfg, paths)
+    try:
+        result = run(cfg, paths)
+    except (OutputLocked, LockLost) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     if result.skipped and not result.n_files:
         print(f"nothing to do: all {result.skipped} WARC file(s) are finished in {cfg.output}'s ledger "
               f"(python -m flows.ledger {cfg.output}; --set ledger.enabled=false reads them again)")

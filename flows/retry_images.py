@@ -109,14 +109,22 @@ def _write_file(group: pa.Table, output: str, run_id: str, select_enabled: bool,
 
 def run(cfg: RunConfig, run_ids: list[str] | None = None, statuses: tuple[str, ...] = RETRY_STATUSES,
         run_id: str | None = None) -> dict:
-    """Retry the failed images of `run_ids` (all runs when None) in `cfg.output`; returns the run record."""
+    """Retry the failed images of `run_ids` (all runs when None) in `cfg.output`; returns the run
+    record. Holds the output's writer lock (operators/lock.py) throughout, as a crawl run does."""
+    from flows.crawl import new_run_id
+    from operators.lock import WriterLock
+    run_id = run_id or new_run_id()
+    with WriterLock(cfg.output, run_id, cfg.lock, command=" ".join(sys.argv)) as lock:
+        return _run_locked(cfg, run_ids, statuses, run_id, lock)
+
+
+def _run_locked(cfg: RunConfig, run_ids: list[str] | None, statuses: tuple[str, ...], run_id: str, lock) -> dict:
     import ray
 
-    from flows.crawl import new_run_id, versions, write_record
+    from flows.crawl import versions, write_record
     from flows.pipeline import partitions
     from flows.ray_ops import StatsCollector, init_ray, resolve_images, stage_embeddings, stage_images
 
-    run_id = run_id or new_run_id()
     t0 = time.time()
     recovered = recover(cfg.output)
     if recovered:
@@ -156,6 +164,7 @@ def run(cfg: RunConfig, run_ids: list[str] | None = None, statuses: tuple[str, .
                 replace[row["src"]] = row["dst"]
             else:
                 staged.append(row["src"])
+    lock.check()
     final = commit(cfg.output, run_id, staged, replace) if (staged or replace) else []
     stats = ray.get(collector.get.remote())
     ray.kill(collector)
@@ -203,7 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    record = run(cfg, args.run or None, tuple(args.status) or RETRY_STATUSES)
+    from operators.lock import LockLost, OutputLocked
+    try:
+        record = run(cfg, args.run or None, tuple(args.status) or RETRY_STATUSES)
+    except (OutputLocked, LockLost) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     print(f"retry {record['run_id']}: {record['retryable_images']} retryable image(s) in "
           f"{record['document_files_checked']} document file(s); now ok: {record['now_ok']}; "
           f"files rewritten: {len(record['document_files_rewritten'])}")

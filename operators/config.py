@@ -23,6 +23,7 @@ from operators.extract import ExtractConfig
 from operators.image_stage import ImagesConfig
 from operators.langid import LangIdConfig
 from operators.ledger import LedgerConfig
+from operators.lock import LockConfig
 from operators.quality import QualityConfig
 from operators.select import SelectConfig
 from operators.warc import ReaderConfig
@@ -64,6 +65,7 @@ class RunConfig:
     images: ImagesConfig = field(default_factory=ImagesConfig)
     writer: WriterConfig = field(default_factory=WriterConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    lock: LockConfig = field(default_factory=LockConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,7 +75,7 @@ class RunConfig:
         """Hash of everything that changes the output rows (not where they come from or go, nor
         scheduling: Ray, the ledger's commit units)."""
         d = self.to_dict()
-        for k in ("input", "output", "ray", "ledger"):
+        for k in ("input", "output", "ray", "ledger", "lock"):
             d.pop(k, None)
         for k in ("cc_base", "s3_anonymous", "retries", "retry_backoff", "concurrency"):   # where/how bytes are read
             d.get("reader", {}).pop(k, None)
