@@ -30,7 +30,7 @@ from operators.ledger import finished, pending, read_ledger, stage_entries, unit
 from operators.lock import LockLost, OutputLocked, WriterLock
 from operators.schema import PIPELINE_VERSION
 from operators.storage import expand_inputs
-from operators.writer import commit, ensure_dir, recover, run_dir, write_text
+from operators.writer import commit, commit_state, ensure_dir, recover, roll_forward, run_dir, write_text
 
 log = logging.getLogger("interleaf")
 
@@ -159,6 +159,33 @@ def finish_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, 
     return RunResult(run_id, cfg.output, stats, files, failed, seconds, n_files, n_failed)
 
 
+def record_unit_failure(cfg: RunConfig, unit_id: str, batch: list[str], ledger: dict[str, dict], invocation: str,
+                        e: BaseException, lock: WriterLock) -> bool:
+    """A unit raised: its WARCs' ledger entries. Returns True when the unit is committed after all.
+
+    Where it raised decides: before its commit intent, nothing of it is visible, so its WARCs are
+    `failed` (retried by the next run), in entries committed under a run id of their own
+    (`<unit>-failed`: a unit's own id may already name a committed ledger file, which they would
+    replace). After its intent (the moves, the manifest, its run record or report), its commit
+    is completed now if it was cut short and its own entries stand (`done`): marking its WARCs
+    failed would read and publish them again."""
+    state = commit_state(cfg.output, unit_id)
+    if state == "intent":
+        lock.check()
+        roll_forward(cfg.output, unit_id)
+    if state != "none":
+        log.error("unit %s raised after its commit began; the commit is complete and its WARCs stay done",
+                  unit_id)
+        return True
+    if cfg.ledger.enabled:
+        fail_id = f"{unit_id}-failed"
+        rows = ledger_entries(batch, {}, {}, [], ledger, fail_id, invocation,
+                              unit_error=f"{type(e).__name__}: {e}"[:2000])
+        lock.check()
+        commit(cfg.output, fail_id, [stage_entries(cfg.output, fail_id, rows)])
+    return False
+
+
 def write_record(output: str, run_id: str, record: dict) -> None:
     """`_runs/<run_id>/stats.json` and its report (a report that cannot be drawn is logged, not fatal)."""
     write_text(output, f"_runs/{run_id}/stats.json", json.dumps(record, indent=2, default=str))
@@ -200,27 +227,28 @@ def _run_locked(cfg: RunConfig, paths: list[str], invocation: str, t0: float, lo
             return dataclasses.replace(run_unit(cfg, batches[0], invocation, invocation, ledger, lock),
                                        skipped=done_before)
         except Exception as e:
-            if cfg.ledger.enabled:
-                rows = ledger_entries(batches[0], {}, {}, [], ledger, invocation, invocation,
-                                      unit_error=f"{type(e).__name__}: {e}"[:2000])
-                lock.check()
-                commit(cfg.output, invocation, [stage_entries(cfg.output, invocation, rows)])
+            record_unit_failure(cfg, invocation, batches[0], ledger, invocation, e, lock)
             raise
     results: list[RunResult] = []
     unit_failures: list[dict] = []
     consecutive = 0
 
     def failed(unit_id: str, batch: list[str], e: BaseException) -> bool:
-        """Record a unit that raised (its WARCs are failed); True when the run must stop."""
+        """Record a unit that raised (its WARCs are failed unless it committed); True when the run
+        must stop: at once when the unit did not commit (a later unit committed before it would
+        change which copy of a duplicate the index keeps, so the next run, which takes the WARCs
+        up again in input order, would not give the clean run's corpus), and after two units in a
+        row that raised after their commit (their data is in; something else is wrong)."""
         nonlocal consecutive
         log.error("unit %s failed: %s: %s", unit_id, type(e).__name__, e, exc_info=e)
-        unit_failures.append({"run_id": unit_id, "warcs": len(batch), "error": f"{type(e).__name__}: {e}"})
-        if cfg.ledger.enabled:
-            rows = ledger_entries(batch, {}, {}, [], ledger, unit_id, invocation,
-                                  unit_error=f"{type(e).__name__}: {e}"[:2000])
-            lock.check()
-            commit(cfg.output, unit_id, [stage_entries(cfg.output, unit_id, rows)])
+        committed = record_unit_failure(cfg, unit_id, batch, ledger, invocation, e, lock)
+        unit_failures.append({"run_id": unit_id, "warcs": len(batch), "error": f"{type(e).__name__}: {e}",
+                              "committed": committed})
         consecutive += 1
+        if not committed:
+            log.error("unit %s did not commit: stopping (the ledger keeps it and the rest, in order, for the "
+                      "next run)", unit_id)
+            return True
         if consecutive >= 2:
             log.error("two units in a row failed: stopping (the ledger keeps the rest for the next run)")
         return consecutive >= 2
@@ -273,7 +301,7 @@ def _invocation_record(cfg: RunConfig, invocation: str, t0: float, paths: list[s
         merged.add(r.stats)
     stats = merged.table()
     n_files = sum(r.n_files for r in results) + sum(u["warcs"] for u in unit_failures)
-    n_failed = sum(r.n_failed for r in results) + sum(u["warcs"] for u in unit_failures)
+    n_failed = sum(r.n_failed for r in results) + sum(u["warcs"] for u in unit_failures if not u["committed"])
     failed = (n_files > 0 and n_failed / n_files > cfg.max_failed_warc_fraction) or (not results and bool(todo))
     seconds = time.time() - t0
     files = sorted(f for r in results for f in r.files)

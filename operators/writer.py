@@ -197,19 +197,30 @@ def recover(output: str) -> list[str]:
     before a run reads the index, while no other run is committing.
     """
     fs, root = resolve(output)
+    return [run_id for run_id in _run_ids(fs, root.rstrip("/")) if roll_forward(output, run_id)]
+
+
+def commit_state(output: str, run_id: str) -> str:
+    """How far the commit of `run_id` got: "none" (no intent: nothing of it is visible),
+    "intent" (interrupted after its intent: `roll_forward` finishes it) or "committed"."""
+    fs, root = resolve(output)
     root = root.rstrip("/")
-    recovered = []
-    for run_id in _run_ids(fs, root):
-        intent = posixpath.join(root, intent_path(run_id))
-        if fs.get_file_info(intent).type != pafs.FileType.File:
-            continue
-        if fs.get_file_info(posixpath.join(root, dedup_index.manifest_path(run_id))).type == pafs.FileType.File:
-            continue
-        with fs.open_input_stream(intent) as f:
-            moves = json.loads(f.read().decode())["moves"]
-        _apply_intent(output, run_id, moves)
-        recovered.append(run_id)
-    return recovered
+    if fs.get_file_info(posixpath.join(root, dedup_index.manifest_path(run_id))).type == pafs.FileType.File:
+        return "committed"
+    if fs.get_file_info(posixpath.join(root, intent_path(run_id))).type == pafs.FileType.File:
+        return "intent"
+    return "none"
+
+
+def roll_forward(output: str, run_id: str) -> bool:
+    """Finish the commit of `run_id` if it was interrupted after its intent; True if it was."""
+    if commit_state(output, run_id) != "intent":
+        return False
+    fs, root = resolve(output)
+    with fs.open_input_stream(posixpath.join(root.rstrip("/"), intent_path(run_id))) as f:
+        moves = json.loads(f.read().decode())["moves"]
+    _apply_intent(output, run_id, moves)
+    return True
 
 
 def abandoned_runs(output: str) -> list[str]:
@@ -255,5 +266,5 @@ def ensure_dir(output: str) -> None:
     fs.create_dir(root, recursive=True)
 
 
-__all__ = ["WriterConfig", "PartWriter", "commit", "recover", "abandoned_runs", "write_text", "run_dir",
-           "split_by_selection"]
+__all__ = ["WriterConfig", "PartWriter", "commit", "commit_state", "recover", "roll_forward", "abandoned_runs",
+           "write_text", "run_dir", "split_by_selection"]

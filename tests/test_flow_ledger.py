@@ -272,3 +272,129 @@ def test_query_has_the_ledger(clean, warcs):
     rows = con.sql("SELECT warc, state, documents FROM ledger ORDER BY warc").fetchall()
     assert [r[0] for r in rows] == sorted(str(p) for p in warcs) and {r[1] for r in rows} == {"done"}
     assert sum(r[2] for r in rows) == con.sql("SELECT count(*) FROM documents_all").fetchone()[0]
+
+
+class _Fault(RuntimeError):
+    """The injected failure."""
+
+
+VICTIM = "-u0002"   # the second of the three units fails, once
+
+
+class _FlakyFS:
+    """The output's filesystem, whose second move of the victim unit's commit fails once."""
+
+    def __init__(self, fs, victim: str, fired: dict):
+        self._fs, self._victim, self._fired = fs, victim, fired
+
+    def move(self, src, dst):
+        if f"/{self._victim}/_staging/" in src and not self._fired.get("move"):
+            self._fired["n"] = self._fired.get("n", 0) + 1
+            if self._fired["n"] == 2:
+                self._fired["move"] = True
+                raise _Fault("injected: after one move of the commit")
+        return self._fs.move(src, dst)
+
+    def __getattr__(self, name):
+        return getattr(self._fs, name)
+
+
+def _inject(monkeypatch, step: str, victim: str) -> dict:
+    """Make the commit of unit `victim` fail once at `step`; returns what fired."""
+    import flows.crawl
+    import flows.report
+    import operators.writer as writer
+    from operators import dedup_index
+    fired: dict = {}
+
+    def once() -> None:
+        if not fired.get(step):
+            fired[step] = True
+            raise _Fault(f"injected: {step}")
+
+    if step == "before the intent":
+        real_commit = flows.crawl.commit
+
+        def commit(output, run_id, staged, replace=None):
+            if run_id == victim:
+                once()
+            return real_commit(output, run_id, staged, replace)
+        monkeypatch.setattr(flows.crawl, "commit", commit)
+    elif step in ("after the intent", "after the manifest"):
+        real_write = writer.write_text
+        target = writer.intent_path(victim) if step == "after the intent" else dedup_index.manifest_path(victim)
+
+        def write_text(output, rel, text):
+            real_write(output, rel, text)
+            if rel == target:
+                once()
+        monkeypatch.setattr(writer, "write_text", write_text)
+    elif step == "after a move":
+        real_resolve = writer.resolve
+
+        def resolve(output, *a):
+            fs, root = real_resolve(output, *a)
+            return _FlakyFS(fs, victim, fired), root
+        monkeypatch.setattr(writer, "resolve", resolve)
+    elif step == "in the run record":
+        real_record = flows.crawl.write_record
+
+        def write_record(output, run_id, record):
+            if run_id == victim:
+                once()
+            return real_record(output, run_id, record)
+        monkeypatch.setattr(flows.crawl, "write_record", write_record)
+    elif step == "in the report":
+        def write_report(output, run_id, record):
+            if run_id == victim:
+                once()
+        monkeypatch.setattr(flows.report, "write_report", write_report)
+    return fired
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ["before the intent", "after the intent", "after a move", "after the manifest",
+                                  "in the run record", "in the report"])
+def test_a_commit_failing_at_any_step_then_a_rerun_give_the_clean_result(ray_local, clean, warcs, tmp_path,  # noqa: F811
+                                                                         monkeypatch, step):
+    """The second unit's commit fails once at `step`; a rerun finishes what is missing: the clean
+    run's corpus, index and ledger, each document once. A unit that failed before its commit has
+    its WARCs `failed` under `<unit>-failed` (never under its own id) and stops the run; one that
+    failed after its intent is completed, stays `done`, and the run goes on."""
+    from flows.crawl import new_run_id
+    from operators.dedup_index import read_table
+    from operators.writer import commit_state
+    out = tmp_path / "out"
+    inputs = [str(p) for p in warcs]
+    cfg = load_config(ROOT / "configs/local.yaml", UNITS, input=inputs, output=str(out))
+    invocation = new_run_id()
+    victim = f"{invocation}{VICTIM}"
+    fired = _inject(monkeypatch, step, victim)
+    first = run(cfg, inputs, run_id=invocation)
+    monkeypatch.undo()
+    assert fired, "the fault did not fire"
+    record = json.loads((out / "_runs" / invocation / "stats.json").read_text())
+    failures = {u["run_id"]: u for u in record["unit_failures"]}
+    ledger = read_ledger(str(out))
+    if step == "in the report":   # a report that cannot be drawn is logged, not a failure
+        assert not failures
+    elif step == "before the intent":
+        assert failures[victim]["committed"] is False and commit_state(str(out), victim) == "none"
+        assert {e["run_id"] for e in ledger.values() if e["state"] == "failed"} == {f"{victim}-failed"}
+    else:
+        assert failures[victim]["committed"] is True and commit_state(str(out), victim) == "committed"
+        assert all(e["state"] == "done" for e in ledger.values())   # completed: its WARC is not read again
+    if step == "before the intent":   # the run stopped there: the third WARC is left for the next run, in order
+        assert len(record["units"]) == 1 and len(ledger) == 2
+    else:                             # a unit committed after all: the run went on
+        assert len(record["units"]) == PARTS - len(failures) and len(ledger) == PARTS
+    assert first.failed == (step == "before the intent")   # a WARC failed: over max_failed_warc_fraction
+    again = run(cfg, inputs)
+    assert not again.failed
+    ledger = read_ledger(str(out))
+    assert sorted(ledger) == sorted(inputs) and all(e["state"] == "done" for e in ledger.values())
+    ids = corpus_ids(out)
+    assert len(ids) == len(set(ids)), "a document is published twice"
+    assert sorted(ids) == sorted(corpus_ids(clean[0])), "the corpus differs from the clean run's"
+    index = sorted(read_table(str(out), "docs", columns=["id"])["id"].to_pylist())
+    assert index == sorted(read_table(str(clean[0]), "docs", columns=["id"])["id"].to_pylist())
