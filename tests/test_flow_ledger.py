@@ -58,6 +58,21 @@ def warcs(tmp_path_factory) -> list[Path]:
     return split_warc(d / "sample.warc.gz", d / "in", PARTS)
 
 
+def rerun_gives_the_clean_result(out: Path, inputs: list[str], clean_out: Path) -> None:
+    """A rerun into `out` finishes what is missing: every WARC done, each document once, the
+    clean run's corpus and dedup index."""
+    from operators.dedup_index import read_table
+    cfg = load_config(ROOT / "configs/local.yaml", UNITS, input=inputs, output=str(out))
+    assert not run(cfg, inputs).failed
+    ledger = read_ledger(str(out))
+    assert sorted(ledger) == sorted(inputs) and all(e["state"] == "done" for e in ledger.values())
+    ids = corpus_ids(out)
+    assert len(ids) == len(set(ids)), "a document is published twice"
+    assert sorted(ids) == sorted(corpus_ids(clean_out)), "the corpus differs from the clean run's"
+    index = sorted(read_table(str(out), "docs", columns=["id"])["id"].to_pylist())
+    assert index == sorted(read_table(str(clean_out), "docs", columns=["id"])["id"].to_pylist())
+
+
 def corpus_ids(out: Path) -> list[str]:
     """Ids of the published corpus (documents less superseded), duplicates kept."""
     return [r[0] for r in connect(str(out)).sql("SELECT id FROM documents").fetchall()]
@@ -246,14 +261,7 @@ def test_killed_run_resumes_to_the_clean_result(ray_local, clean, warcs, tmp_pat
     while victim == "driver" and read_lock(str(out))["expires"] > time.time():
         time.sleep(0.2)
     # ... and the rerun (here, in-process) takes it over and finishes what is missing
-    cfg = load_config(ROOT / "configs/local.yaml", UNITS, input=inputs, output=str(out))
-    resumed = run(cfg, inputs)
-    assert not resumed.failed
-    ledger = read_ledger(str(out))
-    assert sorted(ledger) == sorted(inputs) and all(e["state"] == "done" for e in ledger.values())
-    ids = corpus_ids(out)
-    assert len(ids) == len(set(ids)), "a document is published twice"
-    assert sorted(ids) == sorted(corpus_ids(clean[0])), "the resumed corpus differs from the clean run's"
+    rerun_gives_the_clean_result(out, inputs, clean[0])
 
 
 def _is_busy_worker(p) -> bool:
@@ -362,7 +370,6 @@ def test_a_commit_failing_at_any_step_then_a_rerun_give_the_clean_result(ray_loc
     its WARCs `failed` under `<unit>-failed` (never under its own id) and stops the run; one that
     failed after its intent is completed, stays `done`, and the run goes on."""
     from flows.crawl import new_run_id
-    from operators.dedup_index import read_table
     from operators.writer import commit_state
     out = tmp_path / "out"
     inputs = [str(p) for p in warcs]
@@ -389,12 +396,4 @@ def test_a_commit_failing_at_any_step_then_a_rerun_give_the_clean_result(ray_loc
     else:                             # a unit committed after all: the run went on
         assert len(record["units"]) == PARTS - len(failures) and len(ledger) == PARTS
     assert first.failed == (step == "before the intent")   # a WARC failed: over max_failed_warc_fraction
-    again = run(cfg, inputs)
-    assert not again.failed
-    ledger = read_ledger(str(out))
-    assert sorted(ledger) == sorted(inputs) and all(e["state"] == "done" for e in ledger.values())
-    ids = corpus_ids(out)
-    assert len(ids) == len(set(ids)), "a document is published twice"
-    assert sorted(ids) == sorted(corpus_ids(clean[0])), "the corpus differs from the clean run's"
-    index = sorted(read_table(str(out), "docs", columns=["id"])["id"].to_pylist())
-    assert index == sorted(read_table(str(clean[0]), "docs", columns=["id"])["id"].to_pylist())
+    rerun_gives_the_clean_result(out, inputs, clean[0])
