@@ -120,7 +120,7 @@ def read_warc_records(path: str, index: int, cfg, run_id: str):
     come from the same pass and are staged as one Parquet file."""
     from operators.read import IMAGE_RECORD
     from operators.schema import RECORD
-    from operators.warc import IMAGE_MARK, iter_records
+    from operators.warc import IMAGE_MARK, failed_kinds, iter_records
     cpu0 = time.process_time()
     stats = Stats("read")
     stats.incr("files")
@@ -141,7 +141,7 @@ def read_warc_records(path: str, index: int, cfg, run_id: str):
         n += len(buf)
         yield pa.Table.from_pylist(buf, schema=RECORD)
     kinds = sorted({k[len("errors_"):] for k in stats.counters if k.startswith("errors_")})
-    if kinds:
+    if failed_kinds(kinds):
         stats.incr("files_failed")
     stats.incr("out", n)
     image_file = None

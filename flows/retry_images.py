@@ -122,8 +122,7 @@ def _run_locked(cfg: RunConfig, run_ids: list[str] | None, statuses: tuple[str, 
     import ray
 
     from flows.crawl import versions, write_record
-    from flows.pipeline import partitions
-    from flows.ray_ops import StatsCollector, init_ray, resolve_images, stage_embeddings, stage_images
+    from flows.ray_ops import StatsCollector, init_ray
 
     t0 = time.time()
     recovered = recover(cfg.output)
@@ -134,6 +133,28 @@ def _run_locked(cfg: RunConfig, run_ids: list[str] | None, statuses: tuple[str, 
     write_text(cfg.output, f"_runs/{run_id}/versions.json", json.dumps(versions(), indent=2))
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     collector = StatsCollector.remote(cfg.ray.max_errors_kept)
+    try:
+        record = _retry(cfg, files, run_ids, statuses, run_id, lock, collector)
+    except Exception as e:   # the run record says so (a retry run that raised used to leave none)
+        write_record(cfg.output, run_id, {
+            "run_id": run_id, "kind": "retry_images", "status": "failed", "failure": f"{type(e).__name__}: {e}"[:2000],
+            "started": datetime.fromtimestamp(t0, timezone.utc).isoformat(), "seconds": round(time.time() - t0, 3),
+            "retried_runs": run_ids or "all", "statuses": list(statuses), "files": [], "operators": []})
+        raise
+    finally:
+        ray.kill(collector)   # also when the run raised: no actor left behind
+    record.update(started=datetime.fromtimestamp(t0, timezone.utc).isoformat(), seconds=round(time.time() - t0, 3))
+    write_record(cfg.output, run_id, record)   # stats.json and report.md
+    return record
+
+
+def _retry(cfg: RunConfig, files: list[str], run_ids: list[str] | None, statuses: tuple[str, ...], run_id: str,
+           lock, collector) -> dict:
+    """The retry run's work: count, resolve, rewrite, commit; returns its record (less timing)."""
+    import ray
+
+    from flows.pipeline import partitions
+    from flows.ray_ops import resolve_images, stage_embeddings, stage_images
     counts: list[dict] = []
     if files:
         counts = ray.data.from_items([{"file": f} for f in files], override_num_blocks=len(files)).map_batches(
@@ -167,14 +188,11 @@ def _run_locked(cfg: RunConfig, run_ids: list[str] | None, statuses: tuple[str, 
     lock.check()
     final = commit(cfg.output, run_id, staged, replace) if (staged or replace) else []
     stats = ray.get(collector.get.remote())
-    ray.kill(collector)
     fetch = next((s for s in stats if s["name"] == "fetch"), {"counters": {}})["counters"]
     record = {
         "run_id": run_id,
         "kind": "retry_images",
         "status": "ok",
-        "started": datetime.fromtimestamp(t0, timezone.utc).isoformat(),
-        "seconds": round(time.time() - t0, 3),
         "retried_runs": run_ids or "all",
         "statuses": list(statuses),
         "document_files_checked": len(files),
@@ -184,7 +202,6 @@ def _run_locked(cfg: RunConfig, run_ids: list[str] | None, statuses: tuple[str, 
         "files": final,
         "operators": stats,
     }
-    write_record(cfg.output, run_id, record)   # stats.json and report.md
     return record
 
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 from operators.base import Operator, Resources
 from operators.schema import RECORD
 from operators.stats import Stats
-from operators.warc import ReaderConfig, iter_html_records
+from operators.warc import ReaderConfig, failed_kinds, iter_html_records
 
 
 @dataclass
@@ -27,7 +27,8 @@ class ReadWarcs(Operator):
     """Input rows carry `warc_path`; yields tables of at most `records_per_batch` HTML records.
 
     Streams each file: memory is bounded by one batch, whatever the WARC's size. A file that
-    reported damage or could not be read counts in `files_failed`.
+    reported damage or could not be read counts in `files_failed` (not one with only a warning,
+    `operators.warc.WARNING_KINDS`).
     """
 
     name = "read"
@@ -53,7 +54,7 @@ class ReadWarcs(Operator):
                     yield pa.Table.from_pylist(buf, schema=RECORD)
                     buf = []
             kinds |= self._take(file_stats, len(buf))
-            if kinds:
+            if failed_kinds(kinds):
                 self.stats.incr("files_failed")
             if buf:
                 yielded = True

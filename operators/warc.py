@@ -40,9 +40,10 @@ Counters (`stats`)
   what follows is not a WARC record / not valid gzip (junk, a Content-Length that is too short).
   Every good record before it has been yielded; the iterator then ends normally.
   unreadable_warc {file, error} - cannot be opened/read at all (missing, HTTP 404, denied,
-  transient errors beyond `ReaderConfig.retries`).
+  transient errors beyond `ReaderConfig.retries`), or empty (0 bytes: a failed download).
   unsupported_format {file, format, error} - an ARC file (FastWARC reads WARC only).
-  gzip_not_per_record {file, error} - see Provenance.
+  gzip_not_per_record {file, error} - see Provenance. A warning (`WARNING_KINDS`): every record
+  was read, the file is not failed.
 
 Parsing modes
   FastWARC runs in strict mode (WARC/0.17, 0.18, 1.0, 1.1 all parse). When strict parsing fails
@@ -113,6 +114,12 @@ _TOP_TYPES = frozenset({"text", "image", "application", "audio", "video", "font"
 _DATE_OK = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 _URI_OK = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\s]+")
 _GZIP_MAGIC = b"\x1f\x8b"
+WARNING_KINDS = frozenset({"gzip_not_per_record"})   # error kinds that leave a file read completely (not failed)
+
+
+def failed_kinds(kinds) -> set[str]:
+    """The error kinds among `kinds` that make a file failed (damaged or not read): not warnings."""
+    return set(kinds) - WARNING_KINDS
 
 
 def iter_html_records(path: str, config: ReaderConfig, stats: Stats) -> Iterator[dict]:
@@ -261,8 +268,9 @@ class _Reader:
         except Exception as e:  # noqa: BLE001
             self.stats.error("unreadable_warc", file=self.path, error=_msg(e))
             return
-        if not head:
-            return  # empty file: nothing to read, nothing wrong
+        if not head:   # what a failed download leaves: worth fetching and reading again (the ledger retries it)
+            self.stats.error("unreadable_warc", file=self.path, error="empty file (0 bytes): a failed download?")
+            return
         self.size = size
         self.is_gz = head.startswith(_GZIP_MAGIC)
         start = head

@@ -220,57 +220,33 @@ def test_retry_run_fetches_only_the_failed_images(ray_local, server, tmp_path): 
     assert missing not in got and got[flaky]["status"] == "ok"
 
 
-def test_retry_cli_errors(tmp_path):
-    import subprocess
-    import sys
-    r = subprocess.run([sys.executable, "-m", "flows.retry_images", "--config", "configs/local.yaml", "--output",
-                        str(tmp_path / "nothing")], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and "nothing to retry" in r.stderr
+@pytest.mark.slow
+def test_a_retry_run_that_raises_records_failed_and_leaves_no_collector(ray_local, tmp_path, monkeypatch):  # noqa: F811
+    import json
 
+    import ray
 
-def _pages_warc(path, pages, images=()):
-    """A WARC of article pages (url, date, paragraphs, image URL) and image records (url, bytes)."""
-    with open(path, "wb") as f:
-        w = WARCWriter(f, gzip=True)
-        for url, date, paras, src in pages:
-            body = "".join(f"<p>{p}</p>" for p in paras[:2]) + \
-                f"<figure><img src=\"{src}\" width=\"400\" height=\"300\" alt=\"Photo\"></figure>" + \
-                "".join(f"<p>{p}</p>" for p in paras[2:])
-            html = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Harbour</title></head>"
-                    f"<body><article><h1>The harbour</h1>{body}</article></body></html>").encode()
-            http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
-            w.write_record(w.create_warc_record(url, "response", payload=io.BytesIO(html), http_headers=http,
-                                                warc_headers_dict={"WARC-Date": date}))
-        for url, data in images:
-            http = StatusAndHeaders("200 OK", [("Content-Type", "image/jpeg")], protocol="HTTP/1.1")
-            w.write_record(w.create_warc_record(url, "response", payload=io.BytesIO(data), http_headers=http))
-    return path
+    import flows.ray_ops
+    from flows import retry_images
+    out = tmp_path / "out"
+    (out / "documents").mkdir(parents=True)
+    cfg = load_config(ROOT / "configs/local.yaml", [], output=str(out))
+    made, real = [], flows.ray_ops.StatsCollector
 
+    class Collector:   # flows.ray_ops.StatsCollector, remembering the actor it made
+        @staticmethod
+        def remote(*a):
+            made.append(real.remote(*a))
+            return made[-1]
 
-def test_only_documents_that_are_published_win(ray_local, tmp_path):  # noqa: F811
-    """With images.min_images=1, a page whose only image cannot be had is dropped
-    (too_few_images). When that page is a duplicate cluster's keeper, the next member is kept;
-    when it is the newest fetch of a URL, the older fetch is kept: nothing is lost."""
-    good, gone = "https://photos.example.org/kept.jpg", "https://photos.example.org/never-stored.jpg"
-    extra = ["A last line about the evening tide, added by the editor for the longer version."]
-    new, old = "2024-06-01T00:00:00Z", "2024-01-01T00:00:00Z"
-    warc = _pages_warc(tmp_path / "pages.warc.gz", [
-        ("https://news.example.org/long.html", old, PARAS + extra, gone),     # the cluster's keeper by the rule
-        ("https://mirror.example.org/copy.html", old, PARAS, good),           # its near copy
-        ("https://town.example.org/page.html", new, PARAS[::-1] + ["New."], gone),   # newest fetch of a URL
-        ("https://town.example.org/page.html", old, PARAS[::-1], good),       # the older fetch
-    ], images=[(good, image_bytes("JPEG", seed=3))])
-    cfg = load_config(ROOT / "configs/local.yaml", ["images.min_images=1"], input=[str(warc)],
-                      output=str(tmp_path / "out"))
-    res = run(cfg, [str(warc)])
-    assert not res.failed
-    docs, _ = read_dir(tmp_path / "out" / "documents")
-    rejected, _ = read_dir(tmp_path / "out" / "rejected")
-    kept = {(d["url"], d["provenance"]["warc_date"].year, d["num_images"]) for d in docs}
-    assert kept == {("https://mirror.example.org/copy.html", 2024, 1), ("https://town.example.org/page.html", 2024, 1)}
-    assert {d["provenance"]["warc_date"].month for d in docs if "town" in d["url"]} == {1}
-    why = sorted((r["url"], r["drop_reason"]) for r in rejected)
-    assert why == [("https://news.example.org/long.html", "too_few_images"),
-                   ("https://town.example.org/page.html", "too_few_images")]
-    dedup = next(o for o in res.stats if o["name"] == "dedup")["counters"]
-    assert dedup["image_rule_rounds"] == 2 and dedup["winners_dropped_by_image_rules"] == 2
+    def broken(*a, **k):
+        raise OSError("injected: the store went away")
+    monkeypatch.setattr(retry_images, "_retry", broken)
+    monkeypatch.setattr(flows.ray_ops, "StatsCollector", Collector)
+    with pytest.raises(OSError, match="injected"):
+        retry_images.run(cfg, None, run_id="retry-1")
+    record = json.loads((out / "_runs" / "retry-1" / "stats.json").read_text())
+    assert record["status"] == "failed" and "injected" in record["failure"]
+    assert len(made) == 1
+    with pytest.raises(ray.exceptions.RayActorError):   # killed, not left running
+        ray.get(made[0].get.remote(), timeout=30)

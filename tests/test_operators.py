@@ -38,6 +38,18 @@ def test_reader_yields_bounded_batches_and_counts(sample, tmp_path):
     assert op.stats.errors[0]["kind"] == "damaged_warc" and op.stats.errors[0]["file"] == str(bad)
 
 
+def test_a_whole_file_gzip_warc_is_read_and_not_failed_only_warned(sample, tmp_path):
+    import gzip
+    path, manifest = sample
+    whole = tmp_path / "whole.warc.gz"
+    whole.write_bytes(gzip.compress(gzip.decompress(open(path, "rb").read())))   # one gzip member for all
+    op = ReadWarcs(ReaderConfig())
+    rows = sum(b.num_rows for b in op(paths_table(str(whole))))
+    assert rows >= len(manifest["html_pages"])
+    assert op.stats.counters["files"] == 1 and not op.stats.counters.get("files_failed")
+    assert [e["kind"] for e in op.stats.errors] == ["gzip_not_per_record"]
+
+
 def record(**over):
     rec = {"url": "https://example.com/a", "warc_path": "/data/x.warc.gz", "warc_record_offset": 123,
            "warc_record_length": 456, "warc_record_id": "<urn:uuid:abc>", "warc_date": "2024-01-02T03:04:05Z",

@@ -422,11 +422,12 @@ def test_unreadable_file(tmp_path):
     assert rows == [] and [e["kind"] for e in stats.errors] == ["unreadable_warc"]
 
 
-def test_empty_file(tmp_path):
+def test_empty_file_is_unreadable_so_that_the_ledger_retries_it(tmp_path):
     p = tmp_path / "e.warc.gz"
-    p.write_bytes(b"")
+    p.write_bytes(b"")   # a typical failed download
     rows, stats = read(str(p))
-    assert rows == [] and not stats.errors
+    assert rows == [] and [(e["kind"], e["error"]) for e in stats.errors] == [
+        ("unreadable_warc", "empty file (0 bytes): a failed download?")]
 
 
 def test_whole_file_gzip_has_no_offsets(tmp_path):
