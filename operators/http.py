@@ -355,7 +355,9 @@ def decode_html(body: bytes, header_charset: str | None) -> tuple[str, str]:
     `<meta charset>` / `<meta http-equiv=content-type>` charset in the first 4 KB, then
     detection (strict UTF-8, then resiliparse's uchardet-based `detect_encoding`).
     A declared charset the bytes do not decode with falls through to the next step; a bogus
-    label is ignored. One deliberate exception to "declaration first": a payload that is valid
+    label is ignored, and so is a UTF-16 label (header or `<meta>`) on bytes that cannot be
+    UTF-16 (no NUL where markup would have one every other byte). One deliberate exception to
+    "declaration first": a payload that is valid
     UTF-8 *and* contains non-ASCII bytes is decoded as UTF-8 even when a legacy single/multi-byte
     charset is declared - random legacy text is practically never valid UTF-8, whereas UTF-8
     pages labelled latin-1/windows-1252 are common on the web. The final decode uses
@@ -366,6 +368,8 @@ def decode_html(body: bytes, header_charset: str | None) -> tuple[str, str]:
             return body[n:].decode(codec, "replace"), codec
     declared = []
     cs = normalize_charset(header_charset)
+    if cs and cs.startswith("utf-16") and b"\x00" not in body[:1024]:
+        cs = None   # a UTF-16 label on bytes without a NUL: single-byte text (UTF-16 markup is half NULs)
     if cs:
         declared.append(cs)
     cs = normalize_charset(meta_charset(body[:4096]))

@@ -206,6 +206,17 @@ def test_decode_html_bom_wins():
     assert (text, codec) == ("<p>é</p>", "utf-16-le")  # ... with a BOM it is
 
 
+def test_decode_html_utf16_header_on_single_byte_text_is_ignored():
+    """`charset=utf-16` in the header on bytes that are not UTF-16 (no NULs) was read as UTF-16:
+    CJK mojibake, then a wrong language. The same lie in <meta> was already ignored."""
+    text, codec = H.decode_html(CAFE.encode("cp1252"), "utf-16")
+    assert (text, codec) == (CAFE, "cp1252")
+    text, codec = H.decode_html(CAFE.encode("utf-8"), "UTF-16LE")
+    assert (text, codec) == (CAFE, "utf-8")
+    real = "<html><body><p>" + CAFE + "</p></body></html>"   # real UTF-16 without a BOM keeps its label
+    assert H.decode_html(real.encode("utf-16-le"), "utf-16le") == (real, "utf-16-le")
+
+
 def test_decode_html_utf8_mislabelled_latin1():
     text, codec = H.decode_html(CAFE.encode("utf-8"), "iso-8859-1")
     assert (text, codec) == (CAFE, "utf-8")
