@@ -38,7 +38,9 @@ Counters (`stats`)
   byte of the record (gzip member) that cannot be read completely (cut file, truncated or
   corrupt gzip member, member without its trailer), or the end of the last good record when
   what follows is not a WARC record / not valid gzip (junk, a Content-Length that is too short).
-  Every good record before it has been yielded; the iterator then ends normally.
+  Every good record before it has been yielded; in a per-record gzip file reading then resumes at
+  the next gzip member that inflates to a WARC record (counted: resumed_after_damage), else the
+  iterator ends normally.
   unreadable_warc {file, error} - cannot be opened/read at all (missing, HTTP 404, denied,
   transient errors beyond `ReaderConfig.retries`), or empty (0 bytes: a failed download).
   unsupported_format {file, format, error} - an ARC file (FastWARC reads WARC only).
@@ -251,13 +253,41 @@ class _Reader:
             _close(self.side, self.stats)
             self.side = None
 
-    def _damage(self, offset: int, message: str):
+    def _damage(self, offset: int, message: str, resume: bool = False):
+        """Record damage at `offset`. With `resume` (a per-record gzip file), reading goes on at
+        the next gzip member after it that holds a WARC record (`resume_at`), so that the good
+        records after a corrupt member are not lost."""
         io_error = getattr(self.fh, "io_error", None)
         if io_error is not None:   # not damage: the store failed to serve the bytes (see _open)
             self.stats.error("unreadable_warc", file=self.path, offset=int(offset),
                              error=f"I/O failed in the middle of the file: {_msg(io_error)}")
             return
+        nxt = self._next_member(offset + 1) if resume and self.is_gz else None
+        if nxt is not None:
+            self.resume_at = nxt
+            message += f"; {nxt - offset} bytes skipped, reading resumes at the gzip member at {nxt}"
         self.stats.error("damaged_warc", file=self.path, offset=int(offset), error=message)
+
+    def _next_member(self, after: int) -> int | None:
+        """Offset of the first gzip member at or after `after` whose data inflates to the start
+        of a WARC record, or None (to the end of the file)."""
+        block = 1 << 20
+        off = after
+        while off < self.size:
+            data = self._side_read(off, block + 2)
+            if not data:
+                return None
+            i = data.find(b"\x1f\x8b\x08")
+            while 0 <= i < block:
+                try:
+                    head = zlib.decompressobj(31).decompress(self._side_read(off + i, 1 << 16), 16)
+                except zlib.error:
+                    head = b""
+                if head.startswith((b"WARC/", b"\r\nWARC/", b"\nWARC/")):
+                    return off + i
+                i = data.find(b"\x1f\x8b\x08", i + 1)
+            off += block
+        return None
 
     # -- main loop -----------------------------------------------------------------------------
     def run(self) -> Iterator[dict]:
@@ -284,21 +314,29 @@ class _Reader:
                              error="ARC file (filedesc:// header): only WARC is supported")
             return
         self.pos = 0
-        self.cut_member = None
+        start = 0
         try:
-            yield from self._iterate()
+            while True:   # one pass, or one per stretch of good members around damage
+                self.cut_member = None
+                self.resume_at = None
+                yield from self._iterate(start)
+                if self.resume_at is None:
+                    break
+                self.stats.incr("resumed_after_damage")
+                start = self.resume_at
         except Exception as e:  # noqa: BLE001 - safety net: never raise for bad input
             self._damage(self.pos, f"reader failure near the record at {self.pos}: {_msg(e)}")
         finally:
             self._close_side()
 
-    def _iterate(self) -> Iterator[dict]:
+    def _iterate(self, start: int = 0) -> Iterator[dict]:
         """Strict FastWARC pass; on a parse failure, a lenient (quirks-mode) pass from the start
         that skips the records already handled and carries on if - and only if - the next
         record starts where the last good one ended (so lenient files such as bare-LF or
         ClueWeb09-style ones read on, while junk, as in a damaged file, is reported)."""
         stats = self.stats
         quirks = False
+        self.fh.seek(start)
         it = ArchiveIterator(self.fh, parse_http=False, quirks_mode=False)
         pending: dict | None = None  # row waiting for the next record's offset (its length)
         prev_pos = -1
@@ -330,13 +368,13 @@ class _Reader:
                     # Strict parsing failed: re-read leniently, resuming after the last record.
                     quirks, strict_error, skip = True, failure, n_done
                     check_next = True
-                    self.fh.seek(0)
+                    self.fh.seek(start)
                     it = ArchiveIterator(self.fh, parse_http=False, quirks_mode=True)
                     continue
                 # End of what can be read.
                 if n_done == 0:
-                    self._damage(0, "no WARC record found"
-                                 + (f": {strict_error}" if strict_error else ""))
+                    self._damage(start, "no WARC record found" + (f": {strict_error}" if strict_error else ""),
+                                 resume=start > 0 and not shared)
                     return
                 end = self.size if shared else self._record_end(prev_pos)
                 if self.cut_member is not None:
@@ -345,7 +383,7 @@ class _Reader:
                     if pending is not None:
                         stats.incr("images" if self.images is True or IMAGE_MARK in pending else "html", -1)
                     self._damage(prev_pos, f"the gzip member at {prev_pos} does not end "
-                                           "(file cut or member corrupt)")
+                                           "(file cut or member corrupt)", resume=not shared)
                     return
                 ok = failure is None and self._gap_ok(end, self.size)
                 if pending is not None:
@@ -353,7 +391,7 @@ class _Reader:
                 if not ok:
                     why = failure or strict_error or (
                         f"{self.size - end} unreadable bytes before the end of the file")
-                    self._damage(end, f"unreadable data after the record at {prev_pos}: {why}")
+                    self._damage(end, f"unreadable data after the record at {prev_pos}: {why}", resume=not shared)
                 return
 
             if n_done and self.is_gz and not shared:
@@ -369,7 +407,7 @@ class _Reader:
                     if pending is not None:
                         yield self._finish(pending, end, shared)
                     self._damage(end, f"{pos - end} bytes of junk before the record at {pos}"
-                                      + (f" ({strict_error})" if strict_error else ""))
+                                      + (f" ({strict_error})" if strict_error else ""), resume=not shared)
                     return
                 check_next = False
             if pending is not None:
@@ -380,10 +418,10 @@ class _Reader:
             try:
                 pending = self._record(rec, pos)
             except _Damage as d:
-                self._damage(d.offset, d.message)
+                self._damage(d.offset, d.message, resume=not shared)
                 return
             except Exception as e:  # noqa: BLE001 - a decompression error inside the record
-                self._damage(pos, f"record at {pos} cannot be read: {_msg(e)}")
+                self._damage(pos, f"record at {pos} cannot be read: {_msg(e)}", resume=not shared)
                 return
 
     def _gap_ok(self, end: int, nxt: int) -> bool:

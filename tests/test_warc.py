@@ -349,16 +349,39 @@ def test_truncated_gzip_member_at_end(tmp_path):
     assert rows[1]["warc_record_offset"] + rows[1]["warc_record_length"] == offs[2]
 
 
-def test_corrupt_gzip_member_in_the_middle(tmp_path):
-    path, offs = write(tmp_path, [record(), record(), record(), record()])
+def _corrupt(path: str, offs: list[int], *members: int) -> None:
     data = bytearray(open(path, "rb").read())
-    for i in range(offs[2] + 12, offs[2] + 40):
-        data[i] ^= 0x55
+    for m in members:
+        for i in range(offs[m] + 12, offs[m] + 40):
+            data[i] ^= 0x55
     open(path, "wb").write(bytes(data))
+
+
+def test_corrupt_gzip_member_in_the_middle_is_skipped_and_reading_resumes(tmp_path):
+    """Per-record gzip resynchronises at the next member: the good records after a corrupt one
+    are kept (they used to be lost), each with its exact byte range; the damage is recorded."""
+    path, offs = write(tmp_path, [record(uri=f"http://example.com/{i}") for i in range(5)])
+    _corrupt(path, offs, 2)
     rows, stats = read(path)
-    assert len(rows) == 2
-    assert [e["offset"] for e in damage(stats)] == [offs[2]]
-    assert rows[1]["warc_record_length"] == offs[2] - offs[1]
+    assert [r["warc_record_offset"] for r in rows] == [offs[0], offs[1], offs[3], offs[4]]
+    assert [r["url"] for r in rows] == [f"http://example.com/{i}" for i in (0, 1, 3, 4)]
+    [d] = damage(stats)
+    assert d["offset"] == offs[2] and f"reading resumes at the gzip member at {offs[3]}" in d["error"]
+    assert rows[1]["warc_record_length"] == offs[2] - offs[1] and rows[2]["warc_record_length"] == offs[4] - offs[3]
+    assert stats.counters["resumed_after_damage"] == 1
+    data = open(path, "rb").read()
+    for r in rows:   # each range is exactly one gzip member holding the record
+        member = data[r["warc_record_offset"]:r["warc_record_offset"] + r["warc_record_length"]]
+        assert gzip.decompress(member).startswith(b"WARC/1.0")
+
+
+def test_several_corrupt_members_and_a_corrupt_last_one(tmp_path):
+    path, offs = write(tmp_path, [record(uri=f"http://example.com/{i}") for i in range(6)])
+    _corrupt(path, offs, 1, 2, 5)
+    rows, stats = read(path)
+    assert [r["url"] for r in rows] == [f"http://example.com/{i}" for i in (0, 3, 4)]
+    assert [d["offset"] for d in damage(stats)] == [offs[1], offs[5]]
+    assert rows[-1]["warc_record_length"] == offs[5] - offs[4]
 
 
 @pytest.mark.parametrize("cut_into", [30, 150, 300])  # into the header / HTTP head / body
