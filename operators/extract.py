@@ -860,11 +860,48 @@ def _unswallow(html: str) -> str | None:
     return None
 
 
+_BIG_ATTRIBUTE = re.compile(r"""=[ \t\r\n]*(?:"[^"]{4096,}"|'[^']{4096,}')""")
+
+
+def fit_html(html: str, limit: int) -> tuple[str, bool]:
+    """`html` within `limit` characters: first without what extraction never reads (attribute
+    values of 4 KB and more - data URIs, JSON state - and the bodies of <script> and <style>),
+    then cut at `limit` only if it is still longer. Returns (html, cut). Without the first step a
+    page whose article follows a multi-megabyte attribute lost the article. Linear time."""
+    if len(html) <= limit:
+        return html, False
+    html = _BIG_ATTRIBUTE.sub('=""', html)
+    if len(html) > limit:
+        html = _drop_raw_text(html)
+    if len(html) > limit:
+        return html[:limit], True
+    return html, False
+
+
+def _drop_raw_text(html: str) -> str:
+    """`html` with the contents of its <script> and <style> elements removed (one pass)."""
+    low = html.lower()
+    out, i = [], 0
+    while True:
+        j = min((k for k in (low.find("<script", i), low.find("<style", i)) if k != -1), default=-1)
+        if j == -1:
+            break
+        gt = html.find(">", j)
+        if gt == -1:
+            break
+        tag = "script" if low.startswith("<script", j) else "style"
+        end = low.find("</" + tag, gt)
+        if end == -1:   # unclosed: the rest is raw text of that element
+            out.append(html[i:gt + 1])
+            return "".join(out)
+        out.append(html[i:gt + 1])
+        i = end
+    out.append(html[i:])
+    return "".join(out)
+
+
 def _extract_lexbor(html: str, url: str, cfg: ExtractConfig) -> ExtractResult:
-    truncated = False
-    if len(html) > cfg.max_html_chars:
-        html = html[: cfg.max_html_chars]
-        truncated = True
+    html, truncated = fit_html(html, cfg.max_html_chars)
     if len(html) > 40_000 and _suspicious_nesting(html):
         html = _defuse_nesting(html)
     tree = LexborHTMLParser(html)
@@ -907,10 +944,7 @@ def _extract_trafilatura(html: str, url: str, cfg: ExtractConfig) -> ExtractResu
 
     import trafilatura
 
-    truncated = False
-    if len(html) > cfg.max_html_chars:
-        html = html[: cfg.max_html_chars]
-        truncated = True
+    html, truncated = fit_html(html, cfg.max_html_chars)
     try:
         tree = LexborHTMLParser(html)
         title, lang, canonical, base = _metadata(tree, url)

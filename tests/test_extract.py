@@ -357,6 +357,20 @@ def test_truncation_counted():
     assert not run(html).truncated
 
 
+def test_an_article_after_a_huge_attribute_or_script_is_kept():
+    """A multi-megabyte attribute (or script) before the article used to push it past
+    max_html_chars: the page was cut inside the attribute and rejected as no_text."""
+    from operators.extract import fit_html
+    blob = "A" * 3_000_000
+    for junk in (f'<div data-state="{blob}"></div>', f"<img src='data:image/png;base64,{blob}'>",
+                 f"<script>var s = '{blob}';</script><style>.x{{}}{blob}</style>"):
+        html = page(junk + article())
+        r = run(html, max_html_chars=1_000_000)
+        assert P1 in r.texts and not r.truncated
+    html, cut = fit_html("<p>" + "x" * 50 + "</p><script>" + "y" * 5000, 100)   # unclosed script: dropped to the end
+    assert (html, cut) == ("<p>" + "x" * 50 + "</p><script>", False)
+
+
 def test_page_without_article_container_keeps_content():
     html = page(f"<div><p>{P1}</p><p>{P2}</p></div>")
     out = text_of(run(html))
