@@ -818,22 +818,44 @@ _DEEP_OPEN = "<div>" * 1000
 
 def _suspicious_nesting(html: str) -> bool:
     lt = html.count("<")
-    if lt > _MAX_UNCLOSED and lt - 2 * html.count("</") > _MAX_UNCLOSED:
+    if lt > _MAX_UNCLOSED:   # enough tags to nest that deep: `_defuse_nesting` measures it
         return True
     return (_DEEP_CLOSE[:60] in html and _DEEP_CLOSE in html) or \
         (_DEEP_OPEN[:50] in html and _DEEP_OPEN in html)
 
 
+_NESTING_TAG = re.compile(r"<(/?)(" + "|".join(_NESTING_TAGS) + r")\b[^>]*>", re.I)
+_AUTO_CLOSED = frozenset({"p", "li", "td", "tr", "dl"})   # closed by their next sibling: no depth
+_MAX_DEPTH = 1_000
+
+
+def _runaway_tags(html: str) -> set[str]:
+    """The nesting tags that some element is nested more than `_MAX_DEPTH` deep in, or that are
+    left unclosed more than 5,000 times (one pass over the tags, whatever the layout: compact or
+    one tag per line)."""
+    depth: dict[str, int] = {}
+    unclosed: dict[str, int] = {}
+    out: set[str] = set()
+    for m in _NESTING_TAG.finditer(html):
+        name = m.group(2).lower()
+        step = -1 if m.group(1) else 1
+        unclosed[name] = unclosed.get(name, 0) + step
+        if name in _AUTO_CLOSED:
+            continue
+        d = depth.get(name, 0) + step
+        depth[name] = max(d, 0)
+        if d > _MAX_DEPTH:
+            out.add(name)
+    return out | {name for name, n in unclosed.items() if n > 5_000}
+
+
 def _defuse_nesting(html: str) -> str:
-    """Drop the tags of elements nested or left unclosed thousands of times: lexbor's tree
-    building is quadratic in nesting depth (40k nested <div>s take seconds); such pages are
-    garbage, their text is kept."""
-    deep = _DEEP_CLOSE in html or _DEEP_OPEN in html
-    for tag in _NESTING_TAGS:
-        opened = len(re.findall(rf"<{tag}[\s>/]", html, re.I))
-        if opened - len(re.findall(rf"</{tag}\s*>", html, re.I)) > 5_000 or \
-                (deep and tag == "div"):
-            html = re.sub(rf"</?{tag}(?:\s[^>]*)?>", " ", html, flags=re.I)
+    """Drop the tags of elements nested more than `_MAX_DEPTH` deep or left unclosed thousands of
+    times: lexbor's tree building is quadratic in nesting depth (50k nested <div>s, one per
+    line, took 6 s and merged the article's paragraphs into one block); such markup is garbage,
+    its text is kept."""
+    for tag in _runaway_tags(html):
+        html = re.sub(rf"</?{tag}(?:\s[^>]*)?>", " ", html, flags=re.I)
     return html
 
 

@@ -322,6 +322,7 @@ def test_huge_nesting_does_not_crash():
 @pytest.mark.parametrize("html", [
     "<div>" * 100_000 + "deep text" + "</div>" * 100_000,      # nested and closed
     "<div><span><font>" * 40_000 + "deep text",                  # never closed
+    "<section>\n" * 60_000 + "deep text" + "</section>\n" * 60_000,  # one tag per line (the guard missed it)
 ])
 def test_pathological_nesting_is_fast(html):
     import time
@@ -329,6 +330,13 @@ def test_pathological_nesting_is_fast(html):
     r = run(html)
     assert time.perf_counter() - start < 3.0   # lexbor alone takes >10 s on these
     assert "deep text" in text_of(r)
+
+
+def test_deep_nesting_one_tag_per_line_keeps_the_article_s_paragraphs_apart():
+    html = page("<div>\n" * 30_000 + article() + "</div>\n" * 30_000)
+    r = run(html)
+    check_aligned(r)
+    assert P1 in r.texts   # its own block, not merged with the next paragraphs
 
 
 def test_unclosed_title_does_not_swallow_the_page():
