@@ -50,6 +50,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import partial
@@ -615,22 +616,31 @@ async def fetch_many(urls: list[str], config: FetchConfig | None = None, *,
                      on_result: Callable[[int, FetchResult], None] | None = None) -> list[FetchResult]:
     """Fetch every URL concurrently (one session, global + per-host limits); results in input
     order. `resolver` replaces the default `SafeResolver` (tests: a test double). `on_result(i,
-    result)` is called as each URL finishes; the returned results then carry no `data` (the
-    callback consumed it), so memory holds only the bodies in flight."""
+    result)` is called as each URL finishes, in one helper thread (the caller's decoding and
+    hashing never stall the event loop, whose reads in flight would time out; one thread at a
+    time, so the callback needs no locking); the returned results then carry no `data` (the
+    callback consumed it), and the bodies held - in flight or waiting for the callback - are at
+    most `concurrency`."""
     config = config or FetchConfig()
     urls = list(urls)
     if not urls:
         return []
+    loop = asyncio.get_running_loop()
+    held = asyncio.Semaphore(config.concurrency)
 
-    async def one(fetcher: _Fetcher, i: int, url: str) -> FetchResult:
-        r = await fetcher.fetch(url)
-        if on_result is not None:
-            on_result(i, r)
-            r.data = None
+    async def one(fetcher: _Fetcher, i: int, url: str, pool: ThreadPoolExecutor | None) -> FetchResult:
+        if pool is None:
+            return await fetcher.fetch(url)
+        async with held:
+            r = await fetcher.fetch(url)
+            await loop.run_in_executor(pool, on_result, i, r)
+        r.data = None
         return r
 
-    async with _Fetcher(config, resolver) as fetcher:
-        return list(await asyncio.gather(*(one(fetcher, i, u) for i, u in enumerate(urls))))
+    with ThreadPoolExecutor(1, thread_name_prefix="fetch-results") if on_result is not None else nullcontext() as pool:
+        async with _Fetcher(config, resolver) as fetcher:
+            return list(await asyncio.gather(*(one(fetcher, i, u, pool) for i, u in enumerate(urls))))
+
 
 
 def fetch_images(urls: Iterable[str], config: FetchConfig | None = None, *,

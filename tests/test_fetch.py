@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 
 import pytest
 
@@ -295,6 +296,27 @@ def test_retry_after_over_the_cap_gives_up_and_retries_zero_means_one_try(server
     (r,) = fetch_images([server.url("/flaky.png?k=noretry")],
                         FetchConfig(allow_private_networks=True, retries=0))
     assert (r.status, r.http_status, r.attempts) == ("http_error", 503, 1)
+
+
+def test_results_are_handed_over_off_the_event_loop_one_at_a_time(server):
+    """Decoding and hashing (the image stage's callback) run in a helper thread, one result at a
+    time: a slow callback does not stall the reads in flight on the event loop."""
+    import threading
+    urls = [server.url(f"/good.png?k=cb{i}") for i in range(12)]
+    seen, busy, overlap = [], [0], [False]
+
+    def slow(i, r):
+        busy[0] += 1
+        overlap[0] |= busy[0] > 1
+        seen.append((i, r.status, threading.current_thread().name, len(r.data or b"")))
+        time.sleep(0.05)
+        busy[0] -= 1
+
+    results = fetch_images(urls, ALLOW, on_result=slow)
+    assert sorted(i for i, *_ in seen) == list(range(12)) and not overlap[0]
+    assert {name.startswith("fetch-results") for _, _, name, _ in seen} == {True}
+    assert all(status == "ok" and n == len(server.png) for _, status, _, n in seen)
+    assert [r.url for r in results] == urls and all(r.data is None for r in results)
 
 
 def test_fetch_many_from_async_code_and_fetch_images_inside_a_loop(server):
