@@ -1,7 +1,7 @@
 """The image stage on Ray core tasks (CPU scoring): narrow references in, one results table out.
 
     references (id, url) and the unit's WARC image records
-      -> resolve (P tasks, by URL hash): each URL once from its WARC record or fetched, decoded
+      -> resolve (P tasks, by host hash): each URL once from its WARC record or fetched, decoded
          (operators/image_stage.resolve_block); decoded images split by sha256 hash
       -> score (P tasks, by sha256 hash): unique images, prepared and scored (Open-NSFW, CLIP)
          with the models loaded once per worker; new images staged for images/ (and
@@ -27,6 +27,15 @@ from operators.stats import Stats
 def _bucket(values: list[str | None], n: int) -> np.ndarray:
     """A stable bucket in [0, n) for each string (crc32; the same on every worker)."""
     return np.fromiter((zlib.crc32((v or "").encode()) % n for v in values), np.int64, len(values))
+
+
+def by_host(refs: pa.Table, parts: int) -> list[pa.Table]:
+    """References (url, id) in `parts` groups by host hash, not by URL: each host's images are
+    fetched by one task, whose per-host limits (images.fetch.per_host, per_host_rps) then hold
+    for the whole stage, not once per worker."""
+    from operators.urls import url_host
+    b = _bucket([url_host(u) for u in refs["url"].to_pylist()], parts)
+    return [refs.filter(pa.array(b == g)) for g in range(parts)]
 
 
 def _cached_ops(cfg):
@@ -137,8 +146,7 @@ def run_image_tasks(cfg, refs: pa.Table, image_files: list[str], run_id: str, pa
     `prefix`: of the staged files' names (one per call within a unit); `also_seen`: sha256 of
     images this unit staged before (written once)."""
     cfg_ref = ray.put(cfg)
-    b = _bucket(refs["url"].to_pylist(), parts)
-    groups = [refs.filter(pa.array(b == g)) for g in range(parts)]
+    groups = by_host(refs, parts)
     resolved = [resolve_task.options(num_returns=parts + 3).remote(g, image_files, cfg_ref, parts)
                 for g in groups if g.num_rows]
     heads = [ray.get(list(r[:3])) for r in resolved]

@@ -145,6 +145,11 @@ def _by_key(ds: ray.data.Dataset, key: str, num_partitions: int, udf: Callable, 
         udf, batch_format="pyarrow", batch_size=None, zero_copy_batch=True, fn_kwargs=fn_kwargs)
 
 
+def _with_host(batch: pa.Table) -> pa.Table:
+    from operators.urls import url_host
+    return batch.append_column("host", pa.array([url_host(u) for u in batch["url"].to_pylist()], pa.string()))
+
+
 def _counted(batch: pa.Table, fn: Callable, name: str, collector, **kwargs: Any) -> pa.Table:
     stats = Stats(name)
     out = fn(batch, stats=stats, **kwargs)
@@ -490,7 +495,7 @@ def resolve_images(ds: ray.data.Dataset, warc_records: ray.data.Dataset | None, 
                    collector, retry: Callable | None = None
                    ) -> tuple[ray.data.Dataset, ray.data.Dataset, ray.data.Dataset | None]:
     """The image stage (operators/image_stage.py): references of the kept documents and the
-    input's image records shuffled by URL, each URL resolved once (WARC record, else fetch) and
+    input's image records shuffled by host, each URL resolved once (WARC record, else fetch) and
     decoded; unique images (by sha256) scored by model actors (NSFW, CLIP image embeddings);
     results joined back to the documents by id; with CLIP on, a second actor pool scores each
     document's images against its text blocks. Returns the documents, the unique images (kind-1
@@ -518,7 +523,9 @@ def image_results(rows: ray.data.Dataset, config: Any, num_partitions: int, coll
     Returns the references with their results (id, url, result fields, scores), the unique
     images, their scores (None when nothing was scored) and the result columns' types."""
     from operators import image_stage as st
-    resolved = _by_key(rows, "url", num_partitions, _counted, fn=st.resolve_block, name="fetch",
+    # by host (each host's URLs in one partition: the fetcher's per-host limits hold stage-wide)
+    rows = rows.map_batches(_with_host, batch_format="pyarrow")
+    resolved = _by_key(rows, "host", num_partitions, _counted, fn=st.resolve_block, name="fetch",
                        collector=collector, config=config).materialize()
     refs = resolved.map_batches(_kind, fn_kwargs={"kind": 0, "drop_data": True}, batch_format="pyarrow")
     decoded = resolved.map_batches(_kind, fn_kwargs={"kind": 1, "drop_data": False}, batch_format="pyarrow")

@@ -34,7 +34,8 @@ anything not globally routable, and IPv6 forms that embed a forbidden IPv4 addre
 IPv4-compatible, 6to4, Teredo, NAT64 64:ff9b::/96). `allow_private_networks` switches the
 address checks off: for tests against a local server only.
 
-Politeness and limits: a global semaphore (`concurrency`) and one per host (`per_host`); the
+Politeness and limits: a global semaphore (`concurrency`), one per host (`per_host`) and, with
+`per_host_rps`, a pace per host (a 429/503 Retry-After holds back every request to that host); the
 user agent from config; retries only for transient failures (timeouts, connection resets,
 429 honouring Retry-After up to `max_retry_after`, 500/502/503/504) with exponential backoff and
 jitter; `attempts` counts the tries of the last hop (1 + retries made).
@@ -82,6 +83,7 @@ class FetchConfig:
     accept: str = DEFAULT_ACCEPT
     concurrency: int = 64               # requests in flight per worker
     per_host: int = 4                   # requests in flight per host
+    per_host_rps: float | None = None   # requests started per second per host (None: only per_host limits)
     connect_timeout: float = 5.0        # seconds to open a connection
     read_timeout: float = 20.0          # seconds for a whole request (connect, headers, body)
     retries: int = 2                    # extra tries on transient failures
@@ -111,6 +113,9 @@ class FetchConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or \
                     (v <= 0 if positive else v < 0):
                 raise bad(key, "must be a number " + ("> 0 (seconds)" if positive else ">= 0 (seconds)"))
+        v = self.per_host_rps
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v <= 0):
+            raise bad("per_host_rps", "must be null or a number > 0 (requests per second)")
         for key in ("enabled", "allow_private_networks", "respect_opt_out"):
             if not isinstance(getattr(self, key), bool):
                 raise bad(key, "must be true or false")
@@ -378,7 +383,18 @@ class _Fetcher:
         self.resolver = resolver or SafeResolver(config.allow_private_networks)
         self.global_sem = asyncio.Semaphore(config.concurrency)
         self.host_sems: dict[str, asyncio.Semaphore] = {}
+        self.host_next: dict[str, float] = {}   # host -> monotonic time its next request may start
         self.session: aiohttp.ClientSession | None = None
+
+    async def _pace(self, host: str) -> None:
+        """Wait for the host's turn: `per_host_rps` requests started per second, and nothing
+        before the end of a Retry-After the host asked for (for every request to it)."""
+        now = time.monotonic()
+        at = max(now, self.host_next.get(host, now))
+        rps = self.config.per_host_rps
+        self.host_next[host] = at + (1.0 / rps if rps else 0.0)
+        if at > now:
+            await asyncio.sleep(at - now)
 
     async def __aenter__(self) -> _Fetcher:
         c = self.config
@@ -454,8 +470,10 @@ class _Fetcher:
         attempt = 0
         while True:
             attempt += 1
-            async with sem, self.global_sem:
-                outcome = await self._try(url)
+            async with sem:
+                await self._pace(host)
+                async with self.global_sem:
+                    outcome = await self._try(url)
             if outcome.kind != "retry":
                 return outcome, attempt
             if attempt > c.retries:
@@ -468,6 +486,8 @@ class _Fetcher:
                                     f"max_retry_after)"
                     return outcome, attempt
                 delay = outcome.retry_after
+                # the host asked every client to wait: no request to it starts before then
+                self.host_next[host] = max(self.host_next.get(host, 0.0), time.monotonic() + delay)
             else:
                 delay = c.backoff * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
             await asyncio.sleep(delay)

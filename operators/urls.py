@@ -169,3 +169,14 @@ def url_key(url: str | None) -> str | None:
         host = f"{host}:{port}"
     key = host + (parts.path or "/")
     return f"{key}?{parts.query}" if parts.query else key
+
+
+def url_host(url: str | None) -> str:
+    """The lower-case host of `url` ("" when it has none or does not parse): the key that
+    politeness limits (images.fetch.per_host, per_host_rps) and the fetch partitioning share."""
+    if not url:
+        return ""
+    try:
+        return (urlsplit(url.strip()).hostname or "").lower()
+    except ValueError:
+        return ""

@@ -34,6 +34,7 @@ import asyncio
 import io
 import struct
 import threading
+import time
 import zlib
 from collections import Counter
 from functools import lru_cache
@@ -111,6 +112,7 @@ class ImageServer:
         self.host = host
         self.port: int | None = None
         self.hits: Counter = Counter()
+        self.started: list[tuple[str, float]] = []   # (path and query, time.monotonic()) of each request
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -205,6 +207,7 @@ class ImageServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         self.hits[request.path_qs] += 1
+        self.started.append((request.path_qs, time.monotonic()))
         key = request.query.get("k", "")
         if path == "/good.png":
             return web.Response(body=self.png, content_type="image/png")

@@ -298,6 +298,29 @@ def test_retry_after_over_the_cap_gives_up_and_retries_zero_means_one_try(server
     assert (r.status, r.http_status, r.attempts) == ("http_error", 503, 1)
 
 
+def test_per_host_rps_paces_the_requests_to_a_host(server):
+    import dataclasses
+    cfg = dataclasses.replace(ALLOW, per_host_rps=10.0)
+    urls = [server.url(f"/good.png?k=pace{i}") for i in range(6)]
+    results = fetch_images(urls, cfg)
+    assert all(r.status == "ok" for r in results)
+    starts = sorted(t for path, t in server.started if "k=pace" in path)
+    assert len(starts) == 6
+    assert min(b - a for a, b in zip(starts, starts[1:])) >= 0.09   # one start per 0.1 s, not 4 at once
+
+
+def test_per_host_rps_must_be_positive():
+    with pytest.raises(ValueError, match="images.fetch.per_host_rps"):
+        FetchConfig(per_host_rps=0)
+    assert FetchConfig(per_host_rps=None).per_host_rps is None
+
+
+def test_url_host_is_the_politeness_key():
+    from operators.urls import url_host
+    assert url_host("https://IMG.Example.com:8443/a.png") == "img.example.com"
+    assert url_host("http://[::1]/x") == "::1" and url_host("not a url") == "" and url_host(None) == ""
+
+
 def test_results_are_handed_over_off_the_event_loop_one_at_a_time(server):
     """Decoding and hashing (the image stage's callback) run in a helper thread, one result at a
     time: a slow callback does not stall the reads in flight on the event loop."""

@@ -259,3 +259,17 @@ def test_image_rule_drops_agree_with_apply_results(failed, min_images):
         [[u for u in d["images"] if u] for d in docs], pa.list_(pa.string())))
     assert image_rule_drops(narrow, results, cfg, removed) == want
     assert "nsfw" in want.values() and (min_images < 2 or "too_few_images" in want.values())
+
+
+def test_the_fetch_stage_is_partitioned_by_host_so_per_host_limits_hold_stage_wide():
+    import pyarrow as pa
+
+    from flows.image_tasks import by_host
+    urls = [f"https://{h}.example.com/img/{i}.png" for h in ("a", "b", "c", "d", "e") for i in range(7)]
+    refs = pa.table({"url": urls, "id": [f"d{i}" for i in range(len(urls))]})
+    groups = by_host(refs, 4)
+    assert sum(g.num_rows for g in groups) == len(urls)
+    for g in groups:   # no host is split over two groups (two tasks would each allow per_host)
+        hosts = {u.split("/")[2] for u in g["url"].to_pylist()}
+        assert all(sum(u.split("/")[2] == h for u in urls) == sum(u.split("/")[2] == h for u in g["url"].to_pylist())
+                   for h in hosts)
