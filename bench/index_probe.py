@@ -34,21 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def unit_keys(warcs: list[str], out: str):
     import pyarrow as pa
 
-    from flows.pipeline import process_records
+    from flows.pipeline import process_span_records, span_plan
     from operators.config import load_config
-    from operators.schema import RECORD
-    from operators.stats import Stats
-    from operators.warc import iter_html_records
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs/local.yaml", [], input=warcs, output=out)
-    keys, buf, n = [], [], 0
-    for path in warcs:
-        for rec in iter_html_records(path, cfg.reader, Stats("read")):
-            buf.append(rec)
-            if len(buf) == cfg.ray.records_per_task:
-                keys.append(process_records(pa.Table.from_pylist(buf, schema=RECORD), f"c{n:05d}", cfg, "bench")[1])
-                buf, n = [], n + 1
-    if buf:
-        keys.append(process_records(pa.Table.from_pylist(buf, schema=RECORD), f"c{n:05d}", cfg, "bench")[1])
+    keys = []
+    for index, path in enumerate(warcs):   # the flow's span tasks, one after another in this process
+        for k, (lo, hi) in enumerate(span_plan(path, cfg)):
+            keys.append(process_span_records(path, index, k, lo, hi, False, cfg, "bench")[1])
     return cfg, pa.concat_tables(keys)
 
 

@@ -172,7 +172,11 @@ def record_unit_failure(cfg: RunConfig, unit_id: str, batch: list[str], ledger: 
     state = commit_state(cfg.output, unit_id)
     if state == "intent":
         lock.check()
-        roll_forward(cfg.output, unit_id)
+        try:
+            roll_forward(cfg.output, unit_id)
+        except Exception as again:  # noqa: BLE001 - the store still fails: the next run's recover finishes it
+            log.error("unit %s: its interrupted commit could not be completed now (%s: %s); the next run "
+                      "completes it before anything else", unit_id, type(again).__name__, again)
     if state != "none":
         log.error("unit %s raised after its commit began; the commit is complete and its WARCs stay done",
                   unit_id)

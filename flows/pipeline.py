@@ -1,9 +1,11 @@
 """One commit unit on Ray core tasks: the flow at the speed of its operators.
 
-    WarcReader (reader actors, one WARC at a time) --chunks of records--> process_chunk (a task per chunk)
-        process_chunk: extract, language, clean, signals, select, dedup keys; stages the
-        selection's drops and the kept documents (one file each); returns its counts and the
-        chunk's narrow KEYS table (no text)
+    process_span (a task per span of a WARC, `ray.bytes_per_task` bytes): reads its span (a
+        byte range; the first gzip member in it, up to the first record start after it: see
+        operators.warc.Span), then extract, language, clean, signals, select, dedup keys; stages
+        the selection's drops and the kept documents (one file each); returns its counts, the
+        span's read outcome and its narrow KEYS table (no text). The driver checks that a WARC's
+        spans join end to start (`broken_link`) and reads again one that does not.
     dedup_unit (one task): URL, exact and near duplicates and repeated images on the unit's key
         tables and what they can match in the index (operators/unit_dedup.py,
         operators/dedup_probe.py); or the distributed stages for a unit above
@@ -11,14 +13,14 @@
     image stage (narrow rows only): references of the documents still kept -> resolved,
         decoded, scored (flows/image_tasks.py; GPU actors: flows/ray_ops.image_results); a
         winner the image rules drop is left out and dedup runs again (`MAX_ROUNDS`)
-    finalize_part (a task per group of consecutive chunks, `writer.part_rows` documents): the
+    finalize_part (a task per group of consecutive spans, `writer.part_rows` documents): the
         outcome and image results written into the kept documents, which go to one `documents/`
         part and one `rejected/` part (with the selection's drops), plus their index rows; then
         the unit's probe part for later units
     units overlap: the next unit's streaming pass runs while this one finishes (flows/crawl.py)
 
-Documents are read once and written twice (staged, final); what crosses between tasks is the
-raw records of a chunk (once), key tables and outcomes. Every task returns its counts with its
+Documents are read once, by the task that processes them, and written twice (staged, final);
+what crosses between tasks is key tables and outcomes, never records. Every task returns its counts with its
 result and the driver merges them, so a task Ray retries counts once (its files have fixed
 names and are rewritten). The ledger gets each WARC's outcome as a `ReadResult`.
 """
@@ -114,42 +116,31 @@ def chain(cfg, run_id: str) -> list:
 
 # ---------------------------------------------------------------- the streaming pass
 
-def read_warc_records(path: str, index: int, cfg, run_id: str):
-    """Generator (the body of `WarcReader.read`): RECORD tables of at most
-    `ray.records_per_task` HTML records, then one ReadResult. Image records (images.from_warc)
-    come from the same pass and are staged as one Parquet file."""
+def read_span(path: str, index: int, k: int, span, cfg, run_id: str) -> tuple[pa.Table, dict]:
+    """The HTML records of one span of a WARC (operators.warc.Span) as a RECORD table, and what
+    reading it gave: counts, where it began and ended (`first`, `next`, `whole`), the file of its
+    image records (images.from_warc: the same pass, staged as one Parquet file)."""
     from operators.read import IMAGE_RECORD
     from operators.schema import RECORD
-    from operators.warc import IMAGE_MARK, failed_kinds, iter_records
-    cpu0 = time.process_time()
+    from operators.warc import IMAGE_MARK, iter_records
     stats = Stats("read")
-    stats.incr("files")
     with_images = cfg.images.enabled and cfg.images.from_warc
     buf: list[dict] = []
     images: list[dict] = []
-    n = 0
-    for rec in iter_records(path, cfg.reader, stats, with_images=with_images):
+    for rec in iter_records(path, cfg.reader, stats, with_images=with_images, span=span):
         if rec.pop(IMAGE_MARK, False):
             images.append(rec)
-            continue
-        buf.append(rec)
-        if len(buf) >= cfg.ray.records_per_task:
-            n += len(buf)
-            yield pa.Table.from_pylist(buf, schema=RECORD)
-            buf = []
-    if buf:
-        n += len(buf)
-        yield pa.Table.from_pylist(buf, schema=RECORD)
-    kinds = sorted({k[len("errors_"):] for k in stats.counters if k.startswith("errors_")})
-    if failed_kinds(kinds):
-        stats.incr("files_failed")
-    stats.incr("out", n)
+        else:
+            buf.append(rec)
+    stats.incr("out", len(buf))
     image_file = None
     if images:
         stats.incr("image_records", len(images))
-        image_file = _write_staged(cfg.output, run_id, WARC_IMAGES, f"w{index:06d}",
+        image_file = _write_staged(cfg.output, run_id, WARC_IMAGES, f"w{index:06d}-{k:05d}",
                                    pa.Table.from_pylist(images, schema=IMAGE_RECORD))
-    yield ReadResult(path, n, kinds, stats.to_dict(), image_file, time.process_time() - cpu0)
+    return pa.Table.from_pylist(buf, schema=RECORD), {
+        "path": path, "span": k, "records": len(buf), "stats": stats.to_dict(), "image_file": image_file,
+        "first": span.first, "next": span.next, "whole": span.whole}
 
 
 def _write_staged(output: str, run_id: str, folder: str, name: str, table: pa.Table) -> str:
@@ -172,8 +163,7 @@ def _read_staged(output: str, rel: str) -> pa.Table:
 
 def process_records(records: pa.Table | ReadResult, part: str, cfg, run_id: str
                     ) -> tuple[dict | ReadResult, pa.Table | None]:
-    """The body of the `process_chunk` task: the per-document operators over one chunk of
-    records; the selection's drops and the kept documents staged (one file each) for the final
+    """The per-document operators over a table of records (a span's, in `process_span_records`); the selection's drops and the kept documents staged (one file each) for the final
     pass. Returns (result, KEYS table or None without dedup). The reader's last item, its
     ReadResult, comes back as it is (see streaming_pass)."""
     from operators.minhash import KEYS, dedup_columns
@@ -219,115 +209,161 @@ def process_records(records: pa.Table | ReadResult, part: str, cfg, run_id: str
     return result, (pa.concat_tables(keys) if keys else KEYS.empty_table()) if cfg.dedup.enabled else None
 
 
-@ray.remote(num_cpus=0, max_restarts=2, max_task_retries=2)
-class WarcReader:
-    """A reading process (no CPU reserved: it decompresses and parses while the chunk tasks do the
-    work), kept for the driver's whole session and reused for WARC after WARC and unit after unit.
-    Readers as actors, not tasks: a reading task would take a worker process from the pool that
-    runs the chunk tasks, which then starts another one (imports, models) for its CPU."""
-
-    def read(self, path: str, index: int, cfg, run_id: str):
-        yield from read_warc_records(path, index, cfg, run_id)
+_SESSIONS: set[tuple] = set()   # Ray sessions whose workers were warmed (warm_chain)
 
 
-_READERS: dict[tuple, list] = {}
-READER_CPUS = 4   # one reader per this many CPUs unless reader.concurrency says otherwise: a reader reads and
-                  # parses about 5,000 pages/s, a CPU processes about 200 (bench/RESULTS.md)
-
-
-def readers(n: int) -> tuple[list, bool]:
-    """`n` reader actors of this Ray session (created on first use, reused after, spread over the
-    nodes), and whether this session had none before."""
+def _fresh_session() -> bool:
     ctx = ray.get_runtime_context()
     key = (ctx.get_job_id(), ctx.get_node_id())
-    fresh = key not in _READERS
-    if fresh:
-        _READERS.clear()   # a new Ray session: the old handles are gone with it
-        _READERS[key] = []
-    pool = _READERS[key]
-    while len(pool) < n:
-        pool.append(WarcReader.options(scheduling_strategy="SPREAD").remote())
-    return pool[:n], fresh
+    if key in _SESSIONS:
+        return False
+    _SESSIONS.clear()
+    _SESSIONS.add(key)
+    return True
 
 
 @ray.remote(num_cpus=1)
 def warm_chain(cfg, run_id: str) -> None:
-    """Build the chunk task's operators (imports, models) in a worker while the readers start."""
+    """Build the span task's operators (imports, models) in a worker while the first spans are read."""
     chain(cfg, run_id)
 
 
+def process_span_records(path: str, index: int, k: int, start: int, end: int | None, exact: bool, cfg,
+                         run_id: str) -> tuple[dict, pa.Table | None]:
+    """The body of the `process_span` task: read one span of a WARC and run the per-document
+    operators over its records (`process_records`); the result carries the span's read outcome
+    under "read"."""
+    from operators.warc import Span
+    cpu0 = time.process_time()
+    records, read = read_span(path, index, k, Span(start, end, exact), cfg, run_id)
+    result, keys = process_records(records, f"w{index:06d}-{k:05d}", cfg, run_id)
+    result["read"] = read
+    result["cpu_seconds"] = time.process_time() - cpu0
+    return result, keys
+
+
 @ray.remote(num_cpus=1, num_returns=2)
-def process_chunk(records, part: str, cfg, run_id: str):
-    return process_records(records, part, cfg, run_id)
+def process_span(path, index, k, start, end, exact, cfg, run_id):
+    return process_span_records(path, index, k, start, end, exact, cfg, run_id)
+
+
+def span_plan(path: str, cfg) -> list[tuple[int, int | None]]:
+    """[start, end) byte ranges of about `ray.bytes_per_task` covering the WARC (one range when it
+    is small or its size cannot be had: its reading task then reports why)."""
+    from operators.storage import open_input
+    step = cfg.ray.bytes_per_task
+    try:
+        f = open_input(path, cfg.reader.io)
+        try:
+            size = f.size()
+        finally:
+            f.close()
+    except Exception:  # noqa: BLE001 - unreadable: the span at 0 records it
+        return [(0, None)]
+    n = max(1, round(size / step))
+    if n == 1:
+        return [(0, None)]
+    cuts = [size * i // n for i in range(1, n)]
+    return list(zip([0] + cuts, cuts + [None]))
+
+
+def merge_reads(path: str, reads: list[dict]) -> ReadResult:
+    """One WARC's ReadResult from its spans' read outcomes (in span order)."""
+    from operators.warc import failed_kinds
+    stats = Stats("read")
+    stats.incr("files")
+    for r in reads:
+        stats.merge(r["stats"])
+    kinds = sorted({k[len("errors_"):] for k in stats.counters if k.startswith("errors_")})
+    if failed_kinds(kinds):
+        stats.incr("files_failed")
+    return ReadResult(path, sum(r["records"] for r in reads), kinds, stats.to_dict(),
+                      [r["image_file"] for r in reads if r["image_file"]])
+
+
+def broken_link(reads: list[dict]) -> int | None:
+    """The first span (index) whose start does not join its predecessor's end, or None. A span
+    that is not exact begins at the first gzip member after its start that holds a WARC record;
+    its predecessor read up to the first record start at or after that point: the two agree
+    unless a member header was found inside a record (a .warc.gz stored in a WARC), which the
+    span read again from its predecessor's end fixes."""
+    for k in range(1, len(reads)):
+        prev, cur = reads[k - 1], reads[k]
+        if prev["next"] is None:   # the file could not be read: nothing to join
+            return None
+        start = cur["first"] if cur["first"] is not None else cur["next"]
+        if not prev["whole"] and start != prev["next"]:
+            return k
+    return None
 
 
 def streaming_pass(cfg, cfg_ref, paths: list[str], run_id: str, process=None
                    ) -> tuple[list[dict], list, dict[str, ReadResult]]:
-    """Read every WARC of the unit once, processing its chunks as they arrive, at most
-    `reader.concurrency` (default: one per `READER_CPUS` CPUs) WARCs open and 2 chunks per CPU in flight. Returns the
-    chunk results, their key refs (in the same order) and each WARC's ReadResult. `process`:
-    the remote function for a chunk (tests wrap `process_chunk`)."""
-    process = process or process_chunk
+    """Read every WARC of the unit once, in spans of about `ray.bytes_per_task` bytes, each read
+    and processed by one task (`process_span`: no reader process, no records through the object
+    store), at most 2 per CPU in flight (`reader.concurrency`, when set, caps them: each is one
+    reading stream). A WARC's spans must join end to start (`broken_link`); a span that does not
+    is read again from its predecessor's end. Returns the span results that hold documents,
+    their key refs (in the same order) and each WARC's ReadResult. `process`: the remote
+    function for a span (tests wrap `process_span`)."""
+    process = process or process_span
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    max_open = cfg.reader.concurrency or -(-cpus // READER_CPUS)
     max_in_flight = 2 * cpus + 2
-    todo = list(enumerate(paths))
-    todo.reverse()
-    open_gens: dict[Any, dict] = {}
-    in_flight: dict[Any, Any] = {}     # result ref -> keys ref
+    if cfg.reader.concurrency:
+        max_in_flight = min(max_in_flight, cfg.reader.concurrency)
+    # a new session's workers import the operators and load their models while the first
+    # spans are submitted, not inside the first span's clock
+    warming = [warm_chain.remote(cfg_ref, run_id) for _ in range(cpus)] if _fresh_session() else []
+    plans: dict[int, list] = {}
+    done: dict[int, dict[int, tuple]] = {}
+    todo: list[tuple] = []            # (index, k, start, end, exact), next first
+    in_flight: dict[Any, tuple] = {}  # result ref -> (keys ref, index, k)
     results: list[dict] = []
     key_refs: list = []
     reads: dict[str, ReadResult] = {}
+    redone: dict[int, int] = {}
+    pending = list(enumerate(paths))
+    pending.reverse()
 
-    def submit(state: dict, ref) -> None:
-        part = f"w{state['index']:06d}-{state['chunks']:05d}"
-        state["chunks"] += 1
-        res, keys = process.remote(ref, part, cfg_ref, run_id)
-        in_flight[res] = keys
+    def refill() -> None:
+        while not todo and pending:
+            index, path = pending.pop()
+            plans[index] = span_plan(path, cfg)
+            done[index] = {}
+            todo.extend((index, k, lo, hi, False) for k, (lo, hi) in reversed(list(enumerate(plans[index]))))
 
-    idle, fresh = readers(max_open)
-    idle = list(idle)
-    # a new session's workers import the operators and load their models while the readers
-    # start (about a second each), not after the first chunk arrived
-    warming = [warm_chain.remote(cfg_ref, run_id) for _ in range(cpus)] if fresh else []
-    while todo or open_gens or in_flight:
-        while todo and idle:
-            index, path = todo.pop()
-            reader = idle.pop()
-            gen = reader.read.options(num_returns="streaming", _generator_backpressure_num_objects=4).remote(
-                path, index, cfg_ref, run_id)
-            open_gens[gen] = {"index": index, "path": path, "chunks": 0, "reader": reader}
-        waitables = list(in_flight) + (list(open_gens) if len(in_flight) < max_in_flight else [])
-        if not waitables:
-            continue
-        ready, _ = ray.wait(waitables, num_returns=1, timeout=5.0)
+    refill()
+    while todo or in_flight or pending:
+        while len(in_flight) < max_in_flight and (todo or pending):
+            refill()
+            index, k, lo, hi, exact = todo.pop()
+            res, keys = process.remote(paths[index], index, k, lo, hi, exact, cfg_ref, run_id)
+            in_flight[res] = (keys, index, k)
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=5.0)
         for w in ready:
-            if w in in_flight:
-                key_ref = in_flight.pop(w)
-                got = ray.get(w)
-                if isinstance(got, ReadResult):
-                    reads[got.path] = got
-                else:
-                    results.append(got)
-                    key_refs.append(key_ref)
+            keys, index, k = in_flight.pop(w)
+            done[index][k] = (ray.get(w), keys)
+            if len(done[index]) < len(plans[index]):
                 continue
-            try:
-                ref = next(w)
-            except StopIteration:
-                idle.append(open_gens.pop(w)["reader"])
+            spans = [done[index][j][0]["read"] for j in range(len(plans[index]))]
+            bad = broken_link(spans)
+            if bad is not None and redone.get(index, 0) < len(plans[index]):
+                redone[index] = redone.get(index, 0) + 1
+                log.warning("%s: span %d did not join span %d (a gzip member header inside a record?); "
+                            "reading it again from byte %s", paths[index], bad, bad - 1, spans[bad - 1]["next"])
+                del done[index][bad]
+                todo.append((index, bad, spans[bad - 1]["next"], plans[index][bad][1], True))
                 continue
-            # every item goes straight to a task: a chunk is processed there, the reader's last
-            # item (its ReadResult, small) comes back as it is; the driver never holds a chunk
-            submit(open_gens[w], ref)
-    open_gens.clear()
+            for j in range(len(plans[index])):
+                result, keys_ref = done[index][j]
+                if result["kept_rows"] or result["rejected_rows"] or result["read"]["records"]:
+                    results.append(result)
+                    key_refs.append(keys_ref)
+            reads[paths[index]] = merge_reads(paths[index], spans)
+            del done[index]
     in_flight.clear()
     del warming
-    gc.collect()   # Ray generators and refs caught in cycles are freed now, while the session is alive
-    for p in paths:
-        if p not in reads:   # a reader that died for good (Ray gave up retrying it)
-            reads[p] = ReadResult(p, error_kinds=["unreadable_warc"],
-                                  stats={"name": "read", "counters": {"files": 1, "files_failed": 1}, "errors": [
-                                      {"kind": "unreadable_warc", "file": p, "error": "the reading task failed"}]})
+    gc.collect()   # refs caught in cycles are freed now, while the session is alive
     return results, key_refs, reads
 
 
@@ -453,7 +489,7 @@ def _staged_batches(output: str, rels: list[str], rows: int):
 def finalize_records(kept: list[str], selected_out: list[str], part: str, keys: pa.Table | None, outcome,
                      image_results: pa.Table | None, cfg, run_id: str) -> dict:
     """The body of `finalize_part`: staged parts of kept documents (`kept`, joined into one
-    output part, read in batches of `ray.records_per_task`) with the unit's outcome and image
+    output part, read in batches of `writer.row_group_rows`) with the unit's outcome and image
     results written in, then `documents/` and `rejected/` parts (with the selection's drops of
     the same chunks, `selected_out`) and their index rows."""
     from operators.dedup_index import DOCS, stage_part
@@ -480,7 +516,7 @@ def finalize_records(kept: list[str], selected_out: list[str], part: str, keys: 
         for i, u in zip(rep["id"].to_pylist(), rep["url"].to_pylist()):
             repeated.setdefault(i, set()).add(u)
         res = res.filter(pc.is_in(res["id"], value_set=mine))
-    for docs in _staged_batches(cfg.output, kept, cfg.ray.records_per_task):
+    for docs in _staged_batches(cfg.output, kept, cfg.writer.row_group_rows):
         ids = docs["id"]
         if keys is not None:
             rows = outcome_docs.filter(pc.is_in(outcome_docs["id"], value_set=ids))
@@ -503,7 +539,7 @@ def finalize_records(kept: list[str], selected_out: list[str], part: str, keys: 
                     "num_images": final["num_images"].take(at).cast(pa.int64()),
                     "text_hash": k["text_hash"], "minhash_bands": k["minhash_bands"],
                     "signature": k["signature"]}, schema=DOCS))
-    for docs in _staged_batches(cfg.output, selected_out, cfg.ray.records_per_task):
+    for docs in _staged_batches(cfg.output, selected_out, cfg.writer.row_group_rows):
         writer.write(docs)   # the selection's drops of the same chunks (counted per WARC by their chunks)
     staged = writer.close()
     if index_rows:
@@ -687,7 +723,7 @@ class Resolved:
 
     def __init__(self, cfg, reads: dict[str, ReadResult], run_id: str, counts: Counts):
         self.cfg, self.run_id, self.counts = cfg, run_id, counts
-        self.files = [r.image_file for r in reads.values() if r.image_file]
+        self.files = [f for r in reads.values() for f in r.image_files]
         self.table: pa.Table | None = None
         self.staged: list[str] = []
         self.rounds = 0

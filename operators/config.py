@@ -39,12 +39,12 @@ class RayConfig:
     address: str | None = None          # cluster address; None = RAY_ADDRESS if set, else a local Ray
     num_cpus: int | None = None         # CPUs for a local Ray (None = all); ignored on a cluster
     records_per_batch: int = 64         # HTML records per batch through the operators (bounds a task's memory)
-    records_per_task: int = 256         # HTML records per processing task: a WARC is split into such chunks, so
-                                        # every CPU has work whatever the number of WARCs
+    bytes_per_task: int = 16_000_000    # bytes of WARC per processing task: a WARC is read in spans of about this
+                                        # size, each by its own task, so every CPU has work whatever the number of WARCs
     max_errors_kept: int = 1000         # error records kept in stats.json (the rest are counted)
 
     def __post_init__(self):
-        for k in ("records_per_batch", "records_per_task"):
+        for k in ("records_per_batch", "bytes_per_task"):
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"ray.{k} must be an integer >= 1, got {v!r}")

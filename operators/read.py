@@ -19,7 +19,7 @@ class ReadResult:
     records: int = 0                                      # HTML records read
     error_kinds: list[str] = field(default_factory=list)  # damaged_warc, unreadable_warc, ... (none: read whole)
     stats: dict = field(default_factory=dict)             # the reader's Stats (to_dict)
-    image_file: str | None = None    # the flow's staged image records of this WARC (relative to the output)
+    image_files: list[str] = field(default_factory=list)   # the flow's staged image records of this WARC
     cpu_seconds: float = 0.0
 
 

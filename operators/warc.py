@@ -203,15 +203,34 @@ class _Damage(Exception):
 IMAGE_MARK = "_image"   # iter_records(with_images=True): the key that marks an image record's row
 
 
-def iter_records(path: str, config: ReaderConfig, stats: Stats, with_images: bool = False) -> Iterator[dict]:
-    """One pass over the WARC at `path`: the rows of `iter_html_records` and, with `with_images`,
-    those of `iter_image_records` for records whose Content-Type is image/* (marked with
-    IMAGE_MARK: True), in file order. Counts and damage handling as in both."""
-    fh = _open(path, config, stats)
+@dataclass
+class Span:
+    """A byte range of a WARC for one reading task: the records whose gzip member starts in
+    [start, end). `exact`: `start` is a known member start; else reading begins at the first
+    gzip member at or after it that holds a WARC record. The reader fills in `first` (where it
+    began; None: no record there), `next` (the first record start at or after `end` it reached,
+    else the file's size) and `whole` (the file cannot be split: uncompressed, or not one gzip
+    member per record; the span at 0 then reads all of it and the others nothing). File-level
+    errors (missing, empty, ARC) are recorded by the span at 0 only."""
+    start: int = 0
+    end: int | None = None
+    exact: bool = False
+    first: int | None = None
+    next: int | None = None
+    whole: bool = False
+
+
+def iter_records(path: str, config: ReaderConfig, stats: Stats, with_images: bool = False,
+                 span: Span | None = None) -> Iterator[dict]:
+    """One pass over the WARC at `path` (or over its `span`): the rows of `iter_html_records`
+    and, with `with_images`, those of `iter_image_records` for records whose Content-Type is
+    image/* (marked with IMAGE_MARK: True), in file order. Counts and damage handling as in both."""
+    span = span or Span()
+    fh = _open(path, config, stats if span.start == 0 else Stats("read"))
     if fh is None:
         return
     try:
-        yield from _Reader(path, fh, config, stats, images="both" if with_images else False).run()
+        yield from _Reader(path, fh, config, stats, images="both" if with_images else False, span=span).run()
     finally:
         _close(fh, stats)
 
@@ -233,8 +252,10 @@ def iter_image_records(path: str, config: ReaderConfig, stats: Stats) -> Iterato
 
 
 class _Reader:
-    def __init__(self, path: str, fh, config: ReaderConfig, stats: Stats, images: bool = False):
+    def __init__(self, path: str, fh, config: ReaderConfig, stats: Stats, images: bool = False,
+                 span: Span | None = None):
         self.images = images  # True: image records instead of HTML pages; "both": each, image rows marked IMAGE_MARK
+        self.span = span or Span()
         self.path = path
         self.fh = fh
         self.config = config
@@ -291,18 +312,25 @@ class _Reader:
 
     # -- main loop -----------------------------------------------------------------------------
     def run(self) -> Iterator[dict]:
+        span = self.span
+        first_span = span.start == 0
         try:
             size = self.fh.size()
             head = self.fh.read(4096)
             self.fh.seek(0)
         except Exception as e:  # noqa: BLE001
-            self.stats.error("unreadable_warc", file=self.path, error=_msg(e))
+            if first_span:
+                self.stats.error("unreadable_warc", file=self.path, error=_msg(e))
             return
+        span.next = size
         if not head:   # what a failed download leaves: worth fetching and reading again (the ledger retries it)
-            self.stats.error("unreadable_warc", file=self.path, error="empty file (0 bytes): a failed download?")
+            if first_span:
+                self.stats.error("unreadable_warc", file=self.path, error="empty file (0 bytes): a failed download?")
             return
         self.size = size
         self.is_gz = head.startswith(_GZIP_MAGIC)
+        self.end = span.end if self.is_gz else None   # an uncompressed file is read whole
+        span.whole = not self.is_gz
         start = head
         if self.is_gz:
             try:
@@ -310,11 +338,19 @@ class _Reader:
             except zlib.error:
                 start = b""
         if start.lstrip().startswith(b"filedesc:"):
-            self.stats.error("unsupported_format", file=self.path, format="arc",
-                             error="ARC file (filedesc:// header): only WARC is supported")
+            if first_span:
+                self.stats.error("unsupported_format", file=self.path, format="arc",
+                                 error="ARC file (filedesc:// header): only WARC is supported")
             return
         self.pos = 0
         start = 0
+        if not first_span:
+            if not self.is_gz:
+                return   # read whole by the span at 0
+            start = span.start if span.exact else self._next_member(span.start)
+            if start is None:
+                return
+        span.first = start
         try:
             while True:   # one pass, or one per stretch of good members around damage
                 self.cut_member = None
@@ -397,9 +433,15 @@ class _Reader:
             if n_done and self.is_gz and not shared:
                 if pos <= prev_pos or ((self.check_every_member or n_done < 3)
                                        and self._side_read(pos, 2) != _GZIP_MAGIC):
-                    shared = True
+                    shared = self.span.whole = True
                     stats.error("gzip_not_per_record", file=self.path,
                                 error="records are not one gzip member each: no byte offsets")
+            if self.end is not None and not shared and pos >= self.end:
+                # the next span's record: this span ends here (the pending row ends at its start)
+                if pending is not None:
+                    yield self._finish(pending, pos, shared)
+                self.span.next = pos
+                return
             if (check_next or (quirks and not self.is_gz)) and not shared:
                 # Lenient parsing resynchronises silently: make sure nothing was skipped.
                 end = self._record_end(prev_pos) if n_done else 0

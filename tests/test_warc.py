@@ -562,3 +562,61 @@ def test_image_records(tmp_path):
     assert rows[0]["warc_record_length"] == offsets[1] - offsets[0]
     c = stats.counters
     assert c["images"] == 3 and c["dropped_image_http_status"] == 1 and c["dropped_not_image"] == 2
+
+
+# -- spans: one WARC read by several tasks ------------------------------------------------------
+
+def read_spans(path: str, cuts: list[int]) -> tuple[list[list[dict]], list, Stats]:
+    from operators.warc import Span, iter_records
+    stats = Stats("read")
+    bounds = [0] + cuts + [None]
+    spans, rows = [], []
+    for lo, hi in zip(bounds, bounds[1:]):
+        span = Span(lo, hi)
+        rows.append(list(iter_records(path, ReaderConfig(), stats, span=span)))
+        spans.append(span)
+    return rows, spans, stats
+
+
+@pytest.mark.parametrize("cuts", [[1], [500], [700, 1400, 2100], list(range(50, 4000, 50))])
+def test_spans_of_a_per_record_gzip_warc_read_every_record_once_with_exact_offsets(tmp_path, cuts):
+    """Cut anywhere (inside a member, between members, in a run of spans holding no member
+    start): each record is read by exactly one span, as a whole-file read gives it, and each
+    span's `next` is the next one's `first` (the chain the flow checks)."""
+    path, offs = write(tmp_path, [record(http(PAGE * (1 + i % 3)), uri=f"http://example.com/{i}") for i in range(8)])
+    whole, _ = read(path)
+    parts, spans, stats = read_spans(path, cuts)
+    assert [r for p in parts for r in p] == whole and not stats.errors
+    size = len(open(path, "rb").read())
+    for a, b in zip(spans, spans[1:]):
+        assert a.next == (b.first if b.first is not None else size)
+    assert spans[0].first == 0 and spans[-1].next == size and not any(s.whole for s in spans)
+    for p, s in zip(parts, spans):
+        assert all(s.start <= r["warc_record_offset"] < (s.end or size) for r in p)
+
+
+@pytest.mark.parametrize("kind", ["uncompressed", "whole-file gzip"])
+def test_a_warc_that_cannot_be_split_is_read_whole_by_the_first_span(tmp_path, kind):
+    recs = [record(uri=f"http://example.com/{i}") for i in range(5)]
+    if kind == "uncompressed":
+        path, _ = write(tmp_path, recs, gz=False)
+    else:
+        path = str(tmp_path / "w.warc.gz")
+        open(path, "wb").write(gzip.compress(b"".join(recs)))
+    whole, whole_stats = read(path)
+    parts, spans, stats = read_spans(path, [300, 900])
+    assert parts[0] == whole and parts[1] == [] and parts[2] == []
+    assert spans[0].whole and [e["kind"] for e in stats.errors] == [e["kind"] for e in whole_stats.errors]
+
+
+def test_a_corrupt_member_inside_a_span_and_file_errors_only_once(tmp_path):
+    path, offs = write(tmp_path, [record(uri=f"http://example.com/{i}") for i in range(6)])
+    _corrupt(path, offs, 2)
+    whole, whole_stats = read(path)
+    parts, spans, stats = read_spans(path, [offs[2] + 5, offs[4] + 5])
+    assert [r for p in parts for r in p] == whole
+    assert [d["offset"] for d in damage(stats)] == [offs[2]]
+    assert spans[0].next == spans[1].first == offs[3]
+    missing = str(tmp_path / "missing.warc.gz")
+    _, _, stats = read_spans(missing, [100, 200])
+    assert [e["kind"] for e in stats.errors] == ["unreadable_warc"]   # once, by the span at 0
