@@ -262,6 +262,7 @@ class _Walk:
         buf: list = []          # inline text pieces of the current block
         buf_link = 0            # link text length in buf
         link_depth = pre_depth = article_depth = 0
+        anchors: list = []      # [ostack index, node, decided] of the open <a> elements
         anc: list = []          # eids of the open block elements
         b_text: list = []       # text / link totals of the open block elements (aligned with anc)
         b_link: list = []
@@ -318,6 +319,8 @@ class _Walk:
                 # ---- exit of an element
                 if code & C_LINK:
                     link_depth -= 1
+                if code & C_ANCHOR:
+                    anchors.pop()
                 if code & C_CELL and buf:
                     buf.append(" ")
                 if code & C_PICTURE:
@@ -476,6 +479,13 @@ class _Walk:
                     continue
             first = False
             if code:
+                if link_depth and not anchors[-1][2]:
+                    # a block inside a link: a card's title, or an unclosed <a> around the article
+                    a = anchors[-1]
+                    a[2] = True
+                    if _swallowing(a[1]):
+                        ostack[a[0]] &= ~C_LINK
+                        link_depth -= 1
                 if buf:
                     flush()
                 eid = len(el_tag)
@@ -513,8 +523,9 @@ class _Walk:
                         code |= C_CAPTION
                         figure_stack[-1][2] = True
             elif tag == "a":
-                code = C_LINK
+                code = C_LINK | C_ANCHOR
                 link_depth += 1
+                anchors.append([len(ostack), node, False])
             elif tag == "picture":
                 code = C_PICTURE
                 picture_sources.clear()
@@ -528,8 +539,18 @@ class _Walk:
             flush()
 
 
-C_BLOCK, C_LINK, C_PRE, C_ARTICLE, C_FIGURE, C_CAPTION, C_FLAG, C_PICTURE, C_CELL = (
-    1, 2, 4, 8, 16, 32, 64, 128, 256)
+C_BLOCK, C_LINK, C_PRE, C_ARTICLE, C_FIGURE, C_CAPTION, C_FLAG, C_PICTURE, C_CELL, C_ANCHOR = (
+    1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+SWALLOWING_LINK_CHARS = 300   # an <a> holding 2+ paragraphs and this much text is an unclosed tag, not a link
+
+
+def _swallowing(a) -> bool:
+    """An <a> left unclosed before the article: the parser keeps it open around the paragraphs
+    that follow, and their text would all count as link text (the article dropped as a menu)."""
+    try:
+        return len(a.css("p")) >= 2 and len(a.text(deep=True)) >= SWALLOWING_LINK_CHARS
+    except Exception:  # noqa: BLE001
+        return False
 
 
 # ---------------------------------------------------------------------------------------------

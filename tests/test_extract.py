@@ -339,6 +339,17 @@ def test_deep_nesting_one_tag_per_line_keeps_the_article_s_paragraphs_apart():
     assert P1 in r.texts   # its own block, not merged with the next paragraphs
 
 
+def test_an_unclosed_link_before_the_article_does_not_make_it_link_text():
+    """<a> left open before the article: the parser keeps it open around every paragraph after
+    it, whose text all counted as link text (the article was dropped as a menu)."""
+    html = page('<a href="/home">Home' + article())
+    r = run(html)
+    check_aligned(r)
+    assert P1 in r.texts
+    card = page(article() + '<a href="/other"><div><h3>Another story</h3><p>Its teaser, short.</p></div></a>')
+    assert "Its teaser, short." not in run(card).texts   # a real block link (a card) stays link text
+
+
 def test_unclosed_title_does_not_swallow_the_page():
     html = ("<html><head><title>Budget approved (News)\nvar x = 1;</head><body>"
             + article() + "<p>" + "filler text " * 500 + "</p></body></html>")
