@@ -256,6 +256,7 @@ class _Reader:
                  span: Span | None = None):
         self.images = images  # True: image records instead of HTML pages; "both": each, image rows marked IMAGE_MARK
         self.span = span or Span()
+        self.expected_size: int | None = None   # the current record's gzip member size if its header is right
         self.path = path
         self.fh = fh
         self.config = config
@@ -288,6 +289,18 @@ class _Reader:
             self.resume_at = nxt
             message += f"; {nxt - offset} bytes skipped, reading resumes at the gzip member at {nxt}"
         self.stats.error("damaged_warc", file=self.path, offset=int(offset), error=message)
+
+    def _member_header_size(self, pos: int) -> int | None:
+        """Bytes of the WARC header block at the start of the gzip member at `pos`, as written."""
+        try:
+            head = zlib.decompressobj(31).decompress(self._side_read(pos, 4096), 16384)
+        except zlib.error:
+            return None
+        for sep in (b"\r\n\r\n", b"\n\n"):
+            i = head.find(sep)
+            if i >= 0:
+                return i + len(sep)
+        return None
 
     def _next_member(self, after: int) -> int | None:
         """Offset of the first gzip member at or after `after` whose data inflates to the start
@@ -431,11 +444,21 @@ class _Reader:
                 return
 
             if n_done and self.is_gz and not shared:
-                if pos <= prev_pos or ((self.check_every_member or n_done < 3)
-                                       and self._side_read(pos, 2) != _GZIP_MAGIC):
+                # the 4 bytes before this member: the previous member's uncompressed size (ISIZE)
+                probe = self._side_read(pos - 4, 6) if (self.check_every_member or n_done < 3) else None
+                if pos <= prev_pos or (probe is not None and probe[4:6] != _GZIP_MAGIC):
                     shared = self.span.whole = True
                     stats.error("gzip_not_per_record", file=self.path,
                                 error="records are not one gzip member each: no byte offsets")
+                elif probe is not None and self.expected_size is not None and len(probe) == 6:
+                    extra = int.from_bytes(probe[:4], "little") - self.expected_size
+                    if extra > 2:   # more than its header declares (2: a writer's extra CRLF): the row is cut short
+                        if pending is not None:
+                            stats.incr("images" if self.images is True or IMAGE_MARK in pending else "html", -1)
+                            pending = None
+                        stats.error("damaged_warc", file=self.path, offset=int(prev_pos),
+                                    error=f"the record at {prev_pos} has {extra} bytes after its Content-Length "
+                                          "in its gzip member (Content-Length too short): left out")
             if self.end is not None and not shared and pos >= self.end:
                 # the next span's record: this span ends here (the pending row ends at its start)
                 if pending is not None:
@@ -457,8 +480,13 @@ class _Reader:
                 pending = None
             prev_pos = self.pos = pos
             n_done += 1
+            self.expected_size = None
             try:
                 pending = self._record(rec, pos)
+                if self.is_gz and (self.check_every_member or n_done < 3):
+                    head = self._member_header_size(pos)
+                    if head is not None:
+                        self.expected_size = head + rec.content_length + 4   # + CRLF CRLF
             except _Damage as d:
                 self._damage(d.offset, d.message, resume=not shared)
                 return

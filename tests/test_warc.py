@@ -620,3 +620,20 @@ def test_a_corrupt_member_inside_a_span_and_file_errors_only_once(tmp_path):
     missing = str(tmp_path / "missing.warc.gz")
     _, _, stats = read_spans(missing, [100, 200])
     assert [e["kind"] for e in stats.errors] == ["unreadable_warc"]   # once, by the span at 0
+
+
+def test_a_content_length_shorter_than_the_payload_in_a_gzip_member_is_recorded(tmp_path):
+    """The member holds the whole page but the header declares less: the row would be cut
+    mid-word (read short with no error; the same fault uncompressed was already recorded)."""
+    short = record(http(PAGE * 3)).replace(b"Content-Length: %d" % len(http(PAGE * 3)),
+                                           b"Content-Length: %d" % (len(http(PAGE * 3)) - 40))
+    recs = [record(uri="http://example.com/0"), short, record(uri="http://example.com/2")]
+    path, offs = write(tmp_path, recs)
+    rows, stats = read(path)
+    assert [r["url"] for r in rows] == ["http://example.com/0", "http://example.com/2"]   # the cut row left out
+    [d] = damage(stats)
+    assert d["offset"] == offs[1] and "after its Content-Length" in d["error"]
+    assert stats.counters["html"] == 2
+    good, _ = write(tmp_path, [record(), record(), record()], name="good")   # exact lengths: no false alarm
+    rows, stats = read(good)
+    assert len(rows) == 3 and not stats.errors
