@@ -75,6 +75,8 @@ class ExtractDocuments(Operator):
         if res is not None and res.error:
             self.stats.error("extract", url=rec["url"], warc_path=rec["warc_path"],
                              offset=rec["warc_record_offset"], error=res.error)
+            if res.error.startswith("timeout"):
+                self.stats.incr("timeouts")   # given up after extract.max_seconds: dropped as no_text
         if res is not None and res.truncated:
             self.stats.incr("html_truncated")
         for reason, n in dropped.items():

@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from selectolax.lexbor import LexborHTMLParser
@@ -49,6 +52,7 @@ class ExtractConfig:
     sibling_threshold: float = 0.2   # siblings of the top container join it above this share of its score
     lead_text_window: int = 4        # blocks before the container searched for intro paragraphs (0: off)
     fallback_coverage: float = 0.3   # below this share of the page's good text in the container, use the body
+    max_seconds: float = 10.0        # a page whose extraction takes longer is given up (empty, error "timeout")
 
     def __post_init__(self):
         if self.engine not in ("lexbor", "trafilatura"):
@@ -58,6 +62,9 @@ class ExtractConfig:
         for name in ("min_image_size", "max_html_chars", "min_block_chars", "lead_text_window"):
             if getattr(self, name) < 0:
                 raise ValueError(f"extract.{name} must be >= 0")
+        if isinstance(self.max_seconds, bool) or not isinstance(self.max_seconds, (int, float)) or \
+                self.max_seconds <= 0:
+            raise ValueError("extract.max_seconds must be a number > 0")
         for name in ("max_link_density", "sibling_threshold", "fallback_coverage"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"extract.{name} must be between 0 and 1")
@@ -1058,10 +1065,38 @@ def extract_document(html: str, url: str, config: ExtractConfig | None = None) -
     if not html or not html.strip():
         return _empty()
     try:
-        if cfg.engine == "trafilatura":
-            return _extract_trafilatura(html, url, cfg)
-        return _extract_lexbor(html, url, cfg)
+        with _time_limit(cfg.max_seconds):
+            if cfg.engine == "trafilatura":
+                return _extract_trafilatura(html, url, cfg)
+            return _extract_lexbor(html, url, cfg)
+    except ExtractionTimeout:
+        res = _empty()
+        res.error = f"timeout: extraction took more than extract.max_seconds={cfg.max_seconds:g} s"
+        return res
     except Exception as e:  # a bug or a pathological page: an empty result that says why
         res = _empty()
         res.error = f"{type(e).__name__}: {e}"
         return res
+
+
+class ExtractionTimeout(Exception):
+    """Raised into an extraction that ran past extract.max_seconds."""
+
+
+@contextmanager
+def _time_limit(seconds: float):
+    """Interrupt the block after `seconds` (SIGALRM; in the main thread, where Ray runs tasks;
+    elsewhere no limit). Python code is interrupted; a single C call (one parse) finishes first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise ExtractionTimeout()
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

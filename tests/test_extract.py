@@ -350,6 +350,14 @@ def test_an_unclosed_link_before_the_article_does_not_make_it_link_text():
     assert "Its teaser, short." not in run(card).texts   # a real block link (a card) stays link text
 
 
+def test_an_extraction_that_runs_past_max_seconds_is_given_up_with_a_reason():
+    html = page("".join(f"<p>Paragraph {i} with a few words in it.</p>" for i in range(30_000)))
+    r = run(html, max_seconds=0.02)
+    assert r.texts == [] and r.error.startswith("timeout: extraction took more than extract.max_seconds=0.02 s")
+    assert P1 not in r.texts and run(page(article())).error is None   # the limit is reset after each page
+    assert P1 in run(page(article()), max_seconds=0.02).texts
+
+
 def test_unclosed_title_does_not_swallow_the_page():
     html = ("<html><head><title>Budget approved (News)\nvar x = 1;</head><body>"
             + article() + "<p>" + "filler text " * 500 + "</p></body></html>")

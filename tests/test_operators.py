@@ -96,6 +96,15 @@ def test_extractor_bug_is_recorded_not_fatal(monkeypatch):
     assert op.stats.errors[0]["error"] == "RuntimeError: bug"
 
 
+def test_a_page_past_the_extraction_time_limit_is_counted_and_kept_as_an_empty_document():
+    big = "<html><body>" + "".join(f"<p>Paragraph {i} with some words.</p>" for i in range(30_000)) + "</body></html>"
+    op = ExtractDocuments(ExtractConfig(max_seconds=0.02), RunInfo("r", "h"))
+    out = validate_documents(op(pa.Table.from_pylist([record(html=big), record(url="https://example.com/b")],
+                                                     schema=RECORD)))
+    assert out.num_rows == 2 and out["text_chars"].to_pylist()[0] == 0 and out["text_chars"].to_pylist()[1] > 0
+    assert op.stats.counters["timeouts"] == 1 and op.stats.errors[0]["error"].startswith("timeout:")
+
+
 def test_unexpected_extractor_failure_is_an_empty_document_with_a_recorded_error(monkeypatch):
     import operators.extract as extract
 
