@@ -290,6 +290,23 @@ class _Reader:
             message += f"; {nxt - offset} bytes skipped, reading resumes at the gzip member at {nxt}"
         self.stats.error("damaged_warc", file=self.path, offset=int(offset), error=message)
 
+    def _check_member_size(self, end: int, start: int, row: dict | None, isize: bytes | None = None):
+        """The row of the record whose gzip member is [start, end), or None when the member holds
+        more than its WARC header declares (its ISIZE over header + Content-Length + CRLF CRLF,
+        2 bytes of slack): the row would be cut short, so it is left out and the damage recorded."""
+        isize = isize if isize is not None else self._side_read(end - 4, 4)
+        if len(isize) != 4:
+            return row
+        extra = int.from_bytes(isize, "little") - self.expected_size
+        if extra <= 2:
+            return row
+        if row is not None:
+            self.stats.incr("images" if self.images is True or IMAGE_MARK in row else "html", -1)
+        self.stats.error("damaged_warc", file=self.path, offset=int(start),
+                         error=f"the record at {start} has {extra} bytes after its Content-Length in its gzip "
+                               "member (Content-Length too short): left out")
+        return None
+
     def _member_header_size(self, pos: int) -> int | None:
         """Bytes of the WARC header block at the start of the gzip member at `pos`, as written."""
         try:
@@ -435,6 +452,8 @@ class _Reader:
                                            "(file cut or member corrupt)", resume=not shared)
                     return
                 ok = failure is None and self._gap_ok(end, self.size)
+                if ok and self.is_gz and not shared and self.expected_size is not None and end >= 4:
+                    pending = self._check_member_size(end, prev_pos, pending)   # the last member
                 if pending is not None:
                     yield self._finish(pending, self.size if ok else end, shared)
                 if not ok:
@@ -451,14 +470,7 @@ class _Reader:
                     stats.error("gzip_not_per_record", file=self.path,
                                 error="records are not one gzip member each: no byte offsets")
                 elif probe is not None and self.expected_size is not None and len(probe) == 6:
-                    extra = int.from_bytes(probe[:4], "little") - self.expected_size
-                    if extra > 2:   # more than its header declares (2: a writer's extra CRLF): the row is cut short
-                        if pending is not None:
-                            stats.incr("images" if self.images is True or IMAGE_MARK in pending else "html", -1)
-                            pending = None
-                        stats.error("damaged_warc", file=self.path, offset=int(prev_pos),
-                                    error=f"the record at {prev_pos} has {extra} bytes after its Content-Length "
-                                          "in its gzip member (Content-Length too short): left out")
+                    pending = self._check_member_size(pos, prev_pos, pending, probe[:4])
             if self.end is not None and not shared and pos >= self.end:
                 # the next span's record: this span ends here (the pending row ends at its start)
                 if pending is not None:

@@ -634,6 +634,9 @@ def test_a_content_length_shorter_than_the_payload_in_a_gzip_member_is_recorded(
     [d] = damage(stats)
     assert d["offset"] == offs[1] and "after its Content-Length" in d["error"]
     assert stats.counters["html"] == 2
+    path, offs = write(tmp_path, [record(uri="http://example.com/0"), short], name="last")   # the last member too
+    rows, stats = read(path)
+    assert [r["url"] for r in rows] == ["http://example.com/0"] and [d["offset"] for d in damage(stats)] == [offs[1]]
     good, _ = write(tmp_path, [record(), record(), record()], name="good")   # exact lengths: no false alarm
     rows, stats = read(good)
     assert len(rows) == 3 and not stats.errors
