@@ -16,7 +16,8 @@ night for good. A holder whose lock was taken over (it stalled longer than the l
 its next renewal or check, and `check()` raises `LockLost` before it commits anything.
 
 Atomicity. Every change is a compare-and-swap on the lock document: locally under an exclusive
-`flock` of the lock file (POSIX filesystems; one machine), on S3 by conditional writes
+`flock` of the output folder, the document replaced whole by a rename (POSIX filesystems; one
+machine), on S3 by conditional writes
 (`If-None-Match: *` to create, `If-Match: <ETag>` to renew, take over or release), which S3 and
 S3-compatible stores that implement them (moto, MinIO) honour. Each write is read back and its
 token compared, so a store that ignores the conditions still catches all but a narrow race.
@@ -84,37 +85,41 @@ def _iso(t: float) -> str:
 # ---------------------------------------------------------------- stores (compare-and-swap)
 
 class _LocalStore:
+    """The lock document in a local folder: changes under an exclusive `flock` of the folder
+    itself, each written whole (a temporary file renamed over it), so that a holder killed in the
+    middle of a renewal leaves the old document, never an empty one."""
+
     def __init__(self, root: str):
+        self.root = root
         self.path = os.path.join(root, LOCK_FILE)
-        self._fd: int | None = None
 
     @contextmanager
     def transaction(self):
         import fcntl
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        os.makedirs(self.root, exist_ok=True)
+        fd = os.open(self.root, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._fd = fd
             yield
         finally:
-            self._fd = None
             os.close(fd)   # closing drops the flock
 
     def read(self) -> tuple[dict | None, object]:
-        os.lseek(self._fd, 0, os.SEEK_SET)
-        raw = b""
-        while chunk := os.read(self._fd, 1 << 16):
-            raw += chunk
+        try:
+            with open(self.path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return None, None
         return _parse(raw, self.path), raw
 
     def write(self, doc: dict, version: object) -> bool:
         # under the flock nobody else changed it since read(): `version` is what read() saw
-        data = json.dumps(doc, indent=2).encode()
-        os.lseek(self._fd, 0, os.SEEK_SET)
-        os.ftruncate(self._fd, 0)
-        os.write(self._fd, data)
-        os.fsync(self._fd)
+        tmp = f"{self.path}.tmp-{os.getpid()}-{threading.get_ident()}"
+        with open(tmp, "wb") as f:
+            f.write(json.dumps(doc, indent=2).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
         return True
 
     def clear(self) -> None:

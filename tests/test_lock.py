@@ -141,3 +141,21 @@ def test_crawl_refuses_a_locked_output_with_exit_3_before_reading_anything(tmp_p
     err = capsys.readouterr().err
     assert code == 3 and "locked by run nightly-1" in err and "--clear" in err
     assert not (tmp_path / "out" / "_runs").exists() and not (tmp_path / "out" / "_ledger").exists()
+
+
+def test_a_holder_killed_in_the_middle_of_a_renewal_leaves_its_last_document(tmp_path, monkeypatch):
+    """The document is replaced whole (written aside, renamed over): a kill between the two
+    leaves the previous one, never an empty file that would read as 'no lock'."""
+    import os
+    out = str(tmp_path / "out")
+    a = WriterLock(out, "run-A", QUICK).acquire()
+    killed(a)
+    before = read_lock(out)
+
+    def crash(*args):
+        raise KeyboardInterrupt("killed between the write and the rename")
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        a.renew()
+    monkeypatch.undo()
+    assert read_lock(out) == before and before["holder"] == "run-A"
