@@ -254,6 +254,12 @@ def test_killed_run_resumes_to_the_clean_result(ray_local, clean, warcs, tmp_pat
             _stop_all(seen + [psutil.Process(proc.pid)] if proc.poll() is None else seen, tmp)
     committed = len(list((out / "_ledger").glob("*.jsonl")))
     assert committed < PARTS or victim == "worker"   # the driver died before the last unit committed
+    if victim == "worker":   # Ray ran the killed worker's task again: every count is still counted once
+        records = [json.loads(p.read_text()) for p in out.glob("_runs/*/stats.json")]
+        run_record = next(r for r in records if r.get("kind") == "invocation")
+        clean_record = json.loads((clean[0] / "_runs" / clean[1].run_id / "stats.json").read_text())
+        assert {op["name"]: op["counters"] for op in run_record["operators"]} == \
+            {op["name"]: op["counters"] for op in clean_record["operators"]}
     # the killed driver's writer lock expires by itself (its lease: 3 s here) ...
     from operators.lock import read_lock
     held = read_lock(str(out))
