@@ -46,6 +46,8 @@ Counters (`stats`)
   unsupported_format {file, format, error} - an ARC file (FastWARC reads WARC only).
   gzip_not_per_record {file, error} - see Provenance. A warning (`WARNING_KINDS`): every record
   was read, the file is not failed.
+  record_refused {file, offset, url, reason, error} - a record left out for what it holds
+  (too_large, bad_http, decode_error; also counted as dropped_<reason>). A warning too.
 
 Parsing modes
   FastWARC runs in strict mode (WARC/0.17, 0.18, 1.0, 1.1 all parse). When strict parsing fails
@@ -116,7 +118,7 @@ _TOP_TYPES = frozenset({"text", "image", "application", "audio", "video", "font"
 _DATE_OK = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 _URI_OK = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\s]+")
 _GZIP_MAGIC = b"\x1f\x8b"
-WARNING_KINDS = frozenset({"gzip_not_per_record"})   # error kinds that leave a file read completely (not failed)
+WARNING_KINDS = frozenset({"gzip_not_per_record", "record_refused"})   # kinds that leave a file read (not failed)
 
 
 def failed_kinds(kinds) -> set[str]:
@@ -306,6 +308,13 @@ class _Reader:
                          error=f"the record at {start} has {extra} bytes after its Content-Length in its gzip "
                                "member (Content-Length too short): left out")
         return None
+
+    def _refused(self, reason: str, hdr, pos: int, why: str) -> None:
+        """A record left out for what it holds: counted (dropped_<reason>) and recorded with its
+        file, offset and URL (`record_refused`, a warning: the file is not failed)."""
+        self.stats.drop(reason)
+        self.stats.error("record_refused", file=self.path, offset=int(pos), url=hdr.get("WARC-Target-URI"),
+                         reason=reason, error=f"{reason}: {why}")
 
     def _member_header_size(self, pos: int) -> int | None:
         """Bytes of the WARC header block at the start of the gzip member at `pos`, as written."""
@@ -583,7 +592,7 @@ class _Reader:
         cfg = self.config
         if clen > cfg.max_payload_bytes:
             self._skip(rec, pos, clen)
-            stats.drop("too_large")
+            self._refused("too_large", hdr, pos, f"{clen} bytes, over reader.max_payload_bytes")
             return None
         block = rec.reader.read()
         if len(block) < clen:
@@ -602,7 +611,7 @@ class _Reader:
             # Claims HTTP: an unparseable HTTP head is bad_http; no HTTP head at all but an
             # HTML page (some archivers) is taken as the page.
             if block[:5] in (b"HTTP/", b"http/") or not (cfg.sniff and H.sniff_html(block)):
-                stats.drop("bad_http")
+                self._refused("bad_http", hdr, pos, "claims HTTP but has no parseable HTTP head")
                 return None
             body, mime, cs = block, None, None  # no usable HTTP header: the block is the page
         else:
@@ -637,13 +646,15 @@ class _Reader:
         elif H.sniff_html(body):
             stats.incr("fallback_raw_body")
         else:
-            stats.drop("decode_error")
+            self._refused("decode_error", hdr, pos, f"Content-Encoding {headers.get('content-encoding')!r} "
+                                                    "does not decode and the body is no HTML")
             return None
         if not body:
             stats.drop("empty")
             return None
         if len(body) > cfg.max_payload_bytes:
-            stats.drop("too_large")
+            self._refused("too_large", hdr, pos, "over reader.max_payload_bytes once decoded "
+                                                 "(decoding stops there)")
             return None
         if is_html:
             if H.has_binary_magic(body):

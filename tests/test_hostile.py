@@ -1,6 +1,6 @@
 """The whole flow over a generated hostile corpus (tests/hostile.py): nothing crashes or hangs,
 every control article comes through, and every hostile record ends as a document, a rejected row
-with its reason, a counted drop, or a recorded error with file and offset."""
+with its reason, or a recorded error with file and offset."""
 from __future__ import annotations
 
 import json
@@ -27,14 +27,18 @@ def test_hostile_corpus_is_survived_and_every_record_accounted_for(ray_local, tm
     record = json.loads((out / "_runs" / res.run_id / "stats.json").read_text())
     read = next(op for op in record["operators"] if op["name"] == "read")
     errors = {(e["kind"], e["file"].rsplit("/", 1)[-1]): e for e in read["errors"]}
-    # pages the reader refuses are counted drops: over reader.max_payload_bytes once decoded (the
-    # 20 MB page, both 1 GB bombs, cut at the limit while decoding) and the unparseable HTTP head
+    # pages the reader refuses are counted drops, each recorded (record_refused, a warning): over
+    # reader.max_payload_bytes once decoded (the 20 MB page, both 1 GB bombs, cut at the limit
+    # while decoding) and the unparseable HTTP head
     assert read["counters"]["dropped_too_large"] == 3 and read["counters"]["dropped_bad_http"] == 1
     counted = {"http://hostile.example/single-line", "http://hostile.example/gzip-bomb",
                "http://hostile.example/brotli-bomb", "http://hostile.example/huge-header"}
     damaged = {"http://hostile.example/corrupt-member", "http://hostile.example/short-length"}
     for url in m["hostile"]:
         assert (url in docs) + (url in rejected) + (url in counted) + (url in damaged) == 1, url
+    refused = {e["url"]: e for e in read["errors"] if e["kind"] == "record_refused"}
+    assert set(refused) == counted   # each refused record recorded with its file and offset
+    assert all(e["file"].endswith("hostile.warc.gz") and e["offset"] > 0 for e in refused.values())
     assert all(reason for url, reason in rejected.items() if url in m["hostile"])
     # the corrupt member is recorded where it starts and reading went on after it
     corrupt = [e for e in read["errors"] if e["kind"] == "damaged_warc" and e.get("offset") == m["corrupt_member_offset"]]

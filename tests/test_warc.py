@@ -640,3 +640,16 @@ def test_a_content_length_shorter_than_the_payload_in_a_gzip_member_is_recorded(
     good, _ = write(tmp_path, [record(), record(), record()], name="good")   # exact lengths: no false alarm
     rows, stats = read(good)
     assert len(rows) == 3 and not stats.errors
+
+
+def test_a_refused_record_is_recorded_with_its_file_offset_and_url_as_a_warning(tmp_path):
+    from operators.warc import failed_kinds
+    big = record(http(PAGE * 200), uri="http://example.com/big")
+    path, offs = write(tmp_path, [record(uri="http://example.com/0"), big, record(uri="http://example.com/2")])
+    rows, stats = read(path, max_payload_bytes=5_000)
+    assert [r["url"] for r in rows] == ["http://example.com/0", "http://example.com/2"]
+    [e] = stats.errors
+    assert (e["kind"], e["offset"], e["url"], e["reason"]) == ("record_refused", offs[1], "http://example.com/big",
+                                                                "too_large")
+    assert e["file"] == path and stats.counters["dropped_too_large"] == 1
+    assert not failed_kinds(["record_refused"])   # a warning: the file was read, it is not failed
