@@ -139,7 +139,7 @@ def read_span(path: str, index: int, k: int, span, cfg, run_id: str) -> tuple[pa
         image_file = _write_staged(cfg.output, run_id, WARC_IMAGES, f"w{index:06d}-{k:05d}",
                                    pa.Table.from_pylist(images, schema=IMAGE_RECORD))
     return pa.Table.from_pylist(buf, schema=RECORD), {
-        "path": path, "span": k, "records": len(buf), "stats": stats.to_dict(), "image_file": image_file,
+        "records": len(buf), "stats": stats.to_dict(), "image_file": image_file,
         "first": span.first, "next": span.next, "whole": span.whole}
 
 
@@ -161,15 +161,12 @@ def _read_staged(output: str, rel: str) -> pa.Table:
     return pq.read_table(posixpath.join(root.rstrip("/"), rel), filesystem=fs)
 
 
-def process_records(records: pa.Table | ReadResult, part: str, cfg, run_id: str
-                    ) -> tuple[dict | ReadResult, pa.Table | None]:
-    """The per-document operators over a table of records (a span's, in `process_span_records`); the selection's drops and the kept documents staged (one file each) for the final
-    pass. Returns (result, KEYS table or None without dedup). The reader's last item, its
-    ReadResult, comes back as it is (see streaming_pass)."""
+def process_records(records: pa.Table, part: str, cfg, run_id: str) -> tuple[dict, pa.Table | None]:
+    """The per-document operators over a table of records (a span's, in `process_span_records`);
+    the selection's drops and the kept documents staged (one file each) for the final pass.
+    Returns (result, KEYS table or None without dedup)."""
     from operators.minhash import KEYS, dedup_columns
     from operators.schema import DOCUMENT, validate_documents
-    if isinstance(records, ReadResult):
-        return records, None
     cpu0 = time.process_time()
     ops = chain(cfg, run_id)
     minhash = Stats("minhash")
@@ -274,7 +271,7 @@ def merge_reads(path: str, reads: list[dict]) -> ReadResult:
     stats.incr("files")
     for r in reads:
         stats.merge(r["stats"])
-    kinds = sorted({k[len("errors_"):] for k in stats.counters if k.startswith("errors_")})
+    kinds = sorted(stats.error_kinds())
     if failed_kinds(kinds):
         stats.incr("files_failed")
     return ReadResult(path, sum(r["records"] for r in reads), kinds, stats.to_dict(),
@@ -565,9 +562,9 @@ MIN_PART_ROWS = 2000   # a small unit's final pass is spread over the CPUs, in p
 
 
 def part_groups(results: list[dict], rows: int, cpus: int = 1) -> list[list[dict]]:
-    """Chunk results in WARC and chunk order, in groups of consecutive chunks (one output part
+    """Span results in WARC and span order, in groups of consecutive spans (one output part
     each) of about the same number of documents, kept and rejected: enough groups that each gets
-    about `rows` at most (a group closes with the chunk that reaches its share), and at least
+    about `rows` at most (a group closes with the span that reaches its share), and at least
     `cpus` groups when each still gets `MIN_PART_ROWS` (so that a small unit's final pass does
     not run on one CPU while the others wait)."""
     chunks = sorted((r for r in results if r["kept"] or r["rejected"]), key=lambda r: r["part"])
@@ -616,7 +613,7 @@ def stream_unit(cfg, paths: list[str], run_id: str, process=None) -> Streamed:
     results, key_refs, reads = streaming_pass(cfg, cfg_ref, paths, run_id, process)
     phases.mark("read, extract, language, signals, select, keys",
                 sum(r.stats.get("counters", {}).get("out", 0) for r in reads.values()),
-                sum(r["cpu_seconds"] for r in results) + sum(r.cpu_seconds for r in reads.values()))
+                sum(r["cpu_seconds"] for r in results))   # a span task's CPU includes its reading
     return Streamed(cfg_ref, results, key_refs, reads, phases)
 
 

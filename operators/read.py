@@ -20,7 +20,6 @@ class ReadResult:
     error_kinds: list[str] = field(default_factory=list)  # damaged_warc, unreadable_warc, ... (none: read whole)
     stats: dict = field(default_factory=dict)             # the reader's Stats (to_dict)
     image_files: list[str] = field(default_factory=list)   # the flow's staged image records of this WARC
-    cpu_seconds: float = 0.0
 
 
 class ReadWarcs(Operator):
@@ -66,7 +65,7 @@ class ReadWarcs(Operator):
 
     def _take(self, file_stats: Stats, n_out: int) -> set[str]:
         """Move the file's counts into the operator's; returns the error kinds it reported."""
-        kinds = {k[len("errors_"):] for k in file_stats.counters if k.startswith("errors_")}
+        kinds = file_stats.error_kinds()
         self.stats.merge(file_stats.drain())
         self.stats.incr("out", n_out)
         return kinds

@@ -34,6 +34,10 @@ class Stats:
         if len(self.errors) < MAX_ERRORS_KEPT:
             self.errors.append({"kind": kind, **details})
 
+    def error_kinds(self) -> set[str]:
+        """The kinds of the errors counted so far."""
+        return {k[len("errors_"):] for k in self.counters if k.startswith("errors_")}
+
     def merge(self, other: "Stats | dict") -> None:
         if isinstance(other, Stats):
             other = other.to_dict()

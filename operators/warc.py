@@ -86,7 +86,7 @@ class ReaderConfig:
     s3_anonymous: bool = False  # unsigned S3 requests (public buckets), no credential lookup
     retries: int = 5            # retries of a failed request (throttling, 5xx, resets, timeouts)
     retry_backoff: float = 1.0  # seconds before the first HTTP retry, doubling (S3: the AWS SDK's backoff)
-    concurrency: int | None = None  # most WARC files read at once across the cluster; None = 1 per 4 CPUs
+    concurrency: int | None = None  # most WARC spans read at once across the cluster; None = 2 per CPU
 
     def __post_init__(self):
         try:

@@ -236,24 +236,30 @@ def _dies_once(path, index, k, start, end, exact, cfg, run_id):
     return process_span_records(path, index, k, start, end, exact, cfg, run_id)
 
 
-def test_a_retried_task_counts_once(ray_local, sample, tmp_path):
-    """Counts travel with task results: a span whose worker died and that Ray ran again is
-    counted once, and its staged files are there once."""
+def streamed(warc, out, process) -> tuple[dict, list[str], list]:
+    """The sample's streaming pass in spans of 20 kB with `process` as the span task: (counters
+    by operator, span part names, KEYS tables)."""
     import ray
 
     from flows.pipeline import Counts, streaming_pass
+    cfg = load_config(ROOT / "configs/local.yaml", ["ray.bytes_per_task=20000"], input=[str(warc)], output=str(out))
+    results, keys, reads = streaming_pass(cfg, ray.put(cfg), [str(warc)], "r1", process)
+    counts = Counts()
+    counts.add([reads[str(warc)].stats])
+    for r in results:
+        counts.add(r["stats"])
+    return ({s["name"]: s["counters"] for s in counts.table()}, sorted(r["part"] for r in results),
+            ray.get(keys))
+
+
+def test_a_retried_task_counts_once(ray_local, sample, tmp_path):
+    """Counts travel with task results: a span whose worker died and that Ray ran again is
+    counted once, and its staged files are there once."""
     warc, _ = sample
     got = {}
     for name, process in (("clean", None), ("retried", _dies_once)):
-        cfg = load_config(ROOT / "configs/local.yaml", ["ray.bytes_per_task=20000"], input=[str(warc)],
-                          output=str(tmp_path / name))
-        results, keys, reads = streaming_pass(cfg, ray.put(cfg), [str(warc)], "r1", process)
-        counts = Counts()
-        counts.add([reads[str(warc)].stats])
-        for r in results:
-            counts.add(r["stats"])
-        got[name] = ({s["name"]: s["counters"] for s in counts.table()}, sorted(r["part"] for r in results),
-                     sum(ray.get(k).num_rows for k in keys))
+        counters, parts, keys = streamed(warc, tmp_path / name, process)
+        got[name] = (counters, parts, sum(k.num_rows for k in keys))
     assert (tmp_path / "retried.died").exists()
     assert got["clean"] == got["retried"]
     assert len(got["clean"][1]) >= 3 and got["clean"][0]["extract"]["in"] == got["clean"][0]["read"]["out"]
@@ -270,21 +276,11 @@ def _false_start(path, index, k, start, end, exact, cfg, run_id):
 
 
 def test_a_span_that_does_not_join_its_predecessor_is_read_again_from_its_end(ray_local, sample, tmp_path, caplog):
-    import ray
-
-    from flows.pipeline import Counts, streaming_pass
     warc, _ = sample
     got = {}
     for name, process in (("clean", None), ("false start", _false_start)):
-        cfg = load_config(ROOT / "configs/local.yaml", ["ray.bytes_per_task=20000"], input=[str(warc)],
-                          output=str(tmp_path / name))
-        results, keys, reads = streaming_pass(cfg, ray.put(cfg), [str(warc)], "r1", process)
-        counts = Counts()
-        counts.add([reads[str(warc)].stats])
-        for r in results:
-            counts.add(r["stats"])
-        got[name] = ({s["name"]: s["counters"] for s in counts.table()}, sorted(r["part"] for r in results),
-                     sorted(i for k in keys for i in ray.get(k)["id"].to_pylist()))
+        counters, parts, keys = streamed(warc, tmp_path / name, process)
+        got[name] = (counters, parts, sorted(i for k in keys for i in k["id"].to_pylist()))
     assert "span 1 did not join span 0" in caplog.text
     assert got["clean"] == got["false start"]
 
