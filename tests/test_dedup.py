@@ -256,15 +256,6 @@ def _reference(rows: list[dict]) -> dict[str, tuple[str, bool]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield
-    ray.shutdown()
-
-
 def _run(rows, blocks):
     import ray
     from flows.ray_ops import cluster_duplicates

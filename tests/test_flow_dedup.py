@@ -15,7 +15,7 @@ from flows.crawl import run
 from operators import dedup_index
 from operators.config import load_config
 from operators.urls import url_key
-from tests.test_flow import ROOT, ray_local, read_dir, sample  # noqa: F401  (module-scoped fixtures)
+from tests.test_flow import ROOT, read_dir, sample  # noqa: F401  (module-scoped fixture)
 
 
 def refetch(src, dst, picks: dict[str, str], days: int = 1) -> None:

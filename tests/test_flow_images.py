@@ -13,7 +13,7 @@ from warcio.warcwriter import WARCWriter
 from flows.crawl import run
 from operators.config import load_config
 from tests.image_server import ImageServer, image_bytes
-from tests.test_flow import ROOT, ray_local, read_dir, sample  # noqa: F401  (module-scoped fixtures)
+from tests.test_flow import ROOT, read_dir, sample  # noqa: F401  (module-scoped fixture)
 
 IN_WARC = "https://photos.example.org/harbour.jpg"
 PARAS = [

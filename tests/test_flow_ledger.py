@@ -19,7 +19,7 @@ from flows.make_sample import write_sample_warc
 from flows.query import connect
 from operators.config import load_config
 from operators.ledger import read_ledger
-from tests.test_flow import ROOT, ray_local  # noqa: F401  (module-scoped fixture)
+from tests.test_flow import ROOT
 
 PARTS = 3
 UNITS = ["ledger.warcs_per_commit=1"]

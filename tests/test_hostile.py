@@ -10,7 +10,7 @@ import pytest
 from flows.crawl import run
 from operators.config import load_config
 from tests.hostile import write_hostile_warcs
-from tests.test_flow import ROOT, ray_local  # noqa: F401  (module-scoped fixture)
+from tests.test_flow import ROOT
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ import pyarrow as pa
 import pytest
 
 from operators.langid import (
-    IdentifyLanguage, LangIdConfig, LanguageModel, _cut, normalize_for_langid, shipped_model_path,
+    IdentifyLanguage, LangIdConfig, LanguageModel, _cut, check_fasttext_file, normalize_for_langid,
+    shipped_model_path,
 )
 from operators.schema import DOCUMENT, validate_documents
 from tests.factories import doc_row
@@ -111,8 +113,63 @@ def test_missing_model_path_is_a_config_error(tmp_path):
     assert str(missing) in str(e.value)
 
 
-@pytest.mark.parametrize("content", [b"this is not a fastText model\n", "truncated"])
-def test_corrupt_model_file_fails_with_a_clear_message(tmp_path, content):
+def tiny_dense_model(words: list[str], labels: list[str]) -> bytes:
+    """A fastText 0.9 supervised model file written by hand: dimension 2, no pruning, no hashed
+    buckets, dense matrices; word i points along the axis of label i."""
+    dim = 2
+    args = struct.pack("<12id", dim, 5, 1, 1, 5, 1, 3, 3, 0, 0, 0, 100, 1e-4)  # loss softmax, model sup
+    out = struct.pack("<ii", 793712314, 12) + args
+    out += struct.pack("<iiiqq", len(words) + len(labels), len(words), len(labels), 100, -1)
+    for w in words:
+        out += w.encode() + b"\0" + struct.pack("<qb", 10, 0)
+    for label in labels:
+        out += f"__label__{label}".encode() + b"\0" + struct.pack("<qb", 10, 1)
+    axes = [[5.0 if j == i else 0.0 for j in range(dim)] for i in range(len(words))]
+    out += b"\0" + struct.pack("<qq", len(words), dim) + struct.pack(f"<{len(words) * dim}f", *sum(axes, []))
+    unit = [[1.0 if j == i else 0.0 for j in range(dim)] for i in range(len(labels))]
+    out += b"\0" + struct.pack("<qq", len(labels), dim) + struct.pack(f"<{len(labels) * dim}f", *sum(unit, []))
+    return out
+
+
+def test_a_dense_model_written_by_hand_loads_and_predicts(tmp_path):
+    # pins check_fasttext_file's reading of the dense layout against fastText's own loader
+    path = tmp_path / "tiny.bin"
+    path.write_bytes(tiny_dense_model(["language", "bonjour"], ["en", "fr"]))
+    check_fasttext_file(str(path))
+    m = LanguageModel(LangIdConfig(model_path=str(path)))
+    assert m.predict(["bonjour"], 1)[0][0][0] == "fr" and m.predict(["language"], 1)[0][0][0] == "en"
+
+
+def cut_points(size: int, marks: list[int]) -> list[int]:
+    return sorted({n for m in marks for n in (m - 1, m, m + 1) if 0 <= n < size} | {0, 7, 63, 91, size - 1})
+
+
+def test_every_truncation_and_any_trailing_bytes_are_refused_by_the_layout_check(tmp_path):
+    # fastText's loader trusts the file and can crash the process on a truncated one (CI saw a
+    # segmentation fault), so nothing short of the exact layout may reach it.
+    shipped = Path(shipped_model_path()).read_bytes()
+    dense = tiny_dense_model(["language", "bonjour"], ["en", "fr"])
+    # the quantised file: inside the dictionary, at the matrices' boundaries, inside each quantiser
+    for name, data, marks in [("lid.176.ftz", shipped, [300_000, 459_270, 459_291, 859_292, 926_749, 938_013]),
+                              ("tiny.bin", dense, list(range(0, len(dense), 5)))]:
+        for n in cut_points(len(data), marks):
+            bad = tmp_path / f"{n}-{name}"
+            bad.write_bytes(data[:n])
+            with pytest.raises(ValueError, match="truncated|too short"):
+                check_fasttext_file(str(bad))
+        (tmp_path / name).write_bytes(data + b"\0")
+        with pytest.raises(ValueError, match="1 bytes follow"):
+            check_fasttext_file(str(tmp_path / name))
+    wrong = tmp_path / "wrong.bin"
+    wrong.write_bytes(b"\0" * 8 + dense[8:])
+    with pytest.raises(ValueError, match="wrong magic"):
+        check_fasttext_file(str(wrong))
+
+
+@pytest.mark.parametrize("content", [b"this is not a fastText model\n", b"", "truncated"])
+def test_corrupt_model_file_fails_with_a_clear_message_before_fasttext_reads_it(tmp_path, monkeypatch, content):
+    import fasttext
+    monkeypatch.setattr(fasttext, "load_model", lambda *a: pytest.fail("fastText's loader reached"))
     bad = tmp_path / "broken.ftz"
     if content == "truncated":
         content = Path(shipped_model_path()).read_bytes()[:300_000]

@@ -24,10 +24,8 @@ BUCKET = "interleaf-query"
 
 
 @pytest.fixture(scope="module")
-def flow_output(tmp_path_factory):
-    """The flow's output on the sample WARC; Ray is stopped again before the tests run."""
-    import ray
-
+def flow_output(ray_local, tmp_path_factory):
+    """The flow's output on the sample WARC."""
     from flows.crawl import run
     from flows.make_sample import write_sample_warc
     from operators.config import load_config
@@ -37,14 +35,7 @@ def flow_output(tmp_path_factory):
     write_sample_warc(str(warc))
     out = base / "out"
     cfg = load_config(ROOT / "configs/local.yaml", [], input=[str(warc)], output=str(out))
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    try:
-        res = run(cfg, [str(warc)])
-    finally:
-        if started:
-            ray.shutdown()
+    res = run(cfg, [str(warc)])
     assert not res.failed
     return out, res
 

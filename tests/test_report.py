@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.report import render_report, write_report
-from tests.test_flow import ROOT, ray_local, sample  # noqa: F401  (module-scoped fixtures)
+from tests.test_flow import ROOT, sample  # noqa: F401  (module-scoped fixture)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 RUN = "20260101T000000Z-abc123"

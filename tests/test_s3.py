@@ -148,22 +148,8 @@ def test_writer_at_bucket_root(s3):
     assert summarize(out).splitlines()[-1] == "dropped: no_text 1"
 
 
-@pytest.fixture(scope="module")
-def ray_s3(s3):
-    import ray
-    assert not ray.is_initialized(), "another test module left Ray running"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")  # no network beyond 127.0.0.1
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
-                 runtime_env={"env_vars": dict(s3["env"])})
-        try:
-            yield
-        finally:
-            ray.shutdown()
-
-
 @pytest.mark.ray
-def test_flow_s3_in_s3_out(s3, ray_s3):
+def test_flow_s3_in_s3_out(s3, ray_local):
     from flows.crawl import run
     from flows.report import summarize
 

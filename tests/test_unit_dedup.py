@@ -140,7 +140,7 @@ def test_keys_table_matches_the_schema_and_skips_dropped_documents():
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_single_task_and_distributed_paths_give_the_same_clusters():
+def test_single_task_and_distributed_paths_give_the_same_clusters(ray_local):
     import ray
 
     from flows.ray_ops import duplicate_clusters
@@ -150,16 +150,9 @@ def test_single_task_and_distributed_paths_give_the_same_clusters():
     out = deduplicate(keys, cfg)
     one = {r["id"]: r["dup_cluster_id"] for r in out.docs.to_pylist()}
     assert out.counts["duplicates_removed"] > 0 and out.counts["pairs_below_threshold"] > 0
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    try:
-        ds = ray.data.from_arrow(keys, override_num_blocks=3)
-        assigned, counts = duplicate_clusters(ds, max_bucket=cfg.max_bucket, num_partitions=3, verify=cfg,
-                                              threshold=cfg.threshold)
-        many = {r["id"]: r["dup_cluster_id"] for r in assigned.take_all()}
-    finally:
-        if started:
-            ray.shutdown()
+    ds = ray.data.from_arrow(keys, override_num_blocks=3)
+    assigned, counts = duplicate_clusters(ds, max_bucket=cfg.max_bucket, num_partitions=3, verify=cfg,
+                                          threshold=cfg.threshold)
+    many = {r["id"]: r["dup_cluster_id"] for r in assigned.take_all()}
     assert one == many
     assert counts["edges"] == out.counts["edges"] and counts["clusters"] == out.counts["clusters"]
