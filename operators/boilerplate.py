@@ -88,6 +88,7 @@ _STYLE_HIDDEN = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _SPLIT = re.compile(r"[^a-z0-9]+")
 _DIGITS = re.compile(r"\d+")
+_HAS_DIGIT = re.compile(r"\d")
 
 
 def _word_bits() -> dict:
@@ -115,27 +116,33 @@ _NAME_BITS_MAX = 200_000
 
 
 def name_bits(name: str) -> int:
-    """Pattern bits of one class name or id (memoised)."""
+    """Pattern bits of one class name or id (memoised).
+
+    Every pattern sees the name with its digit runs as "0", so "post-1234" and "post-5678" share
+    one entry of the memo (ids numbered per element would otherwise each cost a regex pass)."""
     bits = _NAME_BITS.get(name)
     if bits is not None:
         return bits
-    bits = 0
-    if not _IGNORED_CLASS.search(name):
-        s = _CAMEL.sub(r"\1-\2", _DIGITS.sub("0", name)).lower()
-        for m in _ALL_WORDS.findall(s):
-            bits |= _WORD_BITS[m]
-        toks = _SPLIT.split(s)
-        if not _STRONG_TOK.isdisjoint(toks) or _AD_SUB.search(s) is not None:
-            bits |= STRONG
-        if not _SOFT_TOK.isdisjoint(toks):
-            bits |= SOFT
-        if _CONTENT_STRICT.search(s) is not None:
-            bits |= STRICT
-        if s == "hid":
-            bits |= NEG
+    key = _DIGITS.sub("0", name) if _HAS_DIGIT.search(name) else name
+    bits = _NAME_BITS.get(key)
+    if bits is None:
+        bits = 0
+        if not _IGNORED_CLASS.search(key):
+            s = key if key.islower() else _CAMEL.sub(r"\1-\2", key).lower()
+            for m in _ALL_WORDS.findall(s):
+                bits |= _WORD_BITS[m]
+            toks = _SPLIT.split(s)
+            if not _STRONG_TOK.isdisjoint(toks) or ("ad" in s and _AD_SUB.search(s) is not None):
+                bits |= STRONG
+            if not _SOFT_TOK.isdisjoint(toks):
+                bits |= SOFT
+            if _CONTENT_STRICT.search(s) is not None:
+                bits |= STRICT
+            if s == "hid":
+                bits |= NEG
     if len(_NAME_BITS) >= _NAME_BITS_MAX:
         _NAME_BITS.clear()
-    _NAME_BITS[name] = bits
+    _NAME_BITS[name] = _NAME_BITS[key] = bits
     return bits
 
 
@@ -162,13 +169,14 @@ def is_hidden(attrs: dict) -> bool:
     return bool(style) and _STYLE_HIDDEN.search(style) is not None
 
 
-def boilerplate_kind(tag: str, attrs: dict) -> str | None:
+def boilerplate_kind(tag: str, attrs: dict, bits: int | None = None) -> str | None:
     """What to do with an element's subtree:
 
     None: content (or unknown); "drop": skip it; "form": skip unless it holds a lot of text;
     "header": skip unless inside an article or holding the <h1>; "check_size": boilerplate,
     walked but flagged (its blocks are dropped unless the chosen container lies inside it);
     "soft": like check_size, but also kept where it holds real paragraphs.
+    `bits`: the element's `class_bits`, when already known.
     """
     if tag == "body" or tag == "html":
         return None
@@ -186,7 +194,8 @@ def boilerplate_kind(tag: str, attrs: dict) -> str | None:
         return "check_size"
     if not attrs:
         return None
-    bits = class_bits(attrs)
+    if bits is None:
+        bits = class_bits(attrs)
     if bits & STRONG:
         return None if tag in ("article", "main") else "check_size"
     if (bits & SOFT and not bits & STRICT) or (bits & WEAK and not bits & CONTENT):
@@ -194,12 +203,14 @@ def boilerplate_kind(tag: str, attrs: dict) -> str | None:
     return None
 
 
-def class_weight(tag: str, attrs: dict) -> float:
-    """Readability's class weight (+/-25) plus bonuses for semantic content containers."""
+def class_weight(tag: str, attrs: dict, bits: int | None = None) -> float:
+    """Readability's class weight (+/-25) plus bonuses for semantic content containers.
+    `bits`: the element's `class_bits`, when already known."""
     w = 15.0 if tag == "article" else 10.0 if tag == "main" else 0.0
     if not attrs:
         return w
-    bits = class_bits(attrs)
+    if bits is None:
+        bits = class_bits(attrs)
     if bits & NEG:
         w -= 25
     if bits & POS:
@@ -218,17 +229,30 @@ _CACHE_MAX = 100_000
 
 def classify(tag: str, attrs: dict | None) -> tuple:
     """(boilerplate_kind, class_weight) of an element, memoised on the attributes that matter
-    (the extractor's walk reads this cache directly with the same keys)."""
+    (the extractor's walk reads this cache directly with the same keys). An element whose class
+    or id holds digits is also memoised with them as "0" (what `name_bits` sees), so an id
+    numbered per element costs one cache entry per page pattern, not a classification each."""
     if attrs and ("class" in attrs or "id" in attrs or "role" in attrs or "itemprop" in attrs):
-        key = (tag, attrs.get("class"), attrs.get("id"), attrs.get("role"), attrs.get("itemprop"))
+        cls, ident = attrs.get("class"), attrs.get("id")
+        key = (tag, cls, ident, attrs.get("role"), attrs.get("itemprop"))
     else:
+        cls = ident = None
         key = tag
     hit = _CACHE.get(key)
     if hit is None:
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.clear()
-        a = attrs or {}
-        hit = (boilerplate_kind(tag, a), class_weight(tag, a))
+        general = None
+        if (cls and _HAS_DIGIT.search(cls)) or (ident and _HAS_DIGIT.search(ident)):
+            general = (tag, cls and _DIGITS.sub("0", cls), ident and _DIGITS.sub("0", ident),
+                       key[3], key[4], "digits")
+            hit = _CACHE.get(general)
+        if hit is None:
+            a = attrs or {}
+            bits = class_bits(a) if a else 0
+            hit = (boilerplate_kind(tag, a, bits), class_weight(tag, a, bits))
+            if general is not None:
+                _CACHE[general] = hit
         _CACHE[key] = hit
     return hit
 

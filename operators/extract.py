@@ -279,7 +279,7 @@ class _Walk:
         figure_stack: list = []  # [had_image, deferred_blocks, in_caption]
         picture_sources: list = []
         last_img_placeholder = False
-        skip_tags, block_tags = SKIP_TAGS, BLOCK_TAGS
+        skip_tags, block_tags, special_tags = SKIP_TAGS, BLOCK_TAGS, SPECIAL_TAGS
         image = self.image
         cache_get = CLASSIFY_CACHE.get
         buf_append = buf.append
@@ -323,38 +323,43 @@ class _Walk:
                 if not ostack:
                     break
                 code = ostack_pop()
-                # ---- exit of an element
-                if code & C_LINK:
-                    link_depth -= 1
-                if code & C_ANCHOR:
-                    anchors.pop()
-                if code & C_CELL and buf:
-                    buf.append(" ")
-                if code & C_PICTURE:
-                    picture_sources.clear()
-                if code & C_BLOCK:
-                    if buf:
-                        flush()
-                    eid = anc.pop()
-                    t = b_text.pop()
-                    lk = b_link.pop()
-                    el_text[eid] = t
-                    el_link[eid] = lk
-                    if b_text:
-                        b_text[-1] += t
-                        b_link[-1] += lk
-                if code & C_PRE:
-                    pre_depth -= 1
-                if code & C_FLAG:
-                    fstack.pop()
-                if code & C_ARTICLE:
-                    article_depth -= 1
-                if code & C_CAPTION and figure_stack:
-                    figure_stack[-1][2] = False
-                if code & C_FIGURE and figure_stack:
-                    deferred = figure_stack.pop()[1]
-                    if deferred:
-                        blocks.extend(deferred)
+                # ---- exit of an element (most codes are 0 or C_BLOCK alone: test in groups).
+                # Order matters: a cell's space goes in before its block is flushed, and the
+                # flush reads pre_depth, fstack and the figure state before they are unwound.
+                if code:
+                    if code & C_EXIT_BEFORE:
+                        if code & C_LINK:
+                            link_depth -= 1
+                        if code & C_ANCHOR:
+                            anchors.pop()
+                        if code & C_CELL and buf:
+                            buf.append(" ")
+                        if code & C_PICTURE:
+                            picture_sources.clear()
+                    if code & C_BLOCK:
+                        if buf:
+                            flush()
+                        eid = anc.pop()
+                        t = b_text.pop()
+                        lk = b_link.pop()
+                        el_text[eid] = t
+                        el_link[eid] = lk
+                        if b_text:
+                            b_text[-1] += t
+                            b_link[-1] += lk
+                    if code & C_EXIT_AFTER:
+                        if code & C_PRE:
+                            pre_depth -= 1
+                        if code & C_FLAG:
+                            fstack.pop()
+                        if code & C_ARTICLE:
+                            article_depth -= 1
+                        if code & C_CAPTION and figure_stack:
+                            figure_stack[-1][2] = False
+                        if code & C_FIGURE and figure_stack:
+                            deferred = figure_stack.pop()[1]
+                            if deferred:
+                                blocks.extend(deferred)
                 node = nexts_pop() if nexts else None
                 if not ostack:
                     break
@@ -391,66 +396,67 @@ class _Walk:
                         is_hidden(attrs):
                     node = node.next
                     continue
-            if tag == "br":
-                if buf:
-                    buf.append("\n" if pre_depth else " ")
-                node = node.next
-                continue
-            if tag == "img":
-                info = image(attrs, picture_sources)
-                if info is not None:
+            if tag in special_tags:
+                if tag == "br":
                     if buf:
-                        flush()
-                    blocks.append(["i", info, 0, 0, tuple(anc), "img", 0, tuple(fstack)])
-                    if figure_stack:
-                        figure_stack[-1][0] = True
-                    last_img_placeholder = False
-                else:
-                    src = attrs.get("src")
-                    last_img_placeholder = src is None or is_placeholder(src)
-                node = node.next
-                continue
-            if tag == "noscript":
-                # lazy-loading pages put the real <img> in <noscript> after a placeholder;
-                # script-rendered pages put the whole text there (walked like a <div>)
-                try:
-                    long_text = node.css_first("p") is not None and \
-                        len(node.text(deep=True)) > max(200, 0.4 * self.body_text_len())
-                except Exception:
-                    long_text = False
-                if long_text:
-                    tag = "div"
-                else:
-                    img = node.css_first("img")
-                    if img is not None:
-                        # the previous image, inside the same parent element, is a preview
-                        prev_is_image = not buf and blocks and blocks[-1][0] == "i" and \
-                            blocks[-1][4][:len(anc)] == tuple(anc)
-                        if last_img_placeholder or prev_is_image:
-                            info = image(img.attributes, ())
-                            if info is not None:
-                                if prev_is_image:
-                                    # low-resolution preview + real image in <noscript>
-                                    blocks[-1][1] = info
-                                    self.drop("preview")
-                                else:
-                                    if buf:
-                                        flush()
-                                    blocks.append(["i", info, 0, 0, tuple(anc), "img", 0,
-                                                   tuple(fstack)])
-                                    if figure_stack:
-                                        figure_stack[-1][0] = True
-                        last_img_placeholder = False
-                if not long_text:
+                        buf.append("\n" if pre_depth else " ")
                     node = node.next
                     continue
-            if tag == "source":
-                if ostack and ostack[-1] & C_PICTURE:
-                    v = attrs.get("srcset") or attrs.get("data-srcset")
-                    if v:
-                        picture_sources.append(v)
-                node = node.next
-                continue
+                if tag == "img":
+                    info = image(attrs, picture_sources)
+                    if info is not None:
+                        if buf:
+                            flush()
+                        blocks.append(["i", info, 0, 0, tuple(anc), "img", 0, tuple(fstack)])
+                        if figure_stack:
+                            figure_stack[-1][0] = True
+                        last_img_placeholder = False
+                    else:
+                        src = attrs.get("src")
+                        last_img_placeholder = src is None or is_placeholder(src)
+                    node = node.next
+                    continue
+                if tag == "noscript":
+                    # lazy-loading pages put the real <img> in <noscript> after a placeholder;
+                    # script-rendered pages put the whole text there (walked like a <div>)
+                    try:
+                        long_text = node.css_first("p") is not None and \
+                            len(node.text(deep=True)) > max(200, 0.4 * self.body_text_len())
+                    except Exception:
+                        long_text = False
+                    if long_text:
+                        tag = "div"
+                    else:
+                        img = node.css_first("img")
+                        if img is not None:
+                            # the previous image, inside the same parent element, is a preview
+                            prev_is_image = not buf and blocks and blocks[-1][0] == "i" and \
+                                blocks[-1][4][:len(anc)] == tuple(anc)
+                            if last_img_placeholder or prev_is_image:
+                                info = image(img.attributes, ())
+                                if info is not None:
+                                    if prev_is_image:
+                                        # low-resolution preview + real image in <noscript>
+                                        blocks[-1][1] = info
+                                        self.drop("preview")
+                                    else:
+                                        if buf:
+                                            flush()
+                                        blocks.append(["i", info, 0, 0, tuple(anc), "img", 0,
+                                                       tuple(fstack)])
+                                        if figure_stack:
+                                            figure_stack[-1][0] = True
+                            last_img_placeholder = False
+                    if not long_text:
+                        node = node.next
+                        continue
+                if tag == "source":
+                    if ostack and ostack[-1] & C_PICTURE:
+                        v = attrs.get("srcset") or attrs.get("data-srcset")
+                        if v:
+                            picture_sources.append(v)
+                    node = node.next
+                    continue
             if attrs:
                 cls = attrs.get("class")
                 ide = attrs.get("id")
@@ -548,6 +554,9 @@ class _Walk:
 
 C_BLOCK, C_LINK, C_PRE, C_ARTICLE, C_FIGURE, C_CAPTION, C_FLAG, C_PICTURE, C_CELL, C_ANCHOR = (
     1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+C_EXIT_BEFORE = C_LINK | C_ANCHOR | C_CELL | C_PICTURE         # undone before a block's flush
+C_EXIT_AFTER = C_PRE | C_FLAG | C_ARTICLE | C_CAPTION | C_FIGURE   # undone after it
+SPECIAL_TAGS = frozenset(("br", "img", "noscript", "source"))     # handled before classification
 SWALLOWING_LINK_CHARS = 300   # an <a> holding 2+ paragraphs and this much text is an unclosed tag, not a link
 
 
