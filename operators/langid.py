@@ -39,6 +39,11 @@ accuracy at 20 characters, 0.95 at 30, 0.97 at 40); `max_block_chars=100` (0.994
 faster than whole blocks); `max_doc_chars=2000` (on real pages the same document label as 5,000
 characters for every document, 1,000 differs on 1 in 1,359).
 
+lid.176 is the first opinion; where it is unsure or confusable, lingua is asked, and alphabet
+and marker rules settle the rest; codes follow one convention (bs/hr/sr/sh -> hbs, nb -> no) and
+an unsure text with no second opinion taken is `und`. `language_source` says which decided.
+The rule and why: operators/langid_rules.py.
+
 No rows are dropped here: selection reads these columns later.
 """
 from __future__ import annotations
@@ -56,6 +61,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from operators.base import Operator, Resources
+from operators.langid_rules import (
+    CHECKED_WHEN_SURE, CONFUSABLE, LINGUA_STRONG, MERGED, NOT_LINGUA_SCRIPTS, Lingua, canonical, merged_pairs,
+    plausible, settle, sibling,
+)
 from operators.schema import DOCUMENT
 
 LABEL_PREFIX = "__label__"
@@ -69,8 +78,17 @@ class LangIdConfig:
     max_doc_chars: int = 2000      # normalised characters of the document text used for its prediction
     min_block_chars: int = 30      # blocks shorter than this after normalisation get no language
     max_block_chars: int = 100     # a block is identified from its first N normalised characters
+    second_opinion: str | None = "lingua"  # asked where lid.176 is unsure or confusable; None: lid.176 alone
+    consult_below: float = 0.7     # lid.176 scores below this ask the second opinion
+    min_confidence: float = 0.3    # below this (and no second opinion taken) the language is "und"
 
     def __post_init__(self):
+        if self.second_opinion not in (None, "lingua"):
+            raise ValueError(f"langid.second_opinion must be 'lingua' or null, not {self.second_opinion!r}")
+        for name in ("consult_below", "min_confidence"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"langid.{name} must be between 0 and 1, not {v!r}")
         if self.model_path is not None:
             if not isinstance(self.model_path, str) or not self.model_path.strip():
                 raise ValueError("langid.model_path must be a path to a fastText model, or unset (null) "
@@ -349,7 +367,9 @@ class LanguageModel:
 # ---------------------------------------------------------------------------------------------
 # the operator
 
-_OUT_COLUMNS = ("language", "language_score", "language_top3", "text_languages", "text_language_scores")
+_OUT_COLUMNS = ("language", "language_score", "language_top3", "language_source", "text_languages",
+                "text_language_scores")
+DOC_SECOND_CHARS = 1000   # normalised characters of a document the second opinion reads
 
 
 class IdentifyLanguage(Operator):
@@ -362,7 +382,46 @@ class IdentifyLanguage(Operator):
         super().__init__()
         self.config = config
         self.model = LanguageModel(config)
+        # lid.176's labels only: the rules name its codes (a custom model decides alone)
+        self.second = Lingua() if config.second_opinion == "lingua" and config.model_path is None else None
+        self.rules = config.model_path is None
+        # lid.176 answers that go through the rule even when it is sure (a custom model: none)
+        self.checked = CHECKED_WHEN_SURE if self.rules else frozenset()
         _drop_table()  # build the normalisation table now, not in the first batch
+
+    def _decide(self, pairs: list[tuple[str, float]], text: str, cap: int,
+                doc_language: str | None = None) -> tuple[str, float, str]:
+        """(language, score, source) of one normalised text from lid.176's merged candidates
+        (operators/langid_rules.py has the rule); a block passes its document's language, which
+        it takes where lid.176 is unsure and has it among its candidates."""
+        cfg = self.config
+        code, p = pairs[0]
+        if not self.rules:
+            return (code if p >= cfg.min_confidence else "und"), p, "fasttext"
+        unsure = p < cfg.consult_below
+        src = "fasttext"
+        candidates = [c for c, _ in pairs[1:]]
+        if unsure or code in CONFUSABLE:
+            if doc_language is not None and any(c == doc_language for c, _ in pairs):
+                return doc_language, p, "fasttext"
+            opinion = []
+            if self.second is not None and not NOT_LINGUA_SCRIPTS.search(text):
+                opinion = [o for o in self.second.top(text[:cap]) if plausible(o[0], text)]
+                self.stats.incr("second_opinions")
+            if opinion:
+                first = canonical(opinion[0][0])
+                if opinion[0][0] in LINGUA_STRONG or any(c == first for c, _ in pairs):
+                    code, p, src = first, opinion[0][1], "lingua"
+                    candidates = [canonical(c) for c, _ in opinion[1:]]
+            if src == "fasttext" and p < cfg.min_confidence:
+                code = "und"
+        settled, changed = settle(code, text, unsure, candidates)
+        if changed and settled is not None:
+            code, src = settled, "markers"
+        if doc_language is not None and code != doc_language and sibling(code) and \
+                sibling(code) == sibling(doc_language):
+            code = doc_language   # a block of a Malay document is Malay, not Indonesian
+        return code, p, src
 
     def __call__(self, table: pa.Table) -> pa.Table:
         cfg = self.config
@@ -398,39 +457,50 @@ class IdentifyLanguage(Operator):
                 doc_inputs.append(_cut(" ".join(parts), cfg.max_doc_chars))
                 doc_rows.append(row)
 
-        doc_preds = self.model.predict(doc_inputs, cfg.top_k)
+        doc_preds = self.model.predict(doc_inputs, max(cfg.top_k, 3))
         block_preds = self.model.predict(block_inputs, 1)
 
         language: list[str | None] = [None] * n
         score: list[float | None] = [None] * n
+        source: list[str | None] = [None] * n
         top: list[list[dict] | None] = [None] * n
-        for row, pred in zip(doc_rows, doc_preds):
+        for row, pred, text in zip(doc_rows, doc_preds, doc_inputs):
             if not pred:
                 self.stats.error("predict", id=table["id"][row].as_py(), what="document")
                 continue
-            language[row], score[row] = pred[0]
-            top[row] = [{"language": lab, "score": p} for lab, p in pred]
+            pairs = merged_pairs(pred)
+            language[row], score[row], source[row] = self._decide(pairs, text, DOC_SECOND_CHARS)
+            top[row] = [{"language": lab, "score": p} for lab, p in pairs[:cfg.top_k]]
         undetermined = 0
-        for lang in language:
+        for lang, src in zip(language, source):
             if lang is None:
                 undetermined += 1
             else:
                 self.stats.incr(f"lang_{lang}")
+                self.stats.incr(f"decided_{src}")
         self.stats.incr("undetermined", undetermined)
 
         block_lang = [[None] * len(t or ()) for t in texts_col]
         block_score = [[None] * len(t or ()) for t in texts_col]
         identified = 0
-        for (row, pos), pred in zip(block_slots, block_preds):
+        checked = self.checked
+        sure = cfg.consult_below
+        for (row, pos), pred, text in zip(block_slots, block_preds, block_inputs):
             if pred:
-                block_lang[row][pos], block_score[row][pos] = pred[0]
+                code, p = pred[0]
+                if p >= sure and code not in checked:   # most blocks: lid.176 sure, nothing to settle
+                    code = MERGED.get(code, code)
+                else:   # its candidates, then the rule
+                    pairs = merged_pairs(self.model.predict([text], 3)[0] or pred)
+                    code, p, _ = self._decide(pairs, text, cfg.max_block_chars, language[row])
+                block_lang[row][pos], block_score[row][pos] = code, p
                 identified += 1
         n_blocks = sum(1 for t in texts_col for x in (t or ()) if x is not None)
         self.stats.incr("blocks", n_blocks)
         self.stats.incr("blocks_identified", identified)
 
         values = {
-            "language": language, "language_score": score, "language_top3": top,
+            "language": language, "language_score": score, "language_top3": top, "language_source": source,
             "text_languages": block_lang, "text_language_scores": block_score,
         }
         for name in _OUT_COLUMNS:

@@ -105,6 +105,7 @@ DOCUMENT = pa.schema([
     pa.field("language", pa.string()),                   # fastText label without __label__, e.g. "en", "zh"
     pa.field("language_score", pa.float32()),
     pa.field("language_top3", pa.list_(LANGUAGE_CANDIDATE)),
+    pa.field("language_source", pa.string()),            # which decided `language`: fasttext, lingua, markers
     pa.field("text_languages", pa.list_(pa.string())),   # aligned with texts; null at images / unidentified
     pa.field("text_language_scores", pa.list_(pa.float32())),
     pa.field("blocks_removed", pa.int32()),              # text blocks removed by block-level cleaning

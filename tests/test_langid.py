@@ -14,6 +14,7 @@ from operators.langid import (
     IdentifyLanguage, LangIdConfig, LanguageModel, _cut, check_fasttext_file, normalize_for_langid,
     shipped_model_path,
 )
+from operators.langid_rules import SOURCES, malay_or_indonesian, merged_pairs, oromo, settle, tigrinya
 from operators.schema import DOCUMENT, validate_documents
 from tests.factories import doc_row
 
@@ -326,7 +327,7 @@ def test_operator_on_factory_rows_keeps_schema_rows_and_other_columns():
     assert after.schema.equals(DOCUMENT) and after.num_rows == 3
     validate_documents(after)
     unchanged = [n for n in DOCUMENT.names if n not in (
-        "language", "language_score", "language_top3", "text_languages", "text_language_scores")]
+        "language", "language_score", "language_top3", "language_source", "text_languages", "text_language_scores")]
     assert after.select(unchanged).equals(before.select(unchanged))
     got = after.to_pylist()
     assert got[0]["language"] == "en"        # "Hello world. Caption." : short, still a document language
@@ -368,3 +369,129 @@ def test_accuracy_floor_on_lingua_sentences(shared_data):
     assert min(doc_acc.values()) >= 0.9, doc_acc
     assert sum(doc_acc.values()) / len(doc_acc) >= 0.97, doc_acc
     assert sum(sent_acc.values()) / len(sent_acc) >= 0.9, sent_acc
+
+
+# -- the second opinion and the conventions (operators/langid_rules.py) ----------------------------
+
+CONVENTIONS = {   # our own sentences, not the benchmark's; expected code after the stage's merges
+    "hbs-hr": ("Vlada je u četvrtak predstavila novi zakon o zaštiti okoliša, a ministrica je najavila da će "
+               "se javna rasprava održati tijekom sljedećeg mjeseca u svim županijama.", "hbs"),
+    "hbs-sr": ("Влада је у четвртак представила нови закон о заштити животне средине, а министарка је "
+               "најавила да ће се јавна расправа одржати током наредног месеца у свим општинама.", "hbs"),
+    "hbs-bs": ("Vlada je u četvrtak predstavila novi zakon o zaštiti okoline, a ministrica je najavila da će "
+               "se javna rasprava održati tokom sljedećeg mjeseca u svim općinama kantona.", "hbs"),
+    "no": ("Regjeringen la på torsdag fram en ny lov om miljøvern, og statsråden sa at en offentlig høring "
+           "skal holdes i løpet av neste måned i alle kommunene.", "no"),
+    "nn": ("Eg har ikkje sett kva dei gjorde i går, men ho sa at dei berre kom heim frå byen seint og "
+           "ikkje hadde tid til å vente på oss før møtet i kommunehuset.", "nn"),
+    "ms": ("Kerajaan negeri berkata bahawa projek baharu itu akan dimulakan pada bulan Ogos kerana "
+           "peruntukan wang sudah diluluskan oleh jabatan berkenaan.", "ms"),
+    "id": ("Pemerintah daerah mengatakan bahwa proyek baru itu akan dimulai pada bulan Agustus karena "
+           "anggaran uang sudah disetujui oleh departemen terkait.", "id"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONVENTIONS))
+def test_close_variants_are_merged_or_distinguished_alike_in_language_and_text_languages(op, case):
+    """bs/hr/sr/sh are one label, hbs, in any script; Bokmål is no, Nynorsk nn; Malay and
+    Indonesian stay apart: the same in the document language, its top candidates and its blocks."""
+    text, want = CONVENTIONS[case]
+    row = op(table(text_doc([text, text[:90], None, text[-95:]], id=case))).to_pylist()[0]
+    assert row["language"] == want
+    assert row["text_languages"] == [want, want, None, want]
+    codes = [c["language"] for c in row["language_top3"]]
+    assert len(codes) == len(set(codes)) and not {"bs", "hr", "sr", "sh", "nb"} & set(codes)
+    assert row["language_source"] in SOURCES
+
+
+class FakeOpinion:
+    def __init__(self, answer):
+        self.answer = answer
+        self.asked = []
+
+    def top(self, text, k=3):
+        self.asked.append(text)
+        return self.answer
+
+
+@pytest.fixture
+def fresh():
+    return IdentifyLanguage(LangIdConfig(consult_below=0.7, min_confidence=0.3))
+
+
+def test_rule_lid176_sure_decides_alone(fresh):
+    fresh.second = FakeOpinion([("zu", 1.0)])
+    assert fresh._decide([("de", 0.95), ("nl", 0.02)], "der hund", 100) == ("de", 0.95, "fasttext")
+    assert fresh.second.asked == []
+
+
+def test_rule_unsure_takes_lingua_for_a_language_lid176_lacks(fresh):
+    fresh.second = FakeOpinion([("zu", 0.9), ("xh", 0.1)])
+    assert fresh._decide([("en", 0.12), ("tl", 0.05)], "umntwana uyadlala", 100) == ("zu", 0.9, "lingua")
+
+
+def test_rule_unsure_and_lingua_out_of_turn_gives_und_below_min_confidence(fresh):
+    # lingua must always name something; a language lid.176 knows but did not list is not taken
+    fresh.second = FakeOpinion([("de", 0.99)])
+    assert fresh._decide([("en", 0.2), ("tl", 0.1)], "qwz vlorp", 100) == ("und", 0.2, "fasttext")
+    assert fresh._decide([("en", 0.5), ("tl", 0.1)], "qwz vlorp", 100) == ("en", 0.5, "fasttext")
+
+
+def test_rule_confusable_is_asked_even_when_sure_and_its_candidates_count(fresh):
+    fresh.second = FakeOpinion([("af", 0.8), ("nl", 0.2)])
+    assert fresh._decide([("nl", 0.9), ("af", 0.05)], "die kinders speel buite", 100) == ("af", 0.8, "lingua")
+
+
+def test_rule_a_block_takes_its_documents_language_when_lid176_lists_it(fresh):
+    fresh.second = FakeOpinion([("xh", 1.0)])
+    assert fresh._decide([("en", 0.3), ("zu", 0.2)], "abc", 100, doc_language="zu") == ("zu", 0.3, "fasttext")
+    assert fresh.second.asked == []
+
+
+def test_rule_scripts_lingua_cannot_read_are_not_sent_to_it(fresh):
+    fresh.second = FakeOpinion([("af", 1.0)])
+    code, _, _ = fresh._decide([("am", 0.5)], "ሰላም ነው እና ውስጥ", 100)
+    assert code == "am" and fresh.second.asked == []
+
+
+def test_custom_model_labels_are_kept_and_only_the_confidence_rule_applies(tmp_path):
+    path = tmp_path / "tiny.bin"
+    path.write_bytes(tiny_dense_model(["language", "bonjour"], ["id", "fr"]))
+    op = IdentifyLanguage(LangIdConfig(model_path=str(path)))
+    assert op.second is None and op.checked == frozenset()
+    assert op._decide([("id", 0.99)], "language", 100) == ("id", 0.99, "fasttext")   # not checked as confusable
+    assert op._decide([("id", 0.1)], "language", 100) == ("und", 0.1, "fasttext")
+
+
+def test_merged_pairs_add_up_and_keep_the_order():
+    assert merged_pairs([("hr", 0.5), ("sh", 0.3), ("sl", 0.1)]) == [("hbs", 0.8), ("sl", 0.1)]
+    assert merged_pairs([("sl", 0.4), ("hr", 0.3), ("bs", 0.2)]) == [("hbs", 0.5), ("sl", 0.4)]
+    assert merged_pairs([("en", 0.9)]) == [("en", 0.9)]
+
+
+def test_marker_rules_on_their_own_texts():
+    assert malay_or_indonesian(CONVENTIONS["ms"][0].lower()) == "ms"
+    assert malay_or_indonesian(CONVENTIONS["id"][0].lower()) == "id"
+    assert malay_or_indonesian("saya suka makan nasi") is None
+    assert tigrinya("ኣብ ኤርትራ ዝርከብ ከተማ እዩ ናይ ህዝቢ")          # Tigrinya: ኣብ, እዩ, ናይ
+    assert not tigrinya("አዲስ አበባ የኢትዮጵያ ዋና ከተማ ነው እና")    # Amharic: ነው, እና, አ-
+    assert oromo("biyyi keessatti oromoo hunda waliin jira garuu yeroo")
+    assert not oromo("magaalada waxaa ku nool dad badan oo iyo")  # Somali
+    assert not oromo("mo fi owo naa ra ni oja kan")               # Yoruba: fi, ni, kan are not markers
+
+
+def test_settle_alphabet_checks():
+    yoruba = "ọmọ náà ṣeré ní ilé ẹ̀kọ́"
+    assert settle("vi", yoruba, False, ["yo"]) == ("yo", True)
+    assert settle("af", yoruba, True, []) == ("yo", True)
+    assert settle("vi", "người việt nam đang ở đây", False, []) == ("vi", False)
+    assert settle("en", "plain english words", True, []) == ("en", False)
+
+
+def test_second_opinion_config_is_checked():
+    with pytest.raises(ValueError, match="langid.second_opinion"):
+        LangIdConfig(second_opinion="cld3")
+    for key in ("consult_below", "min_confidence"):
+        with pytest.raises(ValueError, match=f"langid.{key}"):
+            LangIdConfig(**{key: 1.5})
+    assert LangIdConfig(second_opinion=None).second_opinion is None
