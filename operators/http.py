@@ -196,8 +196,18 @@ def decode_content(body: bytes, encoding: str | None, limit: int) -> tuple[bytes
         except brotli.error:
             return None, False
         return (out[:limit], True) if out else (None, False)
-    # zstd, compress, sdch, x-gzip variants handled above; anything else: keep as is when it
-    # looks like text, else report failure.
+    if enc == "zstd":
+        if _looks_texty(body):
+            return body, True
+        import zstandard
+        try:   # read at most `limit` bytes: the frames are decoded as far as that, no further
+            with zstandard.ZstdDecompressor().stream_reader(body, read_across_frames=True) as reader:
+                out = reader.read(limit)
+        except zstandard.ZstdError:
+            return None, False
+        return (out, True) if out else (None, False)
+    # compress, sdch, x-gzip variants handled above; anything else: keep as is when it looks
+    # like text, else report failure.
     if _looks_texty(body):
         return body, True
     return None, False

@@ -6,7 +6,7 @@
 articles (`manifest["control"]`: each must come through as a kept document) between pages built
 to hurt: nesting 60,000 deep one tag per line, a 20 MB single-line page, 200,000 <img> tags, a
 srcset of 100,000 candidates, a 6 MB attribute before the article, NUL bytes and invalid UTF-8,
-a UTF-16 charset lie, gzip and brotli bombs (1 GB of zeros), broken chunked encoding, a 1 MB header
+a UTF-16 charset lie, gzip, brotli and zstd bombs (1 GB of zeros), broken chunked encoding, a 1 MB header
 line, a garbage status line, a record whose Content-Length is shorter than its payload, and a
 corrupt gzip member among good ones (`manifest["hostile"]`: URL -> what it is). The other files:
 an empty `.warc.gz`, a file that is not a WARC, a WARC cut in the middle of a record, and a
@@ -79,6 +79,10 @@ def _bomb(kind: str, size: int = 1 << 30) -> bytes:
     if kind == "gzip":
         z = zlib.compressobj(9, zlib.DEFLATED, 31)
         return b"".join([z.compress(b"<html><body>")] + [z.compress(zeros) for _ in range(size >> 20)]) + z.flush()
+    if kind == "zstd":
+        import zstandard
+        z = zstandard.ZstdCompressor(level=3).compressobj()
+        return b"".join([z.compress(b"<html><body>")] + [z.compress(zeros) for _ in range(size >> 20)]) + z.flush()
     import brotli
     c = brotli.Compressor(quality=1)
     return b"".join([c.process(b"<html><body>")] + [c.process(zeros) for _ in range(size >> 20)]) + c.finish()
@@ -109,6 +113,8 @@ def hostile_pages() -> list[tuple[str, str, bytes, int | None]]:
          _http(_bomb("gzip"), [("Content-Type", "text/html"), ("Content-Encoding", "gzip")]), None),
         ("brotli-bomb", "Content-Encoding br: 1 GB of zeros",
          _http(_bomb("br"), [("Content-Type", "text/html"), ("Content-Encoding", "br")]), None),
+        ("zstd-bomb", "Content-Encoding zstd: 1 GB of zeros",
+         _http(_bomb("zstd"), [("Content-Type", "text/html"), ("Content-Encoding", "zstd")]), None),
         ("broken-chunked", "broken chunked encoding",
          _http(chunked, [("Content-Type", "text/html"), ("Transfer-Encoding", "chunked")]), None),
         ("huge-header", "a 1 MB HTTP header line",

@@ -28,11 +28,12 @@ def test_hostile_corpus_is_survived_and_every_record_accounted_for(ray_local, tm
     read = next(op for op in record["operators"] if op["name"] == "read")
     errors = {(e["kind"], e["file"].rsplit("/", 1)[-1]): e for e in read["errors"]}
     # pages the reader refuses are counted drops, each recorded (record_refused, a warning): over
-    # reader.max_payload_bytes once decoded (the 20 MB page, both 1 GB bombs, cut at the limit
-    # while decoding) and the unparseable HTTP head
-    assert read["counters"]["dropped_too_large"] == 3 and read["counters"]["dropped_bad_http"] == 1
+    # reader.max_payload_bytes once decoded (the 20 MB page, the three 1 GB bombs, cut at the
+    # limit while decoding) and the unparseable HTTP head
+    assert read["counters"]["dropped_too_large"] == 4 and read["counters"]["dropped_bad_http"] == 1
     counted = {"http://hostile.example/single-line", "http://hostile.example/gzip-bomb",
-               "http://hostile.example/brotli-bomb", "http://hostile.example/huge-header"}
+               "http://hostile.example/brotli-bomb", "http://hostile.example/zstd-bomb",
+               "http://hostile.example/huge-header"}
     damaged = {"http://hostile.example/corrupt-member", "http://hostile.example/short-length"}
     for url in m["hostile"]:
         assert (url in docs) + (url in rejected) + (url in counted) + (url in damaged) == 1, url

@@ -6,6 +6,7 @@ import gzip
 import zlib
 
 import brotli
+import zstandard
 import pytest
 
 from operators import http as H
@@ -75,10 +76,13 @@ def test_dechunk_wrong_sizes_or_not_chunked_returns_none():
     ("deflate", zlib.compress(PAGE)),                       # zlib-wrapped (RFC 1950)
     ("deflate", zlib.compress(PAGE)[2:-4]),                 # raw deflate (IIS)
     ("br", brotli.compress(PAGE)),
+    ("zstd", zstandard.ZstdCompressor().compress(PAGE)),
+    ("zstd", zstandard.ZstdCompressor().compress(PAGE[:500]) + zstandard.ZstdCompressor().compress(PAGE[500:])),
     (None, gzip.compress(PAGE)),                            # header lost, magic says gzip
     ("gzip", PAGE),                                         # header kept, body already decoded
     ("br", PAGE),
     ("deflate", PAGE),
+    ("zstd", PAGE),
 ])
 def test_decode_content(enc, data):
     out, ok = H.decode_content(data, enc, 10_000_000)
@@ -93,6 +97,7 @@ def test_decode_content_truncated_gzip_keeps_prefix():
 def test_decode_content_failures():
     assert H.decode_content(b"\x1f\x8b\x08garbage-not-deflate", "gzip", 10**6) == (None, False)
     assert H.decode_content(b"\x00\x01\x02binary", "br", 10**6) == (None, False)
+    assert H.decode_content(b"\x28\xb5\x2f\xfd\x00garbage", "zstd", 10**6) == (None, False)
 
 
 def test_decode_content_limit():
@@ -100,7 +105,7 @@ def test_decode_content_limit():
     assert ok and len(out) == 1000
 
 
-@pytest.mark.parametrize("enc", ["br", "gzip", "deflate"])
+@pytest.mark.parametrize("enc", ["br", "gzip", "deflate", "zstd"])
 def test_decode_content_bombs_are_cut_before_they_are_produced(enc):
     """256 MB of zeros in a few hundred bytes (br) or ~250 KB (gzip, deflate): the output stops
     at the limit, and the decoder never holds much more than that (it used to inflate brotli
@@ -110,6 +115,9 @@ def test_decode_content_bombs_are_cut_before_they_are_produced(enc):
     if enc == "br":
         c = brotli.Compressor(quality=1)
         bomb = b"".join([c.process(b"<html>")] + [c.process(zeros) for _ in range(256)]) + c.finish()
+    elif enc == "zstd":
+        z = zstandard.ZstdCompressor(level=3).compressobj()
+        bomb = b"".join([z.compress(b"<html>")] + [z.compress(zeros) for _ in range(256)]) + z.flush()
     else:
         z = zlib.compressobj(9, zlib.DEFLATED, 31 if enc == "gzip" else 15)
         bomb = b"".join([z.compress(b"<html>")] + [z.compress(zeros) for _ in range(256)]) + z.flush()
