@@ -11,8 +11,11 @@ For each distinct image URL of a run's kept documents (after deduplication):
 3. scored: Open-NSFW on each unique image (by sha256), in actors that load the model once.
 
 The results go into each image's `image_info` entry (status, source, http_status, error,
-fetched_width/height, format, sha256, phash, bytes, nsfw). Then per document: images whose status
-is not ok are removed (`images.failed: remove`) or kept with their status (`keep`); a document
+fetched_width/height, format, sha256, phash, bytes, nsfw). Then per document: images whose fetch
+or decode failed are removed (`images.failed: remove`) or kept with their status (`keep`);
+images never tried (`not_fetched`: fetch off and not in the WARCs) are always kept, with their
+URL and status, for a later image pass (flows.retry_images), as OBELICS and MMC4 publish image
+URLs for users to download; a document
 with an image scoring >= `images.nsfw.threshold` is dropped as `nsfw`; one left with fewer than
 `images.min_images` images as `too_few_images`. Unique images (by sha256) go to the
 content-addressed `images/` table, once per output.
@@ -111,7 +114,8 @@ def reference_rows(docs: pa.Table) -> pa.Table:
 
 
 # What a retry run (flows/retry_images.py) fetches again: failures that may pass another time.
-RETRY_STATUSES = ("timeout", "connection_error", "not_fetched")
+NOT_ATTEMPTED = "not_fetched"   # never tried (fetch off, not in the WARCs): kept whatever images.failed says
+RETRY_STATUSES = ("timeout", "connection_error", NOT_ATTEMPTED)
 RETRY_HTTP = (408, 425, 429, 500, 502, 503, 504)
 
 
@@ -420,6 +424,9 @@ def apply_results(docs: pa.Table, results: pa.Table, config: ImagesConfig, stats
                 nsfw_hit = True
             if ok or config.failed == "keep":
                 keep.append(j)
+            elif r.get("status") == NOT_ATTEMPTED:
+                keep.append(j)      # never tried: kept for a later image pass (flows.retry_images)
+                stats.incr("images_kept_not_fetched")
             else:
                 stats.incr("images_removed_failed")
         d.keep_only(i, keep)
@@ -460,7 +467,7 @@ def image_rule_drops(docs: pa.Table, results: pa.Table, config: ImagesConfig,
             r = res.get(u) or {"status": "not_fetched"}
             if r.get("nsfw") is not None and r["nsfw"] >= threshold:
                 nsfw_hit = True
-            if r.get("status") == "ok" or config.failed == "keep":
+            if r.get("status") in ("ok", NOT_ATTEMPTED) or config.failed == "keep":
                 kept += 1
         if nsfw_hit:
             out[doc_id] = "nsfw"

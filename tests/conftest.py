@@ -111,3 +111,21 @@ def ray_local(moto_server):
     finally:
         gc.collect()
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def flow_output(ray_local, tmp_path_factory):
+    """The flow's output on the built-in sample WARC with configs/local.yaml, run once per test
+    session: (output folder, RunResult). Tests read it; one that changes an output copies it first."""
+    from flows.crawl import run
+    from flows.make_sample import write_sample_warc
+    from operators.config import load_config
+
+    base = tmp_path_factory.mktemp("sample-run")
+    warc = base / "sample.warc.gz"
+    write_sample_warc(str(warc))
+    out = base / "out"
+    cfg = load_config(REPO / "configs/local.yaml", [], input=[str(warc)], output=str(out))
+    res = run(cfg, [str(warc)])
+    assert not res.failed
+    return out, res

@@ -220,6 +220,30 @@ def test_retry_run_fetches_only_the_failed_images(ray_local, server, tmp_path): 
     assert missing not in got and got[flaky]["status"] == "ok"
 
 
+def test_an_offline_crawl_keeps_image_urls_and_a_later_image_pass_fills_them_in(ray_local, server, tmp_path):  # noqa: F811
+    """configs/local.yaml as it is (fetch off, images.failed: remove): the page's images stay in
+    the document, in place, as not_fetched; flows.retry_images with fetching on then fetches them
+    (and only a failed attempt is removed, by the rule)."""
+    from flows import retry_images
+    good, missing = server.url("/good.png?k=offline"), server.url("/missing.png")
+    warc = _page_warc(tmp_path / "page.warc.gz", [good, missing])
+    out = tmp_path / "out"
+    cfg = load_config(ROOT / "configs/local.yaml", [], input=[str(warc)], output=str(out))
+    assert not cfg.images.fetch.enabled and cfg.images.failed == "remove"
+    run(cfg, [str(warc)])
+    docs, _ = read_dir(out / "documents")
+    assert [u for u in docs[0]["images"] if u] == [good, missing]       # in the page's order
+    assert {i["status"] for i in docs[0]["image_info"] if i} == {"not_fetched"}
+    assert "/good.png?k=offline" not in server.hits
+    online = load_config(ROOT / "configs/local.yaml", ["images.fetch.enabled=true",
+                                                       "images.fetch.allow_private_networks=true",
+                                                       "images.fetch.retries=0"], output=str(out))
+    record = retry_images.run(online, None)
+    assert record["retryable_images"] == 2 and record["now_ok"] == 1
+    got = _images(out)
+    assert got[good]["status"] == "ok" and got[good]["sha256"] and missing not in got
+
+
 @pytest.mark.slow
 def test_a_retry_run_that_raises_records_failed_and_leaves_no_collector(ray_local, tmp_path, monkeypatch):  # noqa: F811
     import json

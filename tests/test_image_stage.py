@@ -84,6 +84,19 @@ def test_apply_results_fills_info_and_handles_failures(failed):
     assert d2["image_info"][0]["status"] is None   # dropped before the image stage: untouched
 
 
+def test_images_never_tried_are_kept_whatever_images_failed_says():
+    """not_fetched (fetch off, not in the WARCs) is not a failure: the image stays in place with its
+    URL and status for a later image pass, and counts for min_images; a failed attempt is removed."""
+    docs = pa.Table.from_pylist([doc("d1", [None, A, None, B, C])], schema=DOCUMENT)
+    res = _results([_res("d1", A, "not_fetched"), _res("d1", B, "http_error")])   # C: no result at all
+    stats = Stats("images")
+    cfg = ImagesConfig(failed="remove", min_images=2)
+    d1 = apply_results(docs, res, cfg, stats).to_pylist()[0]
+    assert d1["drop_reason"] is None and d1["images"] == [None, A, None, C] and d1["num_images"] == 2
+    assert [i and i["status"] for i in d1["image_info"]] == [None, "not_fetched", None, "not_fetched"]
+    assert stats.counters["images_kept_not_fetched"] == 2 and stats.counters["images_removed_failed"] == 1
+
+
 def test_nsfw_and_too_few_images_rules():
     docs = pa.Table.from_pylist([doc("d1", [None, A]), doc("d2", [None, B]), doc("d3", [None, C, A])], schema=DOCUMENT)
     res = _results([_res("d1", A, "ok", 0.95), _res("d2", B, "timeout"), _res("d3", C, "ok", 0.1),
