@@ -52,6 +52,7 @@ def chain(paths):
     from operators.documents import ExtractDocuments, RunInfo
     from operators.langid import IdentifyLanguage
     from operators.minhash import MinHashSignatures
+    from operators.pii import RedactPII
     from operators.quality import QualitySignals
     from operators.read import ReadWarcs
     from operators.select import Select
@@ -60,6 +61,7 @@ def chain(paths):
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs/local.yaml")
     ops = [("extract", ExtractDocuments(cfg.extract, RunInfo("bench", cfg.config_hash()))),
            ("langid", IdentifyLanguage(cfg.langid)), ("clean", CleanBlocks(cfg.clean, cfg.quality)),
+           ("pii", RedactPII(cfg.pii)),
            ("quality", QualitySignals(cfg.quality)), ("select", Select(cfg.select)),
            ("minhash (dedup keys)", MinHashSignatures(cfg.dedup))]
     spent = {"read": 0.0, **{name: 0.0 for name, _ in ops}, "write": 0.0}

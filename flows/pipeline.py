@@ -102,12 +102,13 @@ def chain(cfg, run_id: str) -> list:
     from operators.clean import CleanBlocks
     from operators.documents import ExtractDocuments, RunInfo
     from operators.langid import IdentifyLanguage
+    from operators.pii import RedactPII
     from operators.quality import QualitySignals
     from operators.select import Select
     info = RunInfo(run_id=run_id, config_hash=cfg.config_hash())
     ops = _cached(("chain", info.config_hash), lambda: [
         ExtractDocuments(cfg.extract, info), IdentifyLanguage(cfg.langid), CleanBlocks(cfg.clean, cfg.quality),
-        QualitySignals(cfg.quality), Select(cfg.select)])
+        RedactPII(cfg.pii), QualitySignals(cfg.quality), Select(cfg.select)])
     ops[0].run = info
     for op in ops:
         op.stats.drain()

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from operators.clean import CleanConfig
+from operators.pii import PiiConfig
 from operators.dedup import DedupConfig
 from operators.extract import ExtractConfig
 from operators.image_stage import ImagesConfig
@@ -59,6 +60,7 @@ class RunConfig:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     langid: LangIdConfig = field(default_factory=LangIdConfig)
     clean: CleanConfig = field(default_factory=CleanConfig)
+    pii: PiiConfig = field(default_factory=PiiConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)

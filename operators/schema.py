@@ -109,6 +109,7 @@ DOCUMENT = pa.schema([
     pa.field("text_languages", pa.list_(pa.string())),   # aligned with texts; null at images / unidentified
     pa.field("text_language_scores", pa.list_(pa.float32())),
     pa.field("blocks_removed", pa.int32()),              # text blocks removed by block-level cleaning
+    pa.field("pii_replaced", pa.int32()),                # e-mails, phones, IPs replaced (operators/pii.py); null: off
     pa.field("quality", QUALITY),
     pa.field("text_hash", pa.string()),                  # exact-duplicate key: hash of the normalised text
     pa.field("minhash_bands", pa.list_(pa.uint64())),    # one LSH band key per band (operators/minhash.py)
