@@ -9,7 +9,7 @@ CONFIG ?= configs/local.yaml
 OUT    ?= out/local
 SAMPLE := .cache/sample/sample.warc.gz
 
-.PHONY: setup run test test-all sample bench clean
+.PHONY: setup run test test-all sample bench clean browser
 
 setup: $(STAMP)
 
@@ -30,8 +30,17 @@ run: $(SAMPLE)
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Headless Chromium (Debian's package) for the browser test of flows.show's HTML pages; installed
+# when missing and apt-get can (root); otherwise that one test is skipped, saying why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	      echo "make browser: apt-get could not install chromium; the browser test will be skipped"; \
+	  else echo "make browser: no chromium and no root apt-get; the browser test will be skipped"; fi
 
 clean:
 	rm -rf $(VENV) .cache out

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from flows.show import image_note, main, to_html, to_markdown
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
@@ -65,3 +67,54 @@ def test_every_document_of_the_sample_run_renders(flow_output, tmp_path, capsys)
     assert main([str(out), "--sample", "1", "--where", "no_such_column = 1"]) == 2
     assert main([str(out), "--url", "https://nowhere.example/"]) == 1
     assert main([str(tmp_path / "missing")]) == 2
+
+
+def _chromium():
+    import shutil
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+def test_the_html_pages_render_in_a_real_browser_with_their_images(flow_output, tmp_path):
+    """Headless Chromium (Debian's package; `make browser` installs it) loads every page flows.show
+    writes for the sample run: every embedded stored copy decodes (naturalWidth > 0), the text is
+    there in reading order, and a screenshot is not blank."""
+    import re
+    import subprocess
+
+    from PIL import Image
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium: `make browser` installs it (apt-get install chromium)")
+    out, _ = flow_output
+    folder = tmp_path / "html"
+    assert main([str(out), "--sample", "100", "--where", "num_images > 0", "--html", str(folder)]) == 0
+    pages = sorted(p for p in folder.glob("*.html") if p.name != "index.html")
+    assert len(pages) >= 5
+    probe = ("<script>window.addEventListener('load',()=>{const im=[...document.images];"
+             "document.body.dataset.images=im.length;"
+             "document.body.dataset.decoded=im.filter(i=>i.complete&&i.naturalWidth>0).length;"
+             "document.body.dataset.order=[...document.body.querySelectorAll('p,figure')]"
+             ".map(e=>e.tagName[0]).join('')});</script>")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--allow-file-access-from-files",
+             "--virtual-time-budget=3000"]
+    embedded = 0
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        stored = html.count('src="data:image/')
+        probed = tmp_path / f"probe-{page.name}"
+        probed.write_text(html.replace("</body>", probe + "</body>"), encoding="utf-8")
+        dom = subprocess.run([browser, *flags, "--dump-dom", probed.as_uri()], capture_output=True, text=True,
+                             timeout=120).stdout
+        attrs = dict(re.findall(r'data-(images|decoded|order)="([^"]*)"', dom))
+        assert int(attrs["images"]) == html.count("<img ") and int(attrs["decoded"]) >= stored, (page.name, attrs)
+        embedded += stored
+        assert attrs["order"].startswith("P") and "F" in attrs["order"]   # header paragraph, then figures among text
+    assert embedded >= 10   # the sample's images from its WARC, each decoded by the browser
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=900,1400", pages[0].as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    img = Image.open(shot).convert("L")
+    assert img.size == (900, 1400)
+    lo, hi = img.getextrema()
+    assert lo < 100 and hi > 200                         # dark text and images on a light page, not blank
