@@ -62,8 +62,8 @@ import pyarrow as pa
 
 from operators.base import Operator, Resources
 from operators.langid_rules import (
-    CHECKED_WHEN_SURE, CONFUSABLE, LINGUA_STRONG, MERGED, NOT_LINGUA_SCRIPTS, Lingua, canonical, merged_pairs,
-    plausible, settle, sibling,
+    CHECKED_WHEN_SURE, CONFUSABLE, LINGUA_STRONG, MERGED, NOT_LINGUA_SCRIPTS, Lingua, canonical, decided_score,
+    merged_pairs, plausible, settle, sibling,
 )
 from operators.schema import DOCUMENT
 
@@ -418,6 +418,8 @@ class IdentifyLanguage(Operator):
         settled, changed = settle(code, text, unsure, candidates)
         if changed and settled is not None:
             code, src = settled, "markers"
+        if src != "fasttext":
+            p = decided_score(code, pairs, p)
         if doc_language is not None and code != doc_language and sibling(code) and \
                 sibling(code) == sibling(doc_language):
             code = doc_language   # a block of a Malay document is Malay, not Indonesian

@@ -7,6 +7,7 @@ lid.176 is unsure (score below `langid.consult_below`) or names a language of a 
 language lid.176 does not know or is weak at (`LINGUA_STRONG`), or one of lid.176's own top
 candidates; otherwise lid.176's answer stands, and below `langid.min_confidence` the text is
 `und` (undetermined): a language neither model can name is not forced into a wrong label.
+The score stays lid.176's (`decided_score`), so `select.min_language_score` keeps its meaning.
 Then alphabet and marker-word checks settle what neither model can (`settle`):
 
 - Malay against Indonesian: both models call most Malay Indonesian. Spellings and words that
@@ -73,6 +74,21 @@ _SIBLINGS = {"ms": "ms-id", "id": "ms-id", "am": "am-ti", "ti": "am-ti", "so": "
 
 def sibling(code: str | None) -> str | None:
     return _SIBLINGS.get(code) if code else None
+
+
+_SCORE_GROUPS = {**_SIBLINGS, "af": "af-nl", "nl": "af-nl"}
+
+
+def decided_score(code: str, pairs: list[tuple[str, float]], fallback: float) -> float:
+    """`language_score` of a label lingua or a rule decided: lid.176's probability of it (of its
+    confusion group, for ms/id, af/nl, am/ti, so/om: lid.176 is sure of the group, not of the
+    member), so that `select.min_language_score` keeps its meaning (FineWeb's 0.65 is a fastText
+    threshold); `fallback` (the second opinion's confidence) where lid.176 cannot name it."""
+    if code in LINGUA_ONLY or code in RULE_ONLY:
+        return fallback
+    group = _SCORE_GROUPS.get(code)
+    s = sum(p for c, p in pairs if (_SCORE_GROUPS.get(c) == group if group else c == code))
+    return min(s, 1.0) if s > 0 else fallback
 
 
 # ---------------------------------------------------------------------------------------------

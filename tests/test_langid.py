@@ -439,7 +439,12 @@ def test_rule_unsure_and_lingua_out_of_turn_gives_und_below_min_confidence(fresh
 
 def test_rule_confusable_is_asked_even_when_sure_and_its_candidates_count(fresh):
     fresh.second = FakeOpinion([("af", 0.8), ("nl", 0.2)])
-    assert fresh._decide([("nl", 0.9), ("af", 0.05)], "die kinders speel buite", 100) == ("af", 0.8, "lingua")
+    # the score is lid.176's for the group it was sure of (af + nl), not lingua's: select's
+    # min_language_score is a fastText threshold
+    assert fresh._decide([("nl", 0.9), ("af", 0.05)], "die kinders speel buite", 100) == \
+        ("af", pytest.approx(0.95), "lingua")
+    fresh.second = FakeOpinion([("de", 0.99)])
+    assert fresh._decide([("en", 0.4), ("de", 0.3)], "der the", 100) == ("de", 0.3, "lingua")
 
 
 def test_rule_a_block_takes_its_documents_language_when_lid176_lists_it(fresh):
