@@ -558,7 +558,8 @@ class ClipDocuments(Operator):
                 continue
             image_pos = [j for j, u in enumerate(data["images"][i]) if u is not None]
             with_emb = [(j, e) for j, e in zip(image_pos, (emb_all[i][j] for j in image_pos)) if e is not None]
-            if not with_emb:
+            if not with_emb:   # no image was had (not fetched, failed and kept): a row of nulls each
+                matrices[i] = [None] * len(image_pos) if keep_matrix else None
                 continue
             todo.append(i)
             positions.append([j for j, _ in with_emb])
