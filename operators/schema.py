@@ -102,7 +102,7 @@ DOCUMENT = pa.schema([
     # images.clip.keep_matrix: image x text-block cosine similarities (rows: the images in order, null
     # for one without an embedding; columns: every text block in order), as MMC4 keeps them
     pa.field("clip_similarity", pa.list_(pa.list_(pa.float32()))),
-    pa.field("language", pa.string()),                   # fastText label without __label__, e.g. "en", "zh"
+    pa.field("language", pa.string()),                   # ISO 639-1 (else 639-3) code: "en", "zh", "hbs"; "und" unsure
     pa.field("language_score", pa.float32()),
     pa.field("language_top3", pa.list_(LANGUAGE_CANDIDATE)),
     pa.field("language_source", pa.string()),            # which decided `language`: fasttext, lingua, markers
