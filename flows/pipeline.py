@@ -650,6 +650,7 @@ def finish_unit(cfg, paths: list[str], run_id: str, streamed: Streamed) -> UnitR
         # fetch that the image rules will drop is left out and dedup runs again, so that the next
         # member wins (only documents that end up published win). Rounds: 1 unless that happens.
         excluded = pa.array([], pa.string())
+        content_stats = None
         rounds = 0
         dedup_cpu = dedup_wall = 0.0
         while True:
@@ -665,12 +666,15 @@ def finish_unit(cfg, paths: list[str], run_id: str, streamed: Streamed) -> UnitR
             if not cfg.images.enabled:
                 break
             resolved.add(ray.get(_image_refs.remote(outcome, excluded, *key_refs)))
+            if cfg.dedup.max_image_repeats is not None and cfg.dedup.image_content_repeats:
+                outcome, content_stats = ray.get(_content_repeats.remote(cfg_ref, outcome, excluded, resolved.ref(),
+                                                                         *key_refs))
             drops = ray.get(_winners_dropped.remote(cfg_ref, outcome, excluded, resolved.ref(), *key_refs))
             if not len(drops) or rounds >= MAX_ROUNDS:
                 break
             excluded = pa.concat_arrays([excluded, drops])
         dedup_counts = {**outcome.counts, "image_rule_rounds": rounds, "winners_dropped_by_image_rules": len(excluded)}
-        counts.add([image_stats])
+        counts.add([image_stats] + ([content_stats] if content_stats else []))
         if cfg.dedup.index:
             if outcome.superseded.num_rows:
                 sup = outcome.superseded.append_column("run_id", pa.array([run_id] * outcome.superseded.num_rows,
@@ -803,6 +807,27 @@ def _probe_part(cfg, run_id: str, docs_files: list[str], images: pa.Table, super
 
 
 @ray.remote(num_cpus=1)
+def _content_repeats(cfg, outcome, excluded: pa.Array, results: pa.Table | None, *keys: pa.Table):
+    """`outcome` with the images repeated by content added (unit_dedup.repeated_content): their
+    (id, url) references to `repeated`, this unit's content-key counts to `image_counts` (the
+    index keeps them beside the URL counts); and the pass's stats."""
+    from operators.dedup_probe import image_counts_for
+    from operators.unit_dedup import CONTENT_KEY, repeated_content
+    stats = Stats("repeated_content")
+    if results is None or results.num_rows == 0:
+        return outcome, stats.to_dict()
+    refs = _unit_image_refs(outcome, excluded, keys)
+    shas = results.filter(pc.is_valid(results["sha256"]))["sha256"].to_pylist()
+    index = image_counts_for(cfg.output, [CONTENT_KEY + s for s in set(shas)]) if cfg.dedup.index and shas else None
+    removed, counts = repeated_content(refs, results, index, cfg.dedup.max_image_repeats, stats)
+    if removed.num_rows:
+        outcome.repeated = pa.concat_tables([outcome.repeated, removed.cast(outcome.repeated.schema)])
+    if counts.num_rows:
+        outcome.image_counts = pa.concat_tables([outcome.image_counts, counts.cast(outcome.image_counts.schema)])
+    return outcome, stats.to_dict()
+
+
+@ray.remote(num_cpus=1)
 def _winners_dropped(cfg, outcome, excluded: pa.Array, results: pa.Table | None, *keys: pa.Table) -> pa.Array:
     """Ids of the documents that won something in this outcome (kept a cluster of two or more,
     or are the newest fetch of a URL fetched again) and that the image rules will drop."""
@@ -825,6 +850,10 @@ def _winners_dropped(cfg, outcome, excluded: pa.Array, results: pa.Table | None,
 @ray.remote(num_cpus=1)
 def _image_refs(outcome, excluded: pa.Array, *keys: pa.Table) -> pa.Table:
     """(url, id) of the images of the documents dedup kept, less the repeated ones."""
+    return _unit_image_refs(outcome, excluded, keys)
+
+
+def _unit_image_refs(outcome, excluded: pa.Array, keys: tuple) -> pa.Table:
     from operators.unit_dedup import image_ref_rows
     gone = pa.concat_arrays([outcome.docs.filter(pc.is_valid(outcome.docs["drop_reason"]))["id"].combine_chunks(),
                              excluded])

@@ -202,10 +202,11 @@ class Part:
         off, dt, shape = self._spec(name)
         return np.memmap(self.path, dtype=dt, mode="r", offset=off, shape=tuple(shape))
 
-    def lookup(self, name: str, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def lookup(self, name: str, keys: np.ndarray, positions: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(key, value) pairs of lookup `name` whose key is in `keys`: a local part is binary
         searched in place; a remote one's fences say which blocks can hold the keys, and only
-        those blocks are read."""
+        those blocks are read. `positions`: the hits' positions in the key-sorted lookup instead
+        of their values (for arrays stored in key order, as the image counts are)."""
         total = self.length(f"{name}_k")
         if not total or not len(keys):
             return np.zeros(0, np.uint64), np.zeros(0, np.int64)
@@ -219,6 +220,8 @@ class Part:
                 return np.zeros(0, np.uint64), np.zeros(0, np.int64)
             pos = np.concatenate([np.arange(a, b) for a, b in zip(lo[hit].tolist(), hi[hit].tolist())])
             self.bytes_read += int(hit.sum()) * 8 * 64 + len(pos) * 12   # ~the pages a search touches
+            if positions:
+                return np.asarray(sorted_keys[pos]), pos.astype(np.int64)
             return np.asarray(sorted_keys[pos]), np.asarray(self._map(f"{name}_r")[pos]).astype(np.int64)
         fence = self.read(f"{name}_f")
         q = np.unique(keys)
@@ -232,6 +235,8 @@ class Part:
         idx = np.concatenate([np.arange(b * BLOCK, min((b + 1) * BLOCK, total)) for b in blocks.tolist()])
         k = self.read_rows(f"{name}_k", idx)
         hit = np.isin(k, q)
+        if positions:
+            return k[hit], idx[hit].astype(np.int64)
         vals = self.read_rows(f"{name}_r", idx[hit])
         return k[hit], vals.astype(np.int64)
 
@@ -322,11 +327,12 @@ class ProbeIndex:
         q = h64(urls)
         total: dict[int, int] = {}
         for part in self.parts:
-            k, rows = part.lookup("img", q)
+            # img_n is stored in key order (build_arrays, merge_arrays): read it at the hits'
+            # positions in the sorted lookup (their row values index the unsorted input)
+            k, pos = part.lookup("img", q, positions=True)
             if len(k):
-                n = part.read_rows("img_n", np.sort(rows))
-                order = np.argsort(rows)
-                for key, count in zip(k[order].tolist(), n.tolist()):
+                n = part.read_rows("img_n", pos)
+                for key, count in zip(k.tolist(), n.tolist()):
                     total[key] = total.get(key, 0) + count
         out = [(u, total[h]) for u, h in zip(urls, q.tolist()) if h in total]
         return pa.table({"url": pa.array([u for u, _ in out], pa.string()),
@@ -446,6 +452,28 @@ def unit_index(output: str, keys: pa.Table) -> tuple[pa.Table, pa.Table, dict]:
     finally:
         probe.close()
     return docs, images, counts
+
+
+def image_counts_for(output: str, urls: list[str]) -> pa.Table:
+    """Earlier runs' (url, documents) counts of the image keys `urls` (URLs or content keys), from
+    the probe parts, and from runs committed before probe parts existed (read whole, filtered)."""
+    import pyarrow.parquet as pq
+
+    from operators import dedup_index as di
+    fs, root = resolve(output)
+    root = root.rstrip("/")
+    ms = di.manifests(output)
+    legacy = [posixpath.join(root, f) for m in ms if not m["files"].get(di.PROBE) and "replaces" not in m
+              for f in m["files"].get("images", [])]
+    tables = [pq.read_table(f, filesystem=fs, schema=di.IMAGES) for f in legacy]
+    want = pa.array(sorted(set(u for u in urls if u)), pa.string())
+    old = [t.filter(pc.is_in(t["url"], value_set=want)) for t in tables]
+    probe = ProbeIndex(output, di.committed_files(output, di.PROBE, ms))
+    try:
+        new = probe.image_counts(urls).cast(di.IMAGES)
+    finally:
+        probe.close()
+    return pa.concat_tables(old + [new])
 
 
 def stage_unit_part(output: str, run_id: str, docs_files: list[str], images: pa.Table | None,

@@ -187,6 +187,38 @@ def repeated_images(kept: pa.Table, index_images: pa.Table | None, max_repeats: 
             pa.table({"url": per_url["url"], "documents": per_url["n"]}, schema=IMAGE_COUNTS))
 
 
+CONTENT_KEY = "sha256:"   # an image content key in the counts (and the index's images table) is this + hex
+
+
+def repeated_content(refs: pa.Table, results: pa.Table, index_images: pa.Table | None, max_repeats: int,
+                     stats: Stats) -> tuple[pa.Table, pa.Table]:
+    """The same as `repeated_images`, by content: ((id, url) references to remove, this unit's
+    ("sha256:<hex>", documents) counts for the index). `refs`: (url, id) of the unit's kept
+    documents' images; `results`: the image stage's rows (url, status, sha256): an image whose
+    bytes were had counts under its content key, so one logo under many URLs (CDN variants,
+    cache-busting queries) is one image; an image never had is counted by URL only (that pass ran
+    before fetching). `index_images`: earlier runs' counts of these content keys."""
+    ok = results.filter(pc.and_(pc.equal(results["status"], "ok"), pc.is_valid(results["sha256"])))
+    sha_of = dict(zip(ok["url"].to_pylist(), ok["sha256"].to_pylist()))
+    pairs = [(u, i, CONTENT_KEY + sha_of[u]) for u, i in zip(refs["url"].to_pylist(), refs["id"].to_pylist())
+             if u in sha_of]
+    if not pairs:
+        return pa.table({"id": pa.array([], pa.string()), "url": pa.array([], pa.string())}), IMAGE_COUNTS.empty_table()
+    seen: set = set()
+    content = [(k, i) for _, i, k in pairs if (k, i) not in seen and not seen.add((k, i))]
+    parts = [ref_counts(pa.table({"url": [k for k, _ in content], "id": [i for _, i in content]}))]
+    if index_images is not None and index_images.num_rows:
+        parts.append(index_counts(index_images))
+    counted = repeated_refs(pa.concat_tables(parts), max_repeats, stats)
+    this_run = pc.is_valid(counted["id"])
+    over = set(zip(counted.filter(this_run)["url"].to_pylist(), counted.filter(this_run)["id"].to_pylist()))
+    per_key = counted.filter(pc.invert(this_run))
+    removed = [(i, u) for u, i, k in pairs if (k, i) in over]
+    return (pa.table({"id": pa.array([i for i, _ in removed], pa.string()),
+                      "url": pa.array([u for _, u in removed], pa.string())}),
+            pa.table({"url": per_key["url"], "documents": per_key["n"]}, schema=IMAGE_COUNTS))
+
+
 def image_ref_rows(keys: pa.Table) -> pa.Table:
     """(url, id) once per distinct image URL of each key row (operators/images.REFS), in order."""
     flat = pc.list_flatten(keys["images"])

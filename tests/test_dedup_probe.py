@@ -64,6 +64,33 @@ def test_lookup_equals_a_full_scan(tmp_path, local):
     part.close()
 
 
+@pytest.mark.parametrize("local", [True, False])
+def test_image_counts_are_each_keys_own_across_parts(tmp_path, local):
+    """Each key's count, whatever the order the keys came in (the counts are stored in key order:
+    they used to be read at the key's input row, scrambling every count but a uniform one)."""
+    import pyarrow.fs as pafs
+    rng = random.Random(3)
+    runs = []
+    for r in range(3):
+        urls = [f"http://img.example/{rng.randrange(10_000)}.png" for _ in range(2_000)] + ["sha256:logo"]
+        urls = list(dict.fromkeys(urls))
+        counts = [rng.randrange(1, 50) for _ in urls]
+        runs.append(dict(zip(urls, counts)))
+        write(tmp_path, f"p{r}", docs_table(10, r, f"r{r}"),
+              pa.table({"url": urls, "documents": pa.array(counts, pa.int64())}))
+    parts = [dp.Part(pafs.LocalFileSystem(), str(tmp_path / f"_index/probe/p{r}.probe")) for r in range(3)]
+    for part in parts:
+        part.local = local
+    probe = dp.ProbeIndex.__new__(dp.ProbeIndex)
+    probe.parts = parts
+    ask = list(runs[0])[:300] + ["sha256:logo", "http://img.example/never.png"]
+    got = dict(zip(*[c.to_pylist() for c in probe.image_counts(ask).columns]))
+    want = {u: sum(run.get(u, 0) for run in runs) for u in ask if any(u in run for run in runs)}
+    assert got == want and got["sha256:logo"] == sum(run["sha256:logo"] for run in runs)
+    for part in parts:
+        part.close()
+
+
 def _keys(docs: pa.Table) -> pa.Table:
     """KEYS-like rows of a unit (what unit_index and deduplicate read)."""
     n = docs.num_rows

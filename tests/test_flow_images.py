@@ -158,6 +158,17 @@ def _window(text_pos, image_pos, window):
     return before + after
 
 
+def _write_warc(path, records):
+    """A gzipped WARC of response records (url, content type, body)."""
+    with open(path, "wb") as f:
+        w = WARCWriter(f, gzip=True)
+        for url, ctype, data in records:
+            http = StatusAndHeaders("200 OK", [("Content-Type", ctype), ("Content-Length", str(len(data)))],
+                                    protocol="HTTP/1.1")
+            w.write_record(w.create_warc_record(url, "response", payload=io.BytesIO(data), http_headers=http))
+    return path
+
+
 def _page_warc(path, srcs, when="Evening", images=()):
     """A WARC with one article page showing `srcs` between paragraphs, and image records
     (url, jpeg bytes) for those a browser-made crawl would have stored."""
@@ -167,13 +178,7 @@ def _page_warc(path, srcs, when="Evening", images=()):
             f"<body><article><h1>{when} at the harbour</h1>{body}<p>{PARAS[-1]}</p></article></body></html>").encode()
     records = [(f"https://harbour.example.org/{when.lower()}.html", "text/html; charset=utf-8", html)]
     records += [(url, "image/jpeg", data) for url, data in images]
-    with open(path, "wb") as f:
-        w = WARCWriter(f, gzip=True)
-        for url, ctype, data in records:
-            http = StatusAndHeaders("200 OK", [("Content-Type", ctype), ("Content-Length", str(len(data)))],
-                                    protocol="HTTP/1.1")
-            w.write_record(w.create_warc_record(url, "response", payload=io.BytesIO(data), http_headers=http))
-    return path
+    return _write_warc(path, records)
 
 
 @pytest.mark.slow
@@ -277,3 +282,50 @@ def test_a_retry_run_that_raises_records_failed_and_leaves_no_collector(ray_loca
     assert len(made) == 1
     with pytest.raises(ray.exceptions.RayActorError):   # killed, not left running
         ray.get(made[0].get.remote(), timeout=30)
+
+
+def _pages_warc(path, pages):
+    """A WARC of several article pages, each [(src, bytes or None)], and an image record for each
+    image with bytes (a browser-made crawl)."""
+    records = []
+    for k, images in enumerate(pages):
+        body = "".join(f"<p>{PARAS[(k + i) % len(PARAS)]} ({k}.{i})</p><figure><img src=\"{src}\" width=\"400\" "
+                       f"height=\"300\" alt=\"Photo {k}.{i}\"></figure>" for i, (src, _) in enumerate(images))
+        html = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Harbour {k}</title></head>"
+                f"<body><article><h1>Harbour day {k}</h1>{body}<p>{PARAS[-1]} Day {k}.</p></article></body></html>")
+        records.append((f"https://harbour{k}.example.org/day.html", "text/html; charset=utf-8", html.encode()))
+        records += [(src, "image/jpeg", data) for src, data in images if data is not None]
+    return _write_warc(path, records)
+
+
+def test_an_image_repeated_under_many_urls_is_removed_by_its_content_across_runs(ray_local, tmp_path):  # noqa: F811
+    """The same logo bytes under a different URL on each page (a CDN's cache-busting query): no URL
+    repeats, the content does; with max_image_repeats=2 it leaves the documents, the pages' own
+    photos stay; the next run counts the earlier run's uses (the index keeps content counts)."""
+    logo = image_bytes("JPEG", seed=77)
+    pages = [[(f"https://cdn.example.org/logo.jpg?v={k}", logo),
+              (f"https://cdn.example.org/photo-{k}.jpg", image_bytes("JPEG", seed=100 + k))] for k in range(3)]
+    out = tmp_path / "out"
+    sets = ["dedup.max_image_repeats=2", "select.enabled=false"]
+    first = _pages_warc(tmp_path / "a.warc.gz", pages)
+    res = run(load_config(ROOT / "configs/local.yaml", sets, input=[str(first)], output=str(out)), [str(first)])
+    docs, _ = read_dir(out / "documents")
+    assert len(docs) == 3
+    for d in docs:
+        kept = [u for u in d["images"] if u]
+        assert len(kept) == 1 and "photo-" in kept[0], kept
+    content = next(o for o in res.stats if o["name"] == "repeated_content")["counters"]
+    assert content["image_urls_repeated"] == 1 and content["image_refs_removed"] == 3
+    # a later run: one page with the logo under yet another URL; 3 earlier uses + 1 > 2
+    second = _pages_warc(tmp_path / "b.warc.gz", [[("https://cdn.example.org/logo.jpg?v=new", logo),
+                                                   ("https://cdn.example.org/photo-new.jpg", image_bytes("JPEG", seed=9))]])
+    run(load_config(ROOT / "configs/local.yaml", sets, input=[str(second)], output=str(out)), [str(second)])
+    docs, _ = read_dir(out / "documents")
+    new = next(d for d in docs if any(u and "photo-new" in u for u in d["images"]))
+    assert [u for u in new["images"] if u] == ["https://cdn.example.org/photo-new.jpg"]
+    # off: the logo stays everywhere
+    out2 = tmp_path / "out2"
+    run(load_config(ROOT / "configs/local.yaml", sets + ["dedup.image_content_repeats=false"], input=[str(first)],
+                    output=str(out2)), [str(first)])
+    docs, _ = read_dir(out2 / "documents")
+    assert all(sum(1 for u in d["images"] if u) == 2 for d in docs)

@@ -156,3 +156,24 @@ def test_single_task_and_distributed_paths_give_the_same_clusters(ray_local):
     many = {r["id"]: r["dup_cluster_id"] for r in assigned.take_all()}
     assert one == many
     assert counts["edges"] == out.counts["edges"] and counts["clusters"] == out.counts["clusters"]
+
+
+def test_repeated_content_counts_bytes_under_any_url_and_earlier_runs():
+    from operators.unit_dedup import repeated_content
+    refs = pa.table({"url": ["u1", "u2", "u3", "p1", "x"], "id": ["a", "b", "c", "a", "b"]})
+    res = pa.table({"url": ["u1", "u2", "u3", "p1", "x"], "status": ["ok", "ok", "ok", "ok", "http_error"],
+                    "sha256": ["L", "L", "L", "P", None]})
+    stats = Stats("repeated_content")
+    removed, counts = repeated_content(refs, res, None, 2, stats)
+    assert sorted(removed.to_pylist(), key=str) == sorted([{"id": i, "url": u} for i, u in
+                                                           [("a", "u1"), ("b", "u2"), ("c", "u3")]], key=str)
+    assert sorted(counts.to_pylist(), key=str) == sorted([{"url": "sha256:L", "documents": 3},
+                                                          {"url": "sha256:P", "documents": 1}], key=str)
+    # under the limit in this unit, over it with an earlier run's uses of the same bytes
+    index = pa.table({"url": ["sha256:P"], "documents": pa.array([2], pa.int64())})
+    removed, _ = repeated_content(refs, res, index, 2, Stats("r"))
+    assert {("a", "u1"), ("a", "p1")} <= {(r["id"], r["url"]) for r in removed.to_pylist()}
+    # nothing had: nothing counted
+    removed, counts = repeated_content(refs, res.filter(pa.compute.equal(res["status"], "http_error")), None, 0,
+                                       Stats("r"))
+    assert removed.num_rows == 0 and counts.num_rows == 0
