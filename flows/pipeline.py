@@ -665,10 +665,10 @@ def finish_unit(cfg, paths: list[str], run_id: str, streamed: Streamed) -> UnitR
             dedup_wall += time.time() - t
             if not cfg.images.enabled:
                 break
-            resolved.add(ray.get(_image_refs.remote(outcome, excluded, *key_refs)))
+            refs = ray.get(_image_refs.remote(outcome, excluded, *key_refs))
+            resolved.add(refs)
             if cfg.dedup.max_image_repeats is not None and cfg.dedup.image_content_repeats:
-                outcome, content_stats = ray.get(_content_repeats.remote(cfg_ref, outcome, excluded, resolved.ref(),
-                                                                         *key_refs))
+                outcome, content_stats = ray.get(_content_repeats.remote(cfg_ref, outcome, refs, resolved.ref()))
             drops = ray.get(_winners_dropped.remote(cfg_ref, outcome, excluded, resolved.ref(), *key_refs))
             if not len(drops) or rounds >= MAX_ROUNDS:
                 break
@@ -807,8 +807,9 @@ def _probe_part(cfg, run_id: str, docs_files: list[str], images: pa.Table, super
 
 
 @ray.remote(num_cpus=1)
-def _content_repeats(cfg, outcome, excluded: pa.Array, results: pa.Table | None, *keys: pa.Table):
-    """`outcome` with the images repeated by content added (unit_dedup.repeated_content): their
+def _content_repeats(cfg, outcome, refs: pa.Table, results: pa.Table | None):
+    """`outcome` with the images repeated by content among `refs` (the (url, id) references the
+    image stage resolved) added (unit_dedup.repeated_content): their
     (id, url) references to `repeated`, this unit's content-key counts to `image_counts` (the
     index keeps them beside the URL counts); and the pass's stats."""
     from operators.dedup_probe import image_counts_for
@@ -816,7 +817,6 @@ def _content_repeats(cfg, outcome, excluded: pa.Array, results: pa.Table | None,
     stats = Stats("repeated_content")
     if results is None or results.num_rows == 0:
         return outcome, stats.to_dict()
-    refs = _unit_image_refs(outcome, excluded, keys)
     shas = results.filter(pc.is_valid(results["sha256"]))["sha256"].to_pylist()
     index = image_counts_for(cfg.output, [CONTENT_KEY + s for s in set(shas)]) if cfg.dedup.index and shas else None
     removed, counts = repeated_content(refs, results, index, cfg.dedup.max_image_repeats, stats)
@@ -850,10 +850,6 @@ def _winners_dropped(cfg, outcome, excluded: pa.Array, results: pa.Table | None,
 @ray.remote(num_cpus=1)
 def _image_refs(outcome, excluded: pa.Array, *keys: pa.Table) -> pa.Table:
     """(url, id) of the images of the documents dedup kept, less the repeated ones."""
-    return _unit_image_refs(outcome, excluded, keys)
-
-
-def _unit_image_refs(outcome, excluded: pa.Array, keys: tuple) -> pa.Table:
     from operators.unit_dedup import image_ref_rows
     gone = pa.concat_arrays([outcome.docs.filter(pc.is_valid(outcome.docs["drop_reason"]))["id"].combine_chunks(),
                              excluded])

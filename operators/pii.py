@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from operators.base import Operator, Resources
-from operators.schema import DOCUMENT
+from operators.schema import put_column
 
 
 @dataclass(frozen=True)
@@ -115,9 +115,8 @@ class RedactPII(Operator):
     def __call__(self, table: pa.Table) -> pa.Table:
         n = table.num_rows
         self.stats.incr("in", n)
-        field = DOCUMENT.field("pii_replaced")
         if not self.config.enabled or n == 0:
-            col = pa.nulls(n, field.type)
+            replaced = [None] * n
         else:
             texts = table["texts"].to_pylist()
             replaced = []
@@ -128,7 +127,7 @@ class RedactPII(Operator):
                 for i, t in enumerate(blocks or ()):
                     if t:
                         new, counts = redact(t, self.config)
-                        if new is not t and new != t:
+                        if new != t:
                             blocks[i] = new
                             changed = True
                         for key, v in counts.items():
@@ -138,11 +137,8 @@ class RedactPII(Operator):
             for key, v in totals.items():
                 self.stats.incr(f"replaced_{key}", v)
             self.stats.incr("documents_with_pii", sum(1 for k in replaced if k))
-            col = pa.array(replaced, field.type)
             if changed:
-                i = table.schema.get_field_index("texts")
-                table = table.set_column(i, table.schema.field(i), pa.array(texts, table.schema.field(i).type))
-        i = table.schema.get_field_index("pii_replaced")
-        table = table.set_column(i, field, col) if i >= 0 else table.append_column(field, col)
+                table = put_column(table, "texts", texts)
+        table = put_column(table, "pii_replaced", replaced)
         self.stats.incr("out", n)
         return table

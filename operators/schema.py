@@ -149,6 +149,15 @@ def empty_documents() -> pa.Table:
     return DOCUMENT.empty_table()
 
 
+def put_column(table: pa.Table, name: str, values) -> pa.Table:
+    """`table` with its DOCUMENT column `name` set to `values` (a list or array, as the field's
+    type), appended when the table does not have it yet."""
+    field = DOCUMENT.field(name)
+    arr = values if isinstance(values, pa.Array) and values.type == field.type else pa.array(values, field.type)
+    i = table.schema.get_field_index(name)
+    return table.set_column(i, field, arr) if i >= 0 else table.append_column(field, arr)
+
+
 def conform(table: pa.Table, schema: pa.Schema = DOCUMENT) -> pa.Table:
     """Return `table` with exactly `schema`'s columns, in order and type, or raise SchemaError."""
     missing = [n for n in schema.names if n not in table.column_names]
