@@ -21,7 +21,8 @@ States:
   committed; its retry re-reads them and they are dropped as URL duplicates of themselves
   (the dedup index), so they are not published twice while `dedup.index` is on.
 
-The latest entry of a WARC wins (files are read in run-id order, which is time order).
+The latest entry of a WARC wins: the one with the latest `at` (run ids order the files only to the
+second, and two runs can end within one second); entries without `at` follow file order.
 """
 from __future__ import annotations
 
@@ -70,8 +71,18 @@ def read_ledger(output: str) -> dict[str, dict]:
             for line in f.read().decode().splitlines():
                 if line.strip():
                     entry = json.loads(line)
-                    latest[entry["warc"]] = entry
+                    old = latest.get(entry["warc"])
+                    if old is None or not _earlier(entry, old):
+                        latest[entry["warc"]] = entry
     return latest
+
+
+def _earlier(entry: dict, than: dict) -> bool:
+    """Whether `entry` was written before `than` by their `at` times (False when either lacks one)."""
+    try:
+        return datetime.fromisoformat(entry["at"]) < datetime.fromisoformat(than["at"])
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def finished(entry: dict | None, config: LedgerConfig) -> bool:

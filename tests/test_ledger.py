@@ -77,3 +77,20 @@ def test_ledger_summary_cli(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "GIVEN UP b (attempts 3): unreadable_warc: timeout" in printed and "3 documents" in printed
     assert main([str(tmp_path / "none"), "--json"]) == 0   # an output without a ledger: zeros
+
+
+def test_latest_entry_by_time_when_run_ids_share_a_second(tmp_path):
+    """Run ids order to the second with a random suffix: of two runs ending in one second the
+    later may sort first. The entry written later wins all the same (a retried file's attempts
+    count up; this made test_flow_ledger's retry test flaky)."""
+    out = str(tmp_path)
+    first = entries(["a"], {"a": read("a", 0, "unreadable_warc")}, {}, [], {}, "20261203T003834Z-ffffff", "i")
+    commit(out, "20261203T003834Z-ffffff", [stage_entries(out, "20261203T003834Z-ffffff", first)])
+    second = entries(["a"], {"a": read("a", 0, "unreadable_warc")}, {}, [], read_ledger(out),
+                     "20261203T003834Z-000000", "i")
+    commit(out, "20261203T003834Z-000000", [stage_entries(out, "20261203T003834Z-000000", second)])
+    got = read_ledger(out)["a"]
+    assert (got["attempts"], got["run_id"]) == (2, "20261203T003834Z-000000")
+    # entries without a time (written by hand) follow file order
+    (tmp_path / "_ledger/zz.jsonl").write_text(json.dumps({"warc": "a", "state": "done"}) + "\n")
+    assert read_ledger(out)["a"]["state"] == "done"
