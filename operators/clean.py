@@ -19,7 +19,9 @@ never removed. Each removed block counts under the first rule it fails, in this 
                   comment", "leave a comment/reply", "continue reading", "powered by wordpress".
   short           fewer than `min_words` words (`operators.quality.words`: CJK/Thai count per
                   character). With `spare_captions`, a block right after an image is exempt:
-                  figure captions are short and are exactly the text an image needs.
+                  figure captions are short and are exactly the text an image needs; with
+                  `spare_before_image`, one right before an image too (a "Photo" label, a credit
+                  line, a one-word heading above a picture: the text that places the image).
   special_chars   special characters (not letters, numbers, marks or whitespace) / characters
                   above `max_special_char_ratio`.
   flagged_words   flagged-word occurrences / words above `max_flagged_word_ratio` (the list of
@@ -86,6 +88,7 @@ class CleanConfig:
     enabled: bool = True                  # false: count nothing, change nothing
     min_words: int = 2                    # rule short: blocks with fewer words (OBELICS node level: 4); 0 = off
     spare_captions: bool = True           # a block right after an image is exempt from min_words
+    spare_before_image: bool = True       # ... and one right before an image (a "Photo" label, a credit)
     max_special_char_ratio: float = 0.3   # rule special_chars (OBELICS node level: 0.3); 1 = off
     max_flagged_word_ratio: float = 0.1   # rule flagged_words (OBELICS node level: 0.01); 1 = off
     boilerplate: bool = True              # rule boilerplate on/off
@@ -126,11 +129,12 @@ class CleanBlocks(Operator):
         self.flagged = quality.load_flagged() if config.max_flagged_word_ratio < 1.0 else None
         self.boilerplate = _Patterns(config.boilerplate_patterns if config.boilerplate else ())
 
-    def block_reason(self, text: str, after_image: bool, language: str | None,
+    def block_reason(self, text: str, spared: bool, language: str | None,
                      block_language: str | None, block_score: float | None, flagged,
                      boilerplate: Sequence[re.Pattern] | None = None) -> str | None:
         """The first rule a text block fails (see the module docstring), or None to keep it.
 
+        `spared`: exempt from `min_words` (next to an image, as the config says).
         `boilerplate`: the patterns worth trying on this block (`_Patterns.candidates`); None: all.
         """
         c = self.config
@@ -140,7 +144,7 @@ class CleanBlocks(Operator):
                 self.boilerplate.search(text) if boilerplate is None
                 else any(rx.search(text) for rx in boilerplate)):
             return "boilerplate"
-        if n < c.min_words and not (c.spare_captions and after_image):
+        if n < c.min_words and not spared:
             return "short"
         if c.max_special_char_ratio < 1.0 and text and \
                 len(SPECIAL_RE.findall(text)) / len(text) > c.max_special_char_ratio:
@@ -185,13 +189,16 @@ class CleanBlocks(Operator):
             prev_image = False
             candidates = self.boilerplate.candidates(row)
             always = self.boilerplate.always
+            spare_after, spare_before = self.config.spare_captions, self.config.spare_before_image
             for i, t in enumerate(row):
                 if t is None:
                     keep.append(True)
                     prev_image = True
                     continue
                 blocks_in += 1
-                reason = self.block_reason(t, prev_image, lang, bl[i] if bl else None,
+                spared = (spare_after and prev_image) or \
+                    (spare_before and i + 1 < len(row) and row[i + 1] is None)
+                reason = self.block_reason(t, spared, lang, bl[i] if bl else None,
                                            bs[i] if bs else None, flagged, candidates.get(i, always))
                 prev_image = False
                 if reason is None:
