@@ -24,6 +24,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
+SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+             b'<Message>Please reduce your request rate.</Message></Error>')
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "range-server/1"
 
@@ -46,9 +50,10 @@ class _Handler(BaseHTTPRequestHandler):
             plan = srv.plans.get(path)
             action = plan.pop(0) if plan else None
         if data is None:
-            return self._simple(404, b"not found")
+            return self._simple(404, b"not found", head)
         if action == "503":
-            return self._simple(503, b"slow down")
+            # as S3 says it: an XML error body (the AWS SDK parses it), and none after a HEAD
+            return self._send(503, SLOW_DOWN, head, {"Content-Type": "application/xml"})
         if action == "reset":
             return self._reset()
         size = len(data)
@@ -56,7 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, data, head, {})
         m = _RANGE.match(rng.strip())
         if not m or (not m.group(1) and not m.group(2)):
-            return self._simple(400, b"bad range")
+            return self._simple(400, b"bad range", head)
         if m.group(1):
             start = int(m.group(1))
             end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
@@ -86,8 +91,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(body)
 
-    def _simple(self, status: int, body: bytes):
-        self._send(status, body, False, {})
+    def _simple(self, status: int, body: bytes, head: bool):
+        self._send(status, body, head, {})
 
     def _reset(self):
         self.close_connection = True
