@@ -406,7 +406,10 @@ class IdentifyLanguage(Operator):
                 return doc_language, p, "fasttext"
             opinion = []
             if self.second is not None and not NOT_LINGUA_SCRIPTS.search(text):
-                opinion = [o for o in self.second.top(text[:cap]) if plausible(o[0], text)]
+                # an answer the letters allow, and one lingua holds (not the 0.0 left behind
+                # when its own first choice is ruled out)
+                opinion = [o for o in self.second.top(text[:cap])
+                           if plausible(o[0], text) and o[1] >= cfg.min_confidence]
                 self.stats.incr("second_opinions")
             if opinion:
                 first = canonical(opinion[0][0])

@@ -140,7 +140,11 @@ _ID_SUFFIX = re.compile(r"\w{3,}itas\b")   # kualitas, universitas, aktivitas
 # (not the short ones, fi "and", kan, ni, hin: those are everyday Yoruba words too)
 _OM_WORDS = frozenset("akka keessa keessatti irratti irraa waliin kana isaan inni isheen garuu yookaan "
                       "yeroo ture jira jiru qaba qabu jedhe jechuun booda gara hunda oromoo kanaaf "
-                      "akkasumas".split())
+                      "akkasumas "
+                      # possessives, "that", "even", "until", "since", "while", "but", "this too",
+                      # "those", "called", "after", "so": none of them a Somali word
+                      "isaa ishii ishee isaanii sana illee hanga erga osoo ammoo immoo kunis kanneen "
+                      "jedhu jedhamu booddee egaa".split())
 _SO_WORDS = frozenset("iyo waxaa waa ayaa oo ee uu ay ugu soo sida waxay ahaa ah inay laga kale "
                       "kuwa xilli markii wuxuu ayuu".split())
 _OROMO_LOOKALIKES = frozenset({"so", "la", "yo", "lg", "fi", "en", "et", "und"})
@@ -169,6 +173,34 @@ def _yoruba_letters(text: str) -> bool:
     return sum(1 for i in range(1, len(nfd)) if nfd[i] == "\u0323" and nfd[i - 1] in "eosEOS") >= 2
 
 
+_TONED = frozenset("\u0300\u0301")    # grave, acute (NFD)
+
+
+def _yoruba_tones(text: str) -> bool:
+    """Yoruba written without its dots below still marks tone on most syllables (Èyí ni ìgbà kejì
+    tí ... Nàìjírìa): at least 8 toned vowels, a fifth of all vowels, 4 of them a low tone on i, o
+    or u (French, Spanish and Portuguese put no grave there) and 4 inside a word (Italian marks
+    only a word's last vowel), and not pinyin (its third tone, the caron, which Yoruba does not
+    use; Yoruba's mid tone may be a macron)."""
+    nfd = unicodedata.normalize("NFD", text.lower())
+    if nfd.count("\u030c") >= 2:
+        return False
+    vowels = toned = low_iou = inner = 0
+    n = len(nfd)
+    for i, ch in enumerate(nfd):
+        if ch in "aeiou":
+            vowels += 1
+            mark = nfd[i + 1] if i + 1 < n else ""
+            if mark in _TONED:
+                toned += 1
+                low_iou += mark == "\u0300" and ch in "iou"
+                j = i + 2
+                while j < n and unicodedata.combining(nfd[j]):
+                    j += 1
+                inner += j < n and nfd[j].isalpha()
+    return toned >= 8 and 5 * toned >= vowels and low_iou >= 4 and inner >= 4
+
+
 def plausible(code: str, text: str) -> bool:
     """An answer the text's letters allow (Vietnamese needs one of its own letters)."""
     return code != "vi" or _vietnamese_letters(text)
@@ -190,6 +222,12 @@ def oromo(text: str) -> bool:
     return om >= 2 and om >= 2 * so
 
 
+def _mostly_ethiopic(text: str) -> bool:
+    """At least half of the letters in Ethiopic script."""
+    ethiopic = len(_ETHIOPIC.findall(text))
+    return ethiopic > 0 and 2 * ethiopic >= sum(1 for ch in text if ch.isalpha())
+
+
 def tigrinya(text: str) -> bool:
     """Ethiopic-script text written as Tigrinya rather than Amharic."""
     words = text.split()
@@ -204,7 +242,8 @@ def settle(code: str | None, text: str, unsure: bool, candidates: list[str]) -> 
     if code == "vi" and not _vietnamese_letters(text):
         nxt = next((c for c in candidates if c != "vi"), None)
         return canonical(nxt), True
-    if unsure and code != "yo" and _yoruba_letters(text) and not _vietnamese_letters(text):
+    if unsure and code != "yo" and (_yoruba_letters(text) or _yoruba_tones(text)) and \
+            not _vietnamese_letters(text):
         return "yo", True
     if code in ("ms", "id"):
         side = malay_or_indonesian(text)
@@ -213,6 +252,10 @@ def settle(code: str | None, text: str, unsure: bool, candidates: list[str]) -> 
         return code, False
     if code == "am" and _ETHIOPIC.search(text) and tigrinya(text):
         return "ti", True
+    if code not in ("am", "ti") and _mostly_ethiopic(text):
+        # lid.176 names no other language written in Ethiopic: a page of Amharic or Tigrinya
+        # with a Latin alphabet table in it is not Bikol
+        return ("ti" if tigrinya(text) else "am"), True
     if unsure and code in _OROMO_LOOKALIKES and oromo(text):
         return "om", True
     return code, False

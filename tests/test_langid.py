@@ -493,6 +493,30 @@ def test_settle_alphabet_checks():
     assert settle("en", "plain english words", True, []) == ("en", False)
 
 
+def test_settle_yoruba_tone_marks_without_dots_and_not_romance_accents():
+    yoruba = "Èyí ni ìgbà kejì tí Obasanjo yíò jé Ààre orílè-èdè Nàìjírìa. Èyí sí lo fa to fi sese fún ifá"
+    assert settle("af", yoruba, True, []) == ("yo", True)
+    assert settle("af", yoruba, False, []) == ("af", False)            # lid.176 sure: not asked
+    for text, code in [("Le café était très élégant à côté de la rivière près du théâtre où", "fr"),
+                       ("Está aquí también, según él, el camión llegó después del mediodía", "es"),
+                       ("Però la città è più bella così, perché già il sindaco può fare molto", "it"),
+                       ("Nǐ hǎo, wǒ shì Zhōngguó rén, wǒ ài chī fàn hé hē chá", "zh")]:
+        assert settle(code, text, True, []) == (code, False), text
+
+
+def test_settle_ethiopic_text_is_amharic_or_tigrinya_whatever_lid176_said():
+    table = "እስፓንኛ ፊደል A B C D ኢታልያንኛ ፊደል ባረንቱ ኤርትራ ከተማ ኣብዚ ካርታ ብቀይሕ ነጥቢ ዘለዋ ቦታ ትርከብ"
+    assert settle("bcl", table, False, []) == ("ti", True)           # ኣ-, ቐ/ኸ series: Tigrinya
+    assert settle("en", "አዲስ አበባ የኢትዮጵያ ዋና ከተማ ነው (Addis Ababa)", False, []) == ("am", True)
+    assert settle("en", "An English page quoting ነው once", False, []) == ("en", False)
+
+
+def test_oromo_markers_without_the_everyday_words():
+    genealogy = "Yoosseef kunis dhiirsa Maariyaamiiti ishii Yesuus isa Kiristoos hanga Daawitiitti"
+    assert settle("so", genealogy, True, []) == ("om", True)
+    assert settle("so", "Waxaa jira dad badan oo ku nool magaalada iyo tuulooyinka", True, []) == ("so", False)
+
+
 def test_second_opinion_config_is_checked():
     with pytest.raises(ValueError, match="langid.second_opinion"):
         LangIdConfig(second_opinion="cld3")
