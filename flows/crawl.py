@@ -47,6 +47,8 @@ def versions() -> dict[str, str]:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             pass
+    from operators import native   # compiled copies in use on the driver's machine (flows.native)
+    out["compiled"] = ", ".join(f"operators.{m}: {state}" for m, state in native.status().items())
     return out
 
 
