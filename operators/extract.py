@@ -276,7 +276,7 @@ class _Walk:
         ostack: list = []       # bit codes of the open elements
         nexts: list = []        # next siblings of the open elements
         fstack: list = []       # eids of the open flagged (soft boilerplate) elements
-        figure_stack: list = []  # [had_image, deferred_blocks, in_caption]
+        figure_stack: list = []  # [had_image, deferred_blocks, in_caption, declared image URL]
         picture_sources: list = []
         last_img_placeholder = False
         skip_tags, block_tags, special_tags = SKIP_TAGS, BLOCK_TAGS, SPECIAL_TAGS
@@ -357,7 +357,12 @@ class _Walk:
                         if code & C_CAPTION and figure_stack:
                             figure_stack[-1][2] = False
                         if code & C_FIGURE and figure_stack:
-                            deferred = figure_stack.pop()[1]
+                            had_image, deferred, _, declared = figure_stack.pop()
+                            if declared is not None and not had_image:
+                                # a schema.org ImageObject whose <img> a script renders
+                                info = image({"src": declared}, ())
+                                if info is not None:
+                                    blocks.append(["i", info, 0, 0, tuple(anc), "img", 0, tuple(fstack)])
                             if deferred:
                                 blocks.extend(deferred)
                 node = nexts_pop() if nexts else None
@@ -530,7 +535,7 @@ class _Walk:
                     article_depth += 1
                 elif tag == "figure":
                     code |= C_FIGURE
-                    figure_stack.append([False, [], False])
+                    figure_stack.append([False, [], False, declared_image(attrs) if attrs else None])
                 elif tag == "figcaption":
                     if figure_stack:
                         code |= C_CAPTION
@@ -558,6 +563,20 @@ C_EXIT_BEFORE = C_LINK | C_ANCHOR | C_CELL | C_PICTURE         # undone before a
 C_EXIT_AFTER = C_PRE | C_FLAG | C_ARTICLE | C_CAPTION | C_FIGURE   # undone after it
 SPECIAL_TAGS = frozenset(("br", "img", "noscript", "source"))     # handled before classification
 SWALLOWING_LINK_CHARS = 300   # an <a> holding 2+ paragraphs and this much text is an unclosed tag, not a link
+
+
+_IMAGE_PATH = re.compile(r"\.(?:jpe?g|png|gif|webp|avif)(?:$|[?#&])", re.I)
+
+
+def declared_image(attrs: dict) -> str | None:
+    """The image URL a `<figure itemscope itemtype="http://schema.org/ImageObject" itemid=URL>`
+    declares (news sites render its `<img>` from a script: the HTML holds only this), when it
+    names an image file; None otherwise."""
+    kind = attrs.get("itemtype")
+    if not kind or "imageobject" not in kind.lower():
+        return None
+    url = attrs.get("itemid")
+    return url if url and _IMAGE_PATH.search(url) else None
 
 
 def _swallowing(a) -> bool:

@@ -185,6 +185,25 @@ def test_image_in_reading_order_with_caption_after_it():
     assert r.image_info[i] == {"alt": "Council chamber", "width": 800, "height": 600}
 
 
+def test_figure_declaring_an_image_object_without_its_img_keeps_the_image_in_place():
+    """nytimes: `<figure itemtype=".../ImageObject" itemid=URL>` with the <img> left to a script."""
+    url = "https://static01.example.com/images/2019/02/15/winter-articleLarge.jpg?quality=90&auto=webp"
+    micro = 'itemscope itemtype="http://schema.org/ImageObject" itemprop="associatedMedia"'
+    fig = (f'<figure {micro} itemid="{url.replace("&", "&amp;")}"><div class="placeholder"></div>'
+           '<figcaption>Snow on the roofs. Photo by A. Person for The Times</figcaption></figure>')
+    r = run(page(article(fig)))
+    check_aligned(r)
+    i = r.images.index(url)
+    assert r.texts[i - 1] == P1 and r.texts[i + 1].startswith("Snow on the roofs")
+    assert r.image_info[i] == {"alt": None, "width": None, "height": None}
+    # with its <img> there, one image, not two; an itemid that is a page, or another type: none
+    with_img = fig.replace('<div class="placeholder"></div>', '<img src="/img/a.jpg" width="600" height="400">')
+    assert [u for u in run(page(article(with_img))).images if u] == ["https://news.example.com/img/a.jpg"]
+    for other in (fig.replace(url.replace("&", "&amp;"), "https://www.example.com/imagepages/winter.html"),
+                  fig.replace("ImageObject", "VideoObject")):
+        assert not any(run(page(article(other))).images)
+
+
 def test_lazy_image_prefers_real_source_over_placeholder():
     img = ('<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" data-src="/photos/real.jpg">'
            '<img src="/static/placeholder.png" data-original="https://cdn.example.com/b.jpg">')
