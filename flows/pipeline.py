@@ -813,13 +813,16 @@ def _content_repeats(cfg, outcome, refs: pa.Table, results: pa.Table | None):
     (id, url) references to `repeated`, this unit's content-key counts to `image_counts` (the
     index keeps them beside the URL counts); and the pass's stats."""
     from operators.dedup_probe import image_counts_for
-    from operators.unit_dedup import CONTENT_KEY, repeated_content
+    from operators.unit_dedup import CONTENT_KEY, PHASH_KEY, repeated_content
     stats = Stats("repeated_content")
     if results is None or results.num_rows == 0:
         return outcome, stats.to_dict()
-    shas = results.filter(pc.is_valid(results["sha256"]))["sha256"].to_pylist()
-    index = image_counts_for(cfg.output, [CONTENT_KEY + s for s in set(shas)]) if cfg.dedup.index and shas else None
-    removed, counts = repeated_content(refs, results, index, cfg.dedup.max_image_repeats, stats)
+    phash = cfg.dedup.image_phash_repeats and "phash" in results.column_names
+    keys = {CONTENT_KEY + s for s in results.filter(pc.is_valid(results["sha256"]))["sha256"].to_pylist()}
+    if phash:
+        keys |= {PHASH_KEY + h for h in results.filter(pc.is_valid(results["phash"]))["phash"].to_pylist()}
+    index = image_counts_for(cfg.output, sorted(keys)) if cfg.dedup.index and keys else None
+    removed, counts = repeated_content(refs, results, index, cfg.dedup.max_image_repeats, stats, phash=phash)
     if removed.num_rows:
         outcome.repeated = pa.concat_tables([outcome.repeated, removed.cast(outcome.repeated.schema)])
     if counts.num_rows:

@@ -97,6 +97,7 @@ class DedupConfig(MinHashConfig):
     num_partitions: int | None = None  # shuffle partitions; None: 2 per CPU of the cluster
     max_image_repeats: int | None = 10  # image URLs used by more kept documents are removed (OBELICS: 10); null: off
     image_content_repeats: bool = True  # also count fetched images by their bytes (sha256), under any URL
+    image_phash_repeats: bool = True    # ... and by perceptual hash (pHash): near-copies count as one image
     threshold: float | None = 0.8     # candidate pairs below this Jaccard are not duplicates; null: no check
     index_threshold: float = 0.75     # the same against earlier runs, on the signature estimate (sd ~0.03 at 0.8)
     index: bool = True                # dedup against earlier runs' index in the output, and append to it

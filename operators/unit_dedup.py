@@ -188,35 +188,67 @@ def repeated_images(kept: pa.Table, index_images: pa.Table | None, max_repeats: 
 
 
 CONTENT_KEY = "sha256:"   # an image content key in the counts (and the index's images table) is this + hex
+PHASH_KEY = "phash:"      # a perceptual-hash key (64-bit DCT pHash, 16 hex digits): near-copies share it
 
 
 def repeated_content(refs: pa.Table, results: pa.Table, index_images: pa.Table | None, max_repeats: int,
-                     stats: Stats) -> tuple[pa.Table, pa.Table]:
+                     stats: Stats, phash: bool = True) -> tuple[pa.Table, pa.Table]:
     """The same as `repeated_images`, by content: ((id, url) references to remove, this unit's
-    ("sha256:<hex>", documents) counts for the index). `refs`: (url, id) of the unit's kept
-    documents' images; `results`: the image stage's rows (url, status, sha256): an image whose
-    bytes were had counts under its content key, so one logo under many URLs (CDN variants,
-    cache-busting queries) is one image; an image never had is counted by URL only (that pass ran
-    before fetching). `index_images`: earlier runs' counts of these content keys."""
+    ("sha256:<hex>" / "phash:<hex>", documents) counts for the index). `refs`: (url, id) of the
+    unit's kept documents' images; `results`: the image stage's rows (url, status, sha256,
+    phash): an image whose bytes were had counts under its content key, so one logo under many
+    URLs (CDN variants, cache-busting queries) is one image, and with `phash` also under its
+    perceptual hash, so its near-copies (re-encoded, resized, recompressed: OmniCorpus' rule)
+    count together; it goes when either count is over `max_repeats`. An image never had is
+    counted by URL only (that pass ran before fetching). `index_images`: earlier runs' counts of
+    these keys. Stats: the sha256 pass under the URL pass's names (`image_urls_repeated`,
+    `image_refs_removed`), the pHash pass as `phash_repeated` / `phash_refs_removed`, and the
+    references only the pHash removed as `near_copy_refs_removed`."""
     ok = results.filter(pc.and_(pc.equal(results["status"], "ok"), pc.is_valid(results["sha256"])))
-    sha_of = dict(zip(ok["url"].to_pylist(), ok["sha256"].to_pylist()))
-    pairs = [(u, i, CONTENT_KEY + sha_of[u]) for u, i in zip(refs["url"].to_pylist(), refs["id"].to_pylist())
-             if u in sha_of]
+    kinds = [(CONTENT_KEY, dict(zip(ok["url"].to_pylist(), ok["sha256"].to_pylist())))]
+    if phash and "phash" in ok.column_names:
+        had = ok.filter(pc.is_valid(ok["phash"]))
+        kinds.append((PHASH_KEY, dict(zip(had["url"].to_pylist(), had["phash"].to_pylist()))))
+    sha_of = kinds[0][1]
+    pairs = [(u, i) for u, i in zip(refs["url"].to_pylist(), refs["id"].to_pylist()) if u in sha_of]
     if not pairs:
         return pa.table({"id": pa.array([], pa.string()), "url": pa.array([], pa.string())}), IMAGE_COUNTS.empty_table()
-    seen: set = set()
-    content = [(k, i) for _, i, k in pairs if (k, i) not in seen and not seen.add((k, i))]
-    parts = [ref_counts(pa.table({"url": [k for k, _ in content], "id": [i for _, i in content]}))]
-    if index_images is not None and index_images.num_rows:
-        parts.append(index_counts(index_images))
-    counted = repeated_refs(pa.concat_tables(parts), max_repeats, stats)
-    this_run = pc.is_valid(counted["id"])
-    over = set(zip(counted.filter(this_run)["url"].to_pylist(), counted.filter(this_run)["id"].to_pylist()))
-    per_key = counted.filter(pc.invert(this_run))
-    removed = [(i, u) for u, i, k in pairs if (k, i) in over]
+    over: dict[str, set] = {}
+    counts = []
+    for prefix, key_of in kinds:
+        seen: set = set()
+        keyed = [(prefix + key_of[u], i) for u, i in pairs if u in key_of]
+        keyed = [p for p in keyed if p not in seen and not seen.add(p)]
+        if not keyed:
+            continue
+        parts = [ref_counts(pa.table({"url": [k for k, _ in keyed], "id": [i for _, i in keyed]}))]
+        if index_images is not None and index_images.num_rows:
+            mine = index_images.filter(pc.starts_with(index_images["url"], prefix))
+            if mine.num_rows:
+                parts.append(index_counts(mine))
+        kstats = stats if prefix == CONTENT_KEY else Stats("phash")
+        counted = repeated_refs(pa.concat_tables(parts), max_repeats, kstats)
+        this_run = pc.is_valid(counted["id"])
+        hit = counted.filter(this_run)
+        over[prefix] = set(zip(hit["url"].to_pylist(), hit["id"].to_pylist()))
+        per_key = counted.filter(pc.invert(this_run))
+        counts.append(pa.table({"url": per_key["url"], "documents": per_key["n"]}, schema=IMAGE_COUNTS))
+        if kstats is not stats:
+            stats.incr("phash_repeated", kstats.counters.get("image_urls_repeated", 0))
+            stats.incr("phash_refs_removed", kstats.counters.get("image_refs_removed", 0))
+    by_sha = over.get(CONTENT_KEY, set())
+    by_phash = over.get(PHASH_KEY, set())
+    ph_of = kinds[1][1] if len(kinds) > 1 else {}
+    removed = []
+    for u, i in pairs:
+        if (CONTENT_KEY + sha_of[u], i) in by_sha:
+            removed.append((i, u))
+        elif u in ph_of and (PHASH_KEY + ph_of[u], i) in by_phash:
+            removed.append((i, u))
+            stats.incr("near_copy_refs_removed")
     return (pa.table({"id": pa.array([i for i, _ in removed], pa.string()),
                       "url": pa.array([u for _, u in removed], pa.string())}),
-            pa.table({"url": per_key["url"], "documents": per_key["n"]}, schema=IMAGE_COUNTS))
+            pa.concat_tables(counts) if counts else IMAGE_COUNTS.empty_table())
 
 
 def image_ref_rows(keys: pa.Table) -> pa.Table:

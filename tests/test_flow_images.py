@@ -303,8 +303,11 @@ def test_an_image_repeated_under_many_urls_is_removed_by_its_content_across_runs
     repeats, the content does; with max_image_repeats=2 it leaves the documents, the pages' own
     photos stay; the next run counts the earlier run's uses (the index keeps content counts)."""
     logo = image_bytes("JPEG", seed=77)
+    # and a banner saved at three JPEG qualities: three byte strings, one perceptual hash
     pages = [[(f"https://cdn.example.org/logo.jpg?v={k}", logo),
-              (f"https://cdn.example.org/photo-{k}.jpg", image_bytes("JPEG", seed=100 + k))] for k in range(3)]
+              (f"https://ads.example.net/banner-{k}.jpg", image_bytes("JPEG", seed=79, quality=q)),
+              (f"https://cdn.example.org/photo-{k}.jpg", image_bytes("JPEG", seed=100 + k))]
+             for k, q in enumerate((55, 85, 95))]
     out = tmp_path / "out"
     sets = ["dedup.max_image_repeats=2", "select.enabled=false"]
     first = _pages_warc(tmp_path / "a.warc.gz", pages)
@@ -315,7 +318,8 @@ def test_an_image_repeated_under_many_urls_is_removed_by_its_content_across_runs
         kept = [u for u in d["images"] if u]
         assert len(kept) == 1 and "photo-" in kept[0], kept
     content = next(o for o in res.stats if o["name"] == "repeated_content")["counters"]
-    assert content["image_urls_repeated"] == 1 and content["image_refs_removed"] == 3
+    assert content["image_urls_repeated"] == 1 and content["image_refs_removed"] == 3      # the logo's bytes
+    assert content["phash_repeated"] == 2 and content["near_copy_refs_removed"] == 3      # + the banner
     # a later run: one page with the logo under yet another URL; 3 earlier uses + 1 > 2
     second = _pages_warc(tmp_path / "b.warc.gz", [[("https://cdn.example.org/logo.jpg?v=new", logo),
                                                    ("https://cdn.example.org/photo-new.jpg", image_bytes("JPEG", seed=9))]])
@@ -328,4 +332,4 @@ def test_an_image_repeated_under_many_urls_is_removed_by_its_content_across_runs
     run(load_config(ROOT / "configs/local.yaml", sets + ["dedup.image_content_repeats=false"], input=[str(first)],
                     output=str(out2)), [str(first)])
     docs, _ = read_dir(out2 / "documents")
-    assert all(sum(1 for u in d["images"] if u) == 2 for d in docs)
+    assert all(sum(1 for u in d["images"] if u) == 3 for d in docs)

@@ -177,3 +177,26 @@ def test_repeated_content_counts_bytes_under_any_url_and_earlier_runs():
     removed, counts = repeated_content(refs, res.filter(pa.compute.equal(res["status"], "http_error")), None, 0,
                                        Stats("r"))
     assert removed.num_rows == 0 and counts.num_rows == 0
+
+
+def test_repeated_content_counts_near_copies_by_perceptual_hash():
+    """Three re-encodings of one picture (three sha256, one pHash) and a photo used once: with
+    max 2 the near-copies go, counted apart from the exact-byte pass; off, nothing goes."""
+    from operators.unit_dedup import repeated_content
+    refs = pa.table({"url": ["r1", "r2", "r3", "ph"], "id": ["a", "b", "c", "a"]})
+    res = pa.table({"url": ["r1", "r2", "r3", "ph"], "status": ["ok"] * 4, "sha256": ["S1", "S2", "S3", "S4"],
+                    "phash": ["ff00ff00ff00ff00"] * 3 + ["0123456789abcdef"]})
+    stats = Stats("repeated_content")
+    removed, counts = repeated_content(refs, res, None, 2, stats)
+    assert sorted((r["id"], r["url"]) for r in removed.to_pylist()) == [("a", "r1"), ("b", "r2"), ("c", "r3")]
+    assert stats.counters["near_copy_refs_removed"] == 3 and stats.counters["phash_repeated"] == 1
+    assert stats.counters.get("image_refs_removed", 0) == 0       # no exact repeat
+    got = {r["url"]: r["documents"] for r in counts.to_pylist()}
+    assert got["phash:ff00ff00ff00ff00"] == 3 and got["sha256:S1"] == 1 and got["phash:0123456789abcdef"] == 1
+    # earlier runs' pHash counts add up: one near-copy now, two before
+    index = pa.table({"url": ["phash:ff00ff00ff00ff00", "sha256:S9"], "documents": pa.array([2, 7], pa.int64())})
+    removed, _ = repeated_content(refs.slice(0, 1), res, index, 2, Stats("r"))
+    assert [(r["id"], r["url"]) for r in removed.to_pylist()] == [("a", "r1")]
+    # turned off: by bytes only
+    removed, counts = repeated_content(refs, res, None, 2, Stats("r"), phash=False)
+    assert removed.num_rows == 0 and not any(u.startswith("phash:") for u in counts["url"].to_pylist())
