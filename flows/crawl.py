@@ -30,7 +30,8 @@ from operators.ledger import finished, pending, read_ledger, stage_entries, unit
 from operators.lock import LockLost, OutputLocked, WriterLock
 from operators.schema import PIPELINE_VERSION
 from operators.storage import expand_inputs
-from operators.writer import commit, commit_state, ensure_dir, recover, roll_forward, run_dir, write_text
+from operators.writer import (clean_abandoned, commit, commit_state, ensure_dir, recover, roll_forward, run_dir,
+                              write_text)
 
 log = logging.getLogger("interleaf")
 
@@ -84,10 +85,12 @@ def _with_run_id(batch, run_id: str):
 
 
 def run_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, ledger: dict[str, dict],
-             lock: WriterLock | None = None) -> RunResult:
+             lock: WriterLock | None = None, extra_stats: list[dict] | None = None) -> RunResult:
     """One commit unit: the flow over `paths`, committed as run `run_id` together with the
-    ledger entries of its WARCs; writes the unit's run record and report."""
-    return finish_unit(cfg, paths, run_id, invocation, ledger, *start_unit(cfg, paths, run_id), lock=lock)
+    ledger entries of its WARCs; writes the unit's run record and report (`extra_stats`: entries
+    the record carries besides the unit's own, such as the invocation's housekeeping)."""
+    return finish_unit(cfg, paths, run_id, invocation, ledger, *start_unit(cfg, paths, run_id), lock=lock,
+                       extra_stats=extra_stats)
 
 
 def start_unit(cfg: RunConfig, paths: list[str], run_id: str) -> tuple:
@@ -102,14 +105,15 @@ def start_unit(cfg: RunConfig, paths: list[str], run_id: str) -> tuple:
 
 
 def finish_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, ledger: dict[str, dict],
-                t0: float, streamed, lock: WriterLock | None = None) -> RunResult:
+                t0: float, streamed, lock: WriterLock | None = None,
+                extra_stats: list[dict] | None = None) -> RunResult:
     """Dedup, images, the final pass and the commit of a streamed unit, then its run record.
     `lock`: the output's writer lock, checked before the commit (a run that lost it commits nothing)."""
     from flows.pipeline import finish_unit as finish_flow
     info = RunInfo(run_id=run_id, config_hash=cfg.config_hash())
     rdir = run_dir(cfg.output, run_id)
     unit = finish_flow(cfg, paths, run_id, streamed)
-    stats = unit.stats
+    stats = unit.stats + list(extra_stats or [])
     read = next((s for s in stats if s["name"] == "read"), {"counters": {}, "errors": []})
     index_staged = []
     if cfg.ledger.enabled:
@@ -222,6 +226,7 @@ def _run_locked(cfg: RunConfig, paths: list[str], invocation: str, t0: float, lo
     recovered = recover(cfg.output)   # roll forward a commit a crash interrupted, before reading the index
     if recovered:
         log.warning("rolled forward the interrupted commit of run(s) %s", ", ".join(recovered))
+    housekeeping = [housekeeping_stats(cfg, recovered)]
     ledger = read_ledger(cfg.output) if cfg.ledger.enabled else {}
     todo = pending(paths, ledger, cfg.ledger) if cfg.ledger.enabled else list(paths)
     done_before = sum(1 for p in paths if finished(ledger.get(p), cfg.ledger)) if cfg.ledger.enabled else 0
@@ -230,8 +235,8 @@ def _run_locked(cfg: RunConfig, paths: list[str], invocation: str, t0: float, lo
     batches = units(todo, cfg.ledger) if cfg.ledger.enabled else [todo]
     if len(batches) == 1:   # one unit: it is the invocation (its record is the run record)
         try:
-            return dataclasses.replace(run_unit(cfg, batches[0], invocation, invocation, ledger, lock),
-                                       skipped=done_before)
+            return dataclasses.replace(run_unit(cfg, batches[0], invocation, invocation, ledger, lock,
+                                                extra_stats=housekeeping), skipped=done_before)
         except Exception as e:
             record_unit_failure(cfg, invocation, batches[0], ledger, invocation, e, lock)
             raise
@@ -295,14 +300,30 @@ def _run_locked(cfg: RunConfig, paths: list[str], invocation: str, t0: float, lo
                                                        *started, lock=lock))
         if finishing is not None:
             collect(finishing)
-    return _invocation_record(cfg, invocation, t0, paths, todo, done_before, results, unit_failures)
+    return _invocation_record(cfg, invocation, t0, paths, todo, done_before, results, unit_failures, housekeeping)
+
+
+def housekeeping_stats(cfg: RunConfig, recovered: list[str]) -> dict:
+    """Before a run: commits it rolled forward (`recover`) and the staging folders of crashed runs
+    it removed (`writer.abandoned_after_hours` after their last write), as a stats entry."""
+    removed = clean_abandoned(cfg.output, cfg.writer.abandoned_after_hours * 3600)
+    if removed:
+        log.warning("removed the staging folders of %d crashed run(s): %s", len(removed),
+                    ", ".join(r["run_id"] for r in removed))
+    return {"name": "housekeeping", "errors": [], "counters": {
+        "commits_rolled_forward": len(recovered), "abandoned_staging_removed": len(removed),
+        "abandoned_staging_files": sum(r["files"] for r in removed),
+        "abandoned_staging_bytes": sum(r["bytes"] for r in removed)}}
 
 
 def _invocation_record(cfg: RunConfig, invocation: str, t0: float, paths: list[str], todo: list[str],
-                       done_before: int, results: list[RunResult], unit_failures: list[dict]) -> RunResult:
+                       done_before: int, results: list[RunResult], unit_failures: list[dict],
+                       extra_stats: list[dict] | None = None) -> RunResult:
     """Sum up the units of one invocation into `_runs/<invocation>/stats.json`."""
     from operators.stats import Counts
     merged = Counts()
+    if extra_stats:
+        merged.add(extra_stats)
     for r in results:
         merged.add(r.stats)
     stats = merged.table()

@@ -205,6 +205,13 @@ def _header(record: dict, ops: dict, title: str) -> list[str]:
         failed = _c(ops, "read", "files_failed", 0)
         md.append(f"- WARC files read: {_n(_c(ops, 'read', 'files', 0))}, failed (damaged or unreadable): "
                   + (f"**{_n(failed)}**" if failed else "0"))
+    rolled, removed = _c(ops, "housekeeping", "commits_rolled_forward", 0), \
+        _c(ops, "housekeeping", "abandoned_staging_removed", 0)
+    if rolled or removed:
+        mib = _c(ops, "housekeeping", "abandoned_staging_bytes", 0) / 2**20
+        md.append(f"- before the run: {_n(rolled)} interrupted commit(s) rolled forward; the staging folders of "
+                  f"{_n(removed)} crashed run(s) removed ({_n(_c(ops, 'housekeeping', 'abandoned_staging_files', 0))} "
+                  f"files, {mib:,.1f} MiB)")
     return md + [""]
 
 

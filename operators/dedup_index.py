@@ -16,7 +16,7 @@ only after every file of its run is in place. So:
 
 - a crash before the commit intent (`_runs/<run_id>/commit.json`) is written leaves the run's parts in its
   staging folder: nothing in `documents/`, `rejected/` or the committed index changed; the run is simply
-  abandoned (`operators.writer.abandoned_runs` lists such runs);
+  abandoned (`operators.writer.abandoned_runs` lists such runs; `clean_abandoned` removes their staging later);
 - a crash after the intent, while files are being moved or before the manifest is written, leaves some files
   at their destination and some in staging. The index still reads as before (no manifest, and files under
   `_index/` that no manifest lists are ignored). `operators.writer.recover` redoes the moves from the intent

@@ -17,7 +17,9 @@ and (3). See `operators.dedup_index` for the argument.
 from __future__ import annotations
 
 import json
+import logging
 import posixpath
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -31,6 +33,8 @@ from operators.schema import DOCUMENT, validate_documents
 from operators.stats import Stats
 from operators.storage import resolve
 
+log = logging.getLogger(__name__)
+
 TABLES = ("documents", "rejected")
 EXTRA_TABLES = ("images", "image_embeddings")   # staged by the image stage (content-addressed by sha256)
 
@@ -42,6 +46,7 @@ class WriterConfig:
     part_rows: int = 20000          # documents per part of documents/: the final pass joins a unit's staged chunks
                                     # up to this (fewer, larger files)
     write_rejected: bool = True     # false: dropped documents are only counted
+    abandoned_after_hours: float = 6.0  # staging folders of crashed runs untouched this long are removed
 
     def __post_init__(self):
         if self.compression not in ("zstd", "snappy", "gzip", "none"):
@@ -50,6 +55,9 @@ class WriterConfig:
             raise ValueError("writer.row_group_rows must be >= 1")
         if self.part_rows < 1:
             raise ValueError("writer.part_rows must be >= 1")
+        if isinstance(self.abandoned_after_hours, bool) or not isinstance(self.abandoned_after_hours, (int, float)) \
+                or self.abandoned_after_hours < 0:
+            raise ValueError(f"writer.abandoned_after_hours must be a number >= 0, not {self.abandoned_after_hours!r}")
 
 
 def run_dir(output: str, run_id: str) -> str:
@@ -226,8 +234,8 @@ def roll_forward(output: str, run_id: str) -> bool:
 def abandoned_runs(output: str) -> list[str]:
     """Ids of runs that staged files but never wrote a commit intent (crashed before committing).
 
-    Nothing of theirs is visible; their staging folders can be deleted (not done here: a run that
-    is still going looks the same).
+    Nothing of theirs is visible; `clean_abandoned` deletes their staging folders after a grace
+    period (a run that is still going looks the same).
     """
     fs, root = resolve(output)
     root = root.rstrip("/")
@@ -238,6 +246,31 @@ def abandoned_runs(output: str) -> list[str]:
         if fs.get_file_info(staging_dir(root, run_id)).type == pafs.FileType.Directory:
             out.append(run_id)
     return out
+
+
+def clean_abandoned(output: str, older_than_seconds: float, now: float | None = None) -> list[dict]:
+    """Delete the staging folders of runs that crashed before their commit intent
+    (`abandoned_runs`: nothing of theirs is visible) once nothing in them changed for
+    `older_than_seconds` (a run that is still going writes there). Returns {run_id, files, bytes}
+    per folder removed; a folder that cannot be removed is left for the next run (logged)."""
+    fs, root = resolve(output)
+    root = root.rstrip("/")
+    now = time.time() if now is None else now
+    removed = []
+    for run_id in abandoned_runs(output):
+        folder = staging_dir(root, run_id)
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True))
+            files = [i for i in infos if i.type == pafs.FileType.File]
+            newest = max((i.mtime.timestamp() for i in files if i.mtime is not None), default=None)
+            if newest is not None and now - newest < older_than_seconds:
+                continue
+            fs.delete_dir(folder)
+        except OSError as e:
+            log.warning("the abandoned staging folder of run %s was not removed: %s", run_id, e)
+            continue
+        removed.append({"run_id": run_id, "files": len(files), "bytes": sum(i.size or 0 for i in files)})
+    return removed
 
 
 def _run_ids(fs: pafs.FileSystem, root: str) -> list[str]:
@@ -267,4 +300,5 @@ def ensure_dir(output: str) -> None:
 
 
 __all__ = ["WriterConfig", "PartWriter", "commit", "commit_state", "recover", "roll_forward", "abandoned_runs",
+           "clean_abandoned",
            "write_text", "run_dir", "split_by_selection"]

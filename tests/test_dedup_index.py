@@ -1,6 +1,7 @@
 """The persistent dedup index and the crash-safe commit of a run (no Ray)."""
 import json
 import posixpath
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -10,7 +11,7 @@ from operators import dedup_index as di
 from operators import writer
 from operators.schema import DOCUMENT
 from operators.storage import resolve
-from operators.writer import PartWriter, WriterConfig, abandoned_runs, commit, recover
+from operators.writer import PartWriter, WriterConfig, abandoned_runs, clean_abandoned, commit, recover
 from tests.factories import doc_row
 
 
@@ -135,6 +136,15 @@ def test_crash_before_the_intent_changes_nothing(tmp_path, monkeypatch):
     assert recover(out) == []  # left alone
     assert di.read_table(out, "docs").equals(before) and listing(tmp_path / "documents") == docs_before
     assert all((tmp_path / s).exists() for s in staged)
+    # the next runs clean it up once nothing was written there for the grace period; committed
+    # runs and the index are not touched
+    assert clean_abandoned(out, 3600) == []                      # just written: maybe still going
+    sizes = sum((tmp_path / s).stat().st_size for s in staged)
+    removed = clean_abandoned(out, 3600, now=time.time() + 3601)
+    assert removed == [{"run_id": "r2", "files": len(staged), "bytes": sizes}]
+    assert not any((tmp_path / s).exists() for s in staged) and abandoned_runs(out) == []
+    assert di.read_table(out, "docs").equals(before) and listing(tmp_path / "documents") == docs_before
+    assert clean_abandoned(out, 0) == []
 
 
 class CrashingFS:

@@ -403,3 +403,24 @@ def test_a_commit_failing_at_any_step_then_a_rerun_give_the_clean_result(ray_loc
         assert len(record["units"]) == PARTS - len(failures) and len(ledger) == PARTS
     assert first.failed == (step == "before the intent")   # a WARC failed: over max_failed_warc_fraction
     rerun_gives_the_clean_result(out, inputs, clean[0])
+
+
+def test_a_run_removes_the_staging_folders_of_crashed_runs_after_the_grace_period(ray_local, warcs, tmp_path):  # noqa: F811
+    """A run killed before its commit intent leaves `_runs/<id>/_staging/`; the next run removes
+    it once nothing was written there for `writer.abandoned_after_hours`, and says so."""
+    out = tmp_path / "out"
+    old, fresh = out / "_runs/20260101T000000Z-aaaaaa/_staging", out / "_runs/20260101T000001Z-bbbbbb/_staging"
+    for folder in (old, fresh):
+        (folder / "documents").mkdir(parents=True)
+        (folder / "documents/part.parquet").write_bytes(b"x" * 1000)
+    day_ago = time.time() - 24 * 3600
+    os.utime(old / "documents/part.parquet", (day_ago, day_ago))
+    cfg = load_config(ROOT / "configs/local.yaml", ["writer.abandoned_after_hours=6"], input=[str(warcs[0])],
+                      output=str(out))
+    res = run(cfg, [str(warcs[0])])
+    house = next(s for s in res.stats if s["name"] == "housekeeping")["counters"]
+    assert house == {"commits_rolled_forward": 0, "abandoned_staging_removed": 1, "abandoned_staging_files": 1,
+                     "abandoned_staging_bytes": 1000}
+    assert not old.exists() and fresh.exists()      # within the grace period: maybe a run still going
+    report = (out / "_runs" / res.run_id / "report.md").read_text()
+    assert "the staging folders of 1 crashed run(s) removed (1 files" in report

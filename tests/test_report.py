@@ -71,6 +71,7 @@ def test_report_of_a_run(tmp_path):
     md = (tmp_path / "_runs" / RUN / "report.md").read_text()
     assert RUN in md and "**Status: ok**" in md and "2 min 06 s" in md and "4664afe163c1f320" in md
     assert "WARC files read: 3, failed (damaged or unreadable): **1**" in md
+    assert "before the run" not in md                    # nothing to roll forward or clean
     assert "`s3://cc/warcs/file-001.warc.gz`" in md
     # failures: kinds with their full counts (from errors_<kind>), and examples
     assert "| read | warc_damaged | 1 |" in md and "| fetch | fetch_error | 55 |" in md
@@ -98,6 +99,15 @@ def test_report_of_a_run(tmp_path):
         data = (tmp_path / "_runs" / RUN / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 1000
     assert not list((tmp_path / "_runs" / RUN).glob("*.tmp"))
+
+
+def test_housekeeping_before_the_run_is_reported():
+    rec = record()
+    rec["operators"].append(op("housekeeping", commits_rolled_forward=1, abandoned_staging_removed=2,
+                               abandoned_staging_files=7, abandoned_staging_bytes=3 * 2**20))
+    md, _ = render_report(rec)
+    assert ("- before the run: 1 interrupted commit(s) rolled forward; the staging folders of 2 crashed run(s) "
+            "removed (7 files, 3.0 MiB)") in md
 
 
 def test_failed_run_states_the_failure(tmp_path):
