@@ -48,4 +48,4 @@ browser:
 	  else echo "make browser: no chromium and no root apt-get; the browser test will be skipped"; fi
 
 clean:
-	rm -rf $(VENV) .cache out operators/_native
+	rm -rf $(VENV) .cache out operators/text/_native

@@ -19,7 +19,7 @@ candidates are assumed below 0.5 (originals are deduplicated at 0.5; a random sa
 checked and reported).
   detected (LSH)       the two documents share at least one band key
   detected + verified  ... and the signature estimate of J >= t
-  production path      what the flow does (operators/dedup.py, in one in-memory block): band
+  production path      what the flow does (operators/dedup/clusters.py, in one in-memory block): band
                        buckets -> `bucket_edges` (every pair of a bucket of <= ALL_PAIRS_MAX ids, a
                        star above; exact-text buckets verified), then `document_rows` /
                        `candidate_rows` / `attach_src` / `verify_pairs`: exact Jaccard on the sorted
@@ -61,10 +61,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-import operators.minhash as mh  # noqa: E402
-from operators import dedup  # noqa: E402
-from operators.minhash import MinHashConfig, band_keys, hashed_batch, shingles, signatures_from_hashes  # noqa: E402
-from operators.quality import words  # noqa: E402
+import operators.dedup.minhash as mh  # noqa: E402
+from operators.dedup import clusters as dedup  # noqa: E402
+from operators.dedup.minhash import MinHashConfig, band_keys, hashed_batch, shingles, signatures_from_hashes  # noqa: E402
+from operators.text.quality import words  # noqa: E402
 from operators.stats import Stats  # noqa: E402
 
 BOILER_HEAD = ["Home | About us | Contact | Login", "Skip to main content", "Menu Search Subscribe",
@@ -348,7 +348,7 @@ def clustered_pair_scores(clusters: list[tuple[list[int], int]], all_pairs, exac
 
 
 # ---------------------------------------------------------------------------------------------
-# the production path (operators/dedup.py block functions, one in-memory block)
+# the production path (operators/dedup/clusters.py block functions, one in-memory block)
 
 def doc_id(i: int) -> str:
     return f"d{i:06d}"                                        # string order = index order

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from operators.extract import ExtractConfig, extract_document  # noqa: E402
+from operators.text.extract import ExtractConfig, extract_document  # noqa: E402
 
 PARA = ("<p>The committee met on Tuesday to discuss the new budget for the public library, and most "
         "members agreed that the opening hours should be extended next year.</p>")

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from operators.extract import ExtractConfig, extract_document  # noqa: E402
+from operators.text.extract import ExtractConfig, extract_document  # noqa: E402
 
 SHARED = Path("/work/shared")
 DEFAULT_TOOLS = SHARED / "tools"

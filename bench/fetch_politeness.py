@@ -5,7 +5,7 @@ than its per-host limit?
 
 A local aiohttp server answers on 127.0.0.1 .. 127.0.0.N (each address is its own host for the
 fetcher's per-host limits) plus one slow host that waits `--slow-seconds` before each answer.
-The fetcher (operators/fetch.py, images.fetch defaults: concurrency 64, per_host 4) runs the fast
+The fetcher (operators/images/fetch.py, images.fetch defaults: concurrency 64, per_host 4) runs the fast
 hosts' URLs alone, then mixed with the slow host's; the table gives the fast hosts' images per
 second in both runs and the most requests the slow host had in flight at once.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from operators.fetch import FetchConfig, fetch_images  # noqa: E402
+from operators.images.fetch import FetchConfig, fetch_images  # noqa: E402
 from tests.image_server import image_bytes  # noqa: E402
 
 

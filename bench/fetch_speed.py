@@ -1,16 +1,16 @@
-"""Image fetching rate (operators/fetch.py) against a local server with latency and failures.
+"""Image fetching rate (operators/images/fetch.py) against a local server with latency and failures.
 
     .venv/bin/python bench/fetch_speed.py                    # 2000 URLs at concurrency 8, 32, 128, 256
     .venv/bin/python bench/fetch_speed.py --decode           # also decode + sha256 + pHash + thumbnail
     .venv/bin/python bench/fetch_speed.py --quick            # 300 URLs at 8 and 64: a short check
     .venv/bin/python bench/fetch_speed.py --chunk-factor 4   # fetch in chunks of 4 x concurrency, as
-                                                             # operators/image_stage.py does
+                                                             # operators/images/stage.py does
 
 Self-contained; nothing leaves the machine. A server process (aiohttp.web on 127.0.0.1, a free
 port; a separate process, so that its CPU is not counted as the fetcher's) serves a few distinct
 generated JPEGs (640x480, ~38-59 KB) under distinct URLs, each answer after `--latency` seconds
 (default 0.1) times a uniform jitter of +-`--jitter` (default 30%). The URLs spread over
-`--hosts` (default 100) host names `hNNN.bench.test`; a resolver (operators.fetch.SafeResolver
+`--hosts` (default 100) host names `hNNN.bench.test`; a resolver (operators.images.fetch.SafeResolver
 with its `lookup` seam replaced) sends them all to 127.0.0.1, so the per-host limits
 (`per_host`, default 4 as in FetchConfig, and aiohttp's per-host connection pool) apply per name as
 they would on the web: 100 hosts x 4 = 400 >= the highest concurrency, so per_host does not cap
@@ -28,13 +28,13 @@ Reported per concurrency:
     to last ok         wall time until the last ok image arrived, and ok images / that time: the
                        rate without the tail of timing-out URLs
     statuses, tries    FetchResult.status counts; total tries (FetchResult.attempts summed)
-    p50/p95 ms         one try's time, semaphore waits excluded (operators.fetch._Fetcher._try is
+    p50/p95 ms         one try's time, semaphore waits excluded (operators.images.fetch._Fetcher._try is
                        wrapped by this bench to time each try), ok tries only
     CPU s, img/CPU-s   time.process_time() of this process (all its threads) over the call; ok
                        images per CPU-second: the figure that decides cores per fetch rate
     server CPU s       the server process's CPU over the run (it shares this machine's cores)
-With --decode, each ok body then goes through operators.imageio.decode (sha256, decode, pHash) and
-Decoded.stored (512 px WebP thumbnail) in this process, after the fetch (as image_stage does, per
+With --decode, each ok body then goes through operators.images.decode.decode (sha256, decode, pHash) and
+Decoded.stored (512 px WebP thumbnail) in this process, after the fetch (as the image stage does, per
 chunk); reported: decode CPU s, end-to-end img/s (fetch wall + decode wall) and img/CPU-s of both.
 """
 from __future__ import annotations
@@ -143,7 +143,7 @@ def server_stats(port: int) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 def make_resolver(port: int):
-    from operators.fetch import SafeResolver
+    from operators.images.fetch import SafeResolver
 
     class BenchResolver(SafeResolver):
         """SafeResolver whose DNS answer for *.bench.test is 127.0.0.1 (the rest of its checks run)."""
@@ -159,7 +159,7 @@ def make_resolver(port: int):
 @contextlib.contextmanager
 def timed_tries(record: list):
     """Wrap _Fetcher._try to record (seconds, status, end time) of every try."""
-    from operators import fetch as fetch_mod
+    from operators.images import fetch as fetch_mod
 
     orig = fetch_mod._Fetcher._try
 
@@ -199,9 +199,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run_one(urls: list[str], concurrency: int, args, port: int, decode: bool) -> dict:
-    from operators.fetch import FetchConfig, fetch_images
-    from operators.imageio import DecodeConfig
-    from operators.imageio import decode as decode_image
+    from operators.images.fetch import FetchConfig, fetch_images
+    from operators.images.decode import DecodeConfig
+    from operators.images.decode import decode as decode_image
 
     cfg = FetchConfig(concurrency=concurrency, per_host=args.per_host, read_timeout=args.timeout,
                       allow_private_networks=True)
@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     ap.add_argument("--slow", type=float, default=0.01)
     ap.add_argument("--images", type=int, default=6, help="distinct JPEGs served")
     ap.add_argument("--chunk-factor", type=int, default=0,
-                    help="fetch in chunks of F x concurrency (image_stage: 4); 0: one call")
+                    help="fetch in chunks of F x concurrency (the image stage: 4); 0: one call")
     ap.add_argument("--decode", action="store_true", help="also decode, hash and thumbnail each ok image")
     ap.add_argument("--quick", action="store_true", help="300 URLs at concurrency 8 and 64")
     ap.add_argument("--seed", type=int, default=0)

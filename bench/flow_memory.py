@@ -49,7 +49,7 @@ def main() -> None:
     args = ap.parse_args()
     from flows.crawl import run
     from flows.ray_ops import init_ray
-    from operators.config import load_config
+    from flows.config import load_config
     out = tempfile.mkdtemp(prefix="interleaf-mem-")
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs/local.yaml",
                       [f"ray.num_cpus={args.cpus}"] + args.set, input=args.warcs, output=out)

@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from operators.image_models import (ClipConfig, ClipNsfwHead, ClipScorer, NsfwConfig, OpenNsfw,
+    from operators.images.models import (ClipConfig, ClipNsfwHead, ClipScorer, NsfwConfig, OpenNsfw,
                                         build_random_test_clip)
 
     images = make_images(args.images)

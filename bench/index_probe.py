@@ -4,12 +4,12 @@
 
 1. The unit: the WARCs' documents through the flow's chunk function in this process
    (flows.pipeline.process_records), giving the unit's key tables.
-2. Its dedup (operators/unit_dedup.deduplicate) against an empty index.
+2. Its dedup (operators/dedup/unit.deduplicate) against an empty index.
 3. A synthetic index of `--docs` earlier documents (random band keys, text and URL hashes; the
    payload zero-filled, as sparse files) in `--parts` probe parts, plus one real part holding the
    unit's own documents as an earlier crawl of the same pages (so that every document matches),
    committed with manifests as the flow does.
-4. The same dedup reading what the unit's keys can match (operators/dedup_probe.unit_index), cold
+4. The same dedup reading what the unit's keys can match (operators/dedup/probe.unit_index), cold
    (first call) and warm; bytes the probe read; the process's memory before and after.
 
 The figure of merit is the ratio of (4) to (2): the dedup phase against a history of `--docs`
@@ -35,7 +35,7 @@ def unit_keys(warcs: list[str], out: str):
     import pyarrow as pa
 
     from flows.pipeline import process_span_records, span_plan
-    from operators.config import load_config
+    from flows.config import load_config
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs/local.yaml", [], input=warcs, output=out)
     keys = []
     for index, path in enumerate(warcs):   # the flow's span tasks, one after another in this process
@@ -47,7 +47,7 @@ def unit_keys(warcs: list[str], out: str):
 def synthetic_part(path: str, docs: int, bands: int, num_perm: int, seed: int) -> None:
     """A probe part of `docs` random documents, written array by array; the payload (ids, dates,
     signatures...) is left as zeros, a sparse region of the file (only matched rows are read)."""
-    from operators import dedup_probe as dp
+    from operators.dedup import probe as dp
     rng = np.random.default_rng(seed)
     n_band = docs * bands
     specs = {"id": ("S64", (docs,)), "date": ("<i8", (docs,)), "chars": ("<i8", (docs,)),
@@ -88,8 +88,8 @@ def synthetic_part(path: str, docs: int, bands: int, num_perm: int, seed: int) -
 
 
 def commit_parts(out: str, rels: list[str]) -> None:
-    from operators import dedup_index as di
-    from operators.writer import write_text
+    from operators.dedup import index as di
+    from operators.io.writer import write_text
     for i, rel in enumerate(rels):
         write_text(out, di.manifest_path(f"bench-{i:04d}"), json.dumps(
             {"run_id": f"bench-{i:04d}", "committed": "bench", "files": {"probe": [rel]}}))
@@ -110,9 +110,9 @@ def main() -> None:
     ap.add_argument("--no-twins", action="store_true",
                     help="leave the earlier crawl of the unit's pages out: the index holds only documents it cannot match")
     args = ap.parse_args()
-    from operators import dedup_probe as dp
-    from operators.dedup_index import DOCS
-    from operators.unit_dedup import deduplicate
+    from operators.dedup import probe as dp
+    from operators.dedup.index import DOCS
+    from operators.dedup.unit import deduplicate
     out = args.out or tempfile.mkdtemp(prefix="interleaf-index-")
     t = time.perf_counter()
     cfg, keys = unit_keys(args.warcs, tempfile.mkdtemp(prefix="interleaf-unit-"))

@@ -29,11 +29,11 @@ import pyarrow as pa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from operators.langid import (  # noqa: E402
+from operators.text.langid import (  # noqa: E402
     IdentifyLanguage, LangIdConfig, LanguageModel, _cut, _normalize, normalize_for_langid,
 )
-from operators.langid_rules import canonical  # noqa: E402
-from operators.schema import DOCUMENT  # noqa: E402
+from operators.text.langid_rules import canonical  # noqa: E402
+from operators.io.schema import DOCUMENT  # noqa: E402
 
 LINGUA = "lingua-language-testdata/src/accuracyReport/resources/language-testdata/sentences"
 
@@ -259,10 +259,10 @@ def print_lengths(model, data):
 
 
 def read_pages(paths: list[str]) -> pa.Table:
-    from operators.documents import ExtractDocuments, RunInfo
-    from operators.extract import ExtractConfig
-    from operators.read import ReadWarcs
-    from operators.warc import ReaderConfig
+    from operators.text.documents import ExtractDocuments, RunInfo
+    from operators.text.extract import ExtractConfig
+    from operators.io.read import ReadWarcs
+    from operators.io.warc import ReaderConfig
     reader = ReadWarcs(ReaderConfig(), records_per_batch=64)
     extract = ExtractDocuments(ExtractConfig(), RunInfo("bench", "bench"))
     tables = [extract(t) for t in reader(pa.table({"warc_path": paths}))]

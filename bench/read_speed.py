@@ -9,7 +9,7 @@ Rows of the table (one process, one core, best of --rounds; the uncompressed inp
 gunzipped copy made in a temporary folder):
   fastwarc-iter   FastWARC ArchiveIterator alone: every record, payload of responses read
   warcio-iter     warcio ArchiveIterator alone, same work (content_stream() of responses)
-  interleaf       operators.warc.iter_html_records: the whole reader (HTTP decoding, HTML
+  interleaf       operators.io.warc.iter_html_records: the whole reader (HTTP decoding, HTML
                   sniffing, charset detection + str decode, provenance)
   warcio-reader   the same reader logic on top of warcio (its own de-chunking and content
                   decoding, then our charset decoding): what using warcio would cost
@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fastwarc.warc import ArchiveIterator, WarcRecordType  # noqa: E402
 from warcio.archiveiterator import ArchiveIterator as WarcioIterator  # noqa: E402
 
-from operators import http as H  # noqa: E402
+from operators.io import http as H  # noqa: E402
 from operators.stats import Stats  # noqa: E402
-from operators.warc import ReaderConfig, iter_html_records  # noqa: E402
+from operators.io.warc import ReaderConfig, iter_html_records  # noqa: E402
 
 _RESPONSE = int(WarcRecordType.response)
 

@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from operators.clean import CleanBlocks, CleanConfig  # noqa: E402
-from operators.documents import ExtractDocuments, RunInfo  # noqa: E402
-from operators.extract import ExtractConfig  # noqa: E402
-from operators.quality import QualityConfig, QualitySignals  # noqa: E402
-from operators.read import ReadWarcs  # noqa: E402
-from operators.warc import ReaderConfig  # noqa: E402
+from operators.text.clean import CleanBlocks, CleanConfig  # noqa: E402
+from operators.text.documents import ExtractDocuments, RunInfo  # noqa: E402
+from operators.text.extract import ExtractConfig  # noqa: E402
+from operators.text.quality import QualityConfig, QualitySignals  # noqa: E402
+from operators.io.read import ReadWarcs  # noqa: E402
+from operators.io.warc import ReaderConfig  # noqa: E402
 
 
 def build_documents(paths: list[str]) -> pa.Table:

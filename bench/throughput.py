@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from operators.extract import ExtractConfig, extract_document  # noqa: E402
+from operators.text.extract import ExtractConfig, extract_document  # noqa: E402
 from operators.stats import Stats  # noqa: E402
-from operators.warc import ReaderConfig, iter_html_records  # noqa: E402
+from operators.io.warc import ReaderConfig, iter_html_records  # noqa: E402
 
 
 def read_only(paths):
@@ -47,16 +47,16 @@ def chain(paths):
     """Every operator of the crawl flow in one process; CPU seconds spent in each."""
     import pyarrow as pa
 
-    from operators.clean import CleanBlocks
-    from operators.config import load_config
-    from operators.documents import ExtractDocuments, RunInfo
-    from operators.langid import IdentifyLanguage
-    from operators.minhash import MinHashSignatures
-    from operators.pii import RedactPII
-    from operators.quality import QualitySignals
-    from operators.read import ReadWarcs
-    from operators.select import Select
-    from operators.writer import PartWriter
+    from operators.text.clean import CleanBlocks
+    from flows.config import load_config
+    from operators.text.documents import ExtractDocuments, RunInfo
+    from operators.text.langid import IdentifyLanguage
+    from operators.dedup.minhash import MinHashSignatures
+    from operators.text.pii import RedactPII
+    from operators.text.quality import QualitySignals
+    from operators.io.read import ReadWarcs
+    from operators.text.select import Select
+    from operators.io.writer import PartWriter
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs/local.yaml")
     ops = [("extract", ExtractDocuments(cfg.extract, RunInfo("bench", cfg.config_hash()))),
@@ -114,7 +114,7 @@ def flow_rate(paths, cpus):
     """Pages and seconds of `flows.crawl.run`, Ray already started (its start-up is reported apart)."""
     from flows.crawl import run
     from flows.ray_ops import init_ray
-    from operators.config import load_config
+    from flows.config import load_config
     out = tempfile.mkdtemp(prefix="interleaf-bench-")
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs/local.yaml", [f"ray.num_cpus={cpus}"],
                       input=list(paths), output=out)

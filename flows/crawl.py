@@ -22,15 +22,15 @@ from datetime import datetime, timezone
 import yaml
 
 from flows.report import format_stats, summarize
-from operators.config import ConfigError, RunConfig, load_config
-from operators.documents import RunInfo
-from operators.langid import LanguageModel
-from operators.ledger import entries as ledger_entries
-from operators.ledger import finished, pending, read_ledger, stage_entries, units
-from operators.lock import LockLost, OutputLocked, WriterLock
-from operators.schema import PIPELINE_VERSION
-from operators.storage import expand_inputs
-from operators.writer import (clean_abandoned, commit, commit_state, ensure_dir, recover, roll_forward, run_dir,
+from flows.config import ConfigError, RunConfig, load_config
+from operators.text.documents import RunInfo
+from operators.text.langid import LanguageModel
+from operators.io.ledger import entries as ledger_entries
+from operators.io.ledger import finished, pending, read_ledger, stage_entries, units
+from operators.io.lock import LockLost, OutputLocked, WriterLock
+from operators.io.schema import PIPELINE_VERSION
+from operators.io.storage import expand_inputs
+from operators.io.writer import (clean_abandoned, commit, commit_state, ensure_dir, recover, roll_forward, run_dir,
                               write_text)
 
 log = logging.getLogger("interleaf")
@@ -49,7 +49,7 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     from operators import native   # compiled copies in use on the driver's machine (flows.native)
-    out["compiled"] = ", ".join(f"operators.{m}: {state}" for m, state in native.status().items())
+    out["compiled"] = ", ".join(f"{native.PACKAGE}.{m}: {state}" for m, state in native.status().items())
     return out
 
 
@@ -124,8 +124,8 @@ def finish_unit(cfg: RunConfig, paths: list[str], run_id: str, invocation: str, 
         lock.check()
     files = commit(cfg.output, run_id, unit.staged + index_staged)
     if cfg.dedup.enabled and cfg.dedup.index:
-        try:   # keep the probe parts few (operators/dedup_probe.compact); an optimisation, never fatal
-            from operators.dedup_probe import compact
+        try:   # keep the probe parts few (operators/dedup/probe.compact); an optimisation, never fatal
+            from operators.dedup.probe import compact
             merged = compact(cfg.output)
             if merged:
                 log.info("dedup index: merged small probe parts into %s", merged)
@@ -211,9 +211,9 @@ def write_record(output: str, run_id: str, record: dict) -> None:
 def run(cfg: RunConfig, paths: list[str], run_id: str | None = None) -> RunResult:
     """Run the crawl flow on `paths`: the WARCs the ledger does not record as finished (at most
     `ledger.max_warcs`), in commit units of `ledger.warcs_per_commit`, each committed on its own
-    with its WARCs' ledger entries (operators/ledger.py). One unit: its run id is `run_id`; more:
+    with its WARCs' ledger entries (operators/io/ledger.py). One unit: its run id is `run_id`; more:
     `<run_id>-u0001`, ... and `_runs/<run_id>/stats.json` sums them up (`"kind": "invocation"`).
-    The whole run holds the output's writer lock (operators/lock.py): OutputLocked when another
+    The whole run holds the output's writer lock (operators/io/lock.py): OutputLocked when another
     run holds it."""
     invocation = run_id or new_run_id()
     t0 = time.time()
@@ -353,7 +353,7 @@ def _invocation_record(cfg: RunConfig, invocation: str, t0: float, paths: list[s
 def check_image_models(images) -> None:
     """Fail at start (ValueError naming the setting) when an enabled image model cannot be loaded:
     missing weights, an unknown CLIP model, no threshold for it, a package not installed."""
-    from operators.image_models import check_loadable
+    from operators.images.models import check_loadable
     if images.nsfw.enabled:
         check_loadable(images.nsfw, images.clip)
     check_loadable(images.clip)

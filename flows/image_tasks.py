@@ -2,7 +2,7 @@
 
     references (id, url) and the unit's WARC image records
       -> resolve (P tasks, by host hash): each URL once from its WARC record or fetched, decoded
-         (operators/image_stage.resolve_block); decoded images split by sha256 hash
+         (operators/images/stage.resolve_block); decoded images split by sha256 hash
       -> score (P tasks, by sha256 hash): unique images, prepared and scored (Open-NSFW, CLIP)
          with the models loaded once per worker; new images staged for images/ (and
          image_embeddings/)
@@ -33,30 +33,30 @@ def by_host(refs: pa.Table, parts: int) -> list[pa.Table]:
     """References (url, id) in `parts` groups by host hash, not by URL: each host's images are
     fetched by one task, whose per-host limits (images.fetch.per_host, per_host_rps) then hold
     for the whole stage, not once per worker."""
-    from operators.urls import url_host
+    from operators.io.urls import url_host
     b = _bucket([url_host(u) for u in refs["url"].to_pylist()], parts)
     return [refs.filter(pa.array(b == g)) for g in range(parts)]
 
 
 def _cached_ops(cfg):
-    from flows.pipeline import _cached
-    from operators.image_stage import PrepareImages, ScoreImages
-    return _cached(("score_images", cfg.config_hash()),
+    from flows.staged import cached
+    from operators.images.stage import PrepareImages, ScoreImages
+    return cached(("score_images", cfg.config_hash()),
                    lambda: (PrepareImages(cfg.images), ScoreImages(cfg.images)))
 
 
 def _resolve(refs: pa.Table, image_files: list[str], cfg, parts: int):
     """refs (url, id) of one URL bucket -> [kind-0 rows without data, stats, cpu, kind-1 rows of
     sha256 bucket 0, ..., of bucket parts-1]."""
-    from flows.pipeline import _read_staged
-    from operators.image_stage import RESOLVE_IN, resolve_block, warc_image_rows
+    from flows.staged import read_staged
+    from operators.images.stage import RESOLVE_IN, resolve_block, warc_image_rows
     cpu0 = time.process_time()
     n = refs.num_rows
     rows = [pa.table({"url": refs["url"], "id": refs["id"], "date": pa.nulls(n, pa.string()),
                       "data": pa.nulls(n, pa.binary())}, schema=RESOLVE_IN)]
     urls = refs["url"]
     for f in image_files:   # the unit's WARC image records of these URLs
-        recs = _read_staged(cfg.output, f)
+        recs = read_staged(cfg.output, f)
         recs = recs.filter(pc.is_in(recs["url"], value_set=urls))
         if recs.num_rows:
             rows.append(warc_image_rows(recs))
@@ -71,8 +71,8 @@ def _resolve(refs: pa.Table, image_files: list[str], cfg, parts: int):
 
 def _score(cfg, run_id: str, part: str, seen: dict, *decoded: pa.Table):
     """Kind-1 rows of one sha256 bucket -> (scores, staged files, stats, cpu)."""
-    from flows.pipeline import _write_staged
-    from operators.image_stage import (EMBEDDING_TABLE, IMAGE_TABLE, SCORES, embedding_rows, image_table_rows,
+    from flows.staged import write_staged
+    from operators.images.stage import (EMBEDDING_TABLE, IMAGE_TABLE, SCORES, embedding_rows, image_table_rows,
                                        unique_images)
     cpu0 = time.process_time()
     rows = [t for t in decoded if t.num_rows]
@@ -90,7 +90,7 @@ def _score(cfg, run_id: str, part: str, seen: dict, *decoded: pa.Table):
     if seen.get("images") is not None:
         new = uniq.filter(pc.invert(pc.is_in(uniq["sha256"], value_set=seen["images"])))
     if new.num_rows:
-        staged.append(_write_staged(cfg.output, run_id, "images", part,
+        staged.append(write_staged(cfg.output, run_id, "images", part,
                                     image_table_rows(new, run_id, cfg.images.keep_bytes).cast(IMAGE_TABLE)))
     if scores is not None and cfg.images.clip.enabled and cfg.images.clip.embeddings_table:
         emb = embedding_rows(scores, run_id, cfg.images.clip.model)
@@ -98,13 +98,13 @@ def _score(cfg, run_id: str, part: str, seen: dict, *decoded: pa.Table):
             key = pc.binary_join_element_wise(emb["sha256"], emb["model"], " ")
             emb = emb.filter(pc.invert(pc.is_in(key, value_set=seen["image_embeddings"])))
         if emb.num_rows:
-            staged.append(_write_staged(cfg.output, run_id, "image_embeddings", part, emb.cast(EMBEDDING_TABLE)))
+            staged.append(write_staged(cfg.output, run_id, "image_embeddings", part, emb.cast(EMBEDDING_TABLE)))
     return (scores if scores is not None else SCORES.empty_table()), staged, stats, time.process_time() - cpu0
 
 
 def _attach(kind0: list[pa.Table], scores: list[pa.Table]) -> pa.Table:
     """Every reference (id, url, result fields) with its image's nsfw and clip_embedding."""
-    from operators.image_stage import SCORES
+    from operators.images.stage import SCORES
     refs = pa.concat_tables([t for t in kind0 if t.num_rows]) if any(t.num_rows for t in kind0) else None
     if refs is None:
         return None

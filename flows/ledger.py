@@ -12,8 +12,8 @@ import argparse
 import json
 import sys
 
-from operators.config import ConfigError, load_config
-from operators.ledger import LedgerConfig, finished, read_ledger
+from flows.config import ConfigError, load_config
+from operators.io.ledger import LedgerConfig, finished, read_ledger
 
 
 def summary(output: str, config: LedgerConfig, inputs: list[str] | None = None) -> dict:
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("give an OUTPUT or a --config")
         ledger_cfg = cfg.ledger if cfg else LedgerConfig()
         if cfg and cfg.input:
-            from operators.storage import expand_inputs
+            from operators.io.storage import expand_inputs
             inputs = expand_inputs(cfg.input)
         s = summary(output, ledger_cfg, inputs)
     except (ConfigError, FileNotFoundError, ValueError, OSError) as e:

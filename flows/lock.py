@@ -3,7 +3,7 @@
     python -m flows.lock OUTPUT            # the holder (run id, host, pid, started, expires) or "free"
     python -m flows.lock OUTPUT --clear    # remove the lock: only after making sure its run is gone
 
-A run holds `<OUTPUT>/_lock.json` while it writes (operators/lock.py). A killed run's lock expires
+A run holds `<OUTPUT>/_lock.json` while it writes (operators/io/lock.py). A killed run's lock expires
 by itself `lock.lease_seconds` after its last renewal; `--clear` is for not waiting that long.
 Exit status: 0 free (or cleared), 1 held by a live run, 2 bad arguments.
 """
@@ -16,7 +16,7 @@ import time
 
 
 def main(argv: list[str] | None = None) -> int:
-    from operators.lock import clear_lock, read_lock
+    from operators.io.lock import clear_lock, read_lock
     p = argparse.ArgumentParser(prog="python -m flows.lock", description=__doc__.split("\n\n")[0])
     p.add_argument("output", help="output folder or URI")
     p.add_argument("--clear", action="store_true", help="remove the lock whoever holds it")

@@ -17,7 +17,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     what = native.build() if args.command == "build" else native.status()
     for name, state in what.items():
-        print(f"operators.{name}: {state}")
+        print(f"{native.PACKAGE}.{name}: {state}")
     # a failed build is not an error: that module runs as Python, with the same output
     return 0
 

@@ -2,13 +2,13 @@
 
     process_span (a task per span of a WARC, `ray.bytes_per_task` bytes): reads its span (a
         byte range; the first gzip member in it, up to the first record start after it: see
-        operators.warc.Span), then extract, language, clean, signals, select, dedup keys; stages
+        operators.io.warc.Span), then extract, language, clean, signals, select, dedup keys; stages
         the selection's drops and the kept documents (one file each); returns its counts, the
         span's read outcome and its narrow KEYS table (no text). The driver checks that a WARC's
         spans join end to start (`broken_link`) and reads again one that does not.
     dedup_unit (one task): URL, exact and near duplicates and repeated images on the unit's key
-        tables and what they can match in the index (operators/unit_dedup.py,
-        operators/dedup_probe.py); or the distributed stages for a unit above
+        tables and what they can match in the index (operators/dedup/unit.py,
+        operators/dedup/probe.py); or the distributed stages for a unit above
         dedup.single_task_max_documents
     image stage (narrow rows only): references of the documents still kept -> resolved,
         decoded, scored (flows/image_tasks.py; GPU actors: flows/ray_ops.image_results); a
@@ -38,7 +38,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 
-from operators.read import ReadResult
+from flows.staged import cached, read_staged, write_staged
+from operators.io.read import ReadResult
 from operators.stats import Counts, Stats
 
 log = logging.getLogger("interleaf")
@@ -83,30 +84,17 @@ def count_by_warc(table: pa.Table, select_enabled: bool) -> dict[str, list[int]]
     return out
 
 
-# ---------------------------------------------------------------- per-worker operator cache
-
-_CHAINS: dict[tuple, Any] = {}
-
-
-def _cached(key: tuple, build):
-    if key not in _CHAINS:
-        while len(_CHAINS) >= 8:   # a long-lived worker serves many runs: keep the newest
-            _CHAINS.pop(next(iter(_CHAINS)))
-        _CHAINS[key] = build()
-    return _CHAINS[key]
-
-
 def chain(cfg, run_id: str) -> list:
     """The per-document operators of `cfg`, built once per worker process (models load once, for
     every unit of a run and every run with the same config), set to `run_id`, counts at zero."""
-    from operators.clean import CleanBlocks
-    from operators.documents import ExtractDocuments, RunInfo
-    from operators.langid import IdentifyLanguage
-    from operators.pii import RedactPII
-    from operators.quality import QualitySignals
-    from operators.select import Select
+    from operators.text.clean import CleanBlocks
+    from operators.text.documents import ExtractDocuments, RunInfo
+    from operators.text.langid import IdentifyLanguage
+    from operators.text.pii import RedactPII
+    from operators.text.quality import QualitySignals
+    from operators.text.select import Select
     info = RunInfo(run_id=run_id, config_hash=cfg.config_hash())
-    ops = _cached(("chain", info.config_hash), lambda: [
+    ops = cached(("chain", info.config_hash), lambda: [
         ExtractDocuments(cfg.extract, info), IdentifyLanguage(cfg.langid), CleanBlocks(cfg.clean, cfg.quality),
         RedactPII(cfg.pii), QualitySignals(cfg.quality), Select(cfg.select)])
     ops[0].run = info
@@ -118,12 +106,12 @@ def chain(cfg, run_id: str) -> list:
 # ---------------------------------------------------------------- the streaming pass
 
 def read_span(path: str, index: int, k: int, span, cfg, run_id: str) -> tuple[pa.Table, dict]:
-    """The HTML records of one span of a WARC (operators.warc.Span) as a RECORD table, and what
+    """The HTML records of one span of a WARC (operators.io.warc.Span) as a RECORD table, and what
     reading it gave: counts, where it began and ended (`first`, `next`, `whole`), the file of its
     image records (images.from_warc: the same pass, staged as one Parquet file)."""
-    from operators.read import IMAGE_RECORD
-    from operators.schema import RECORD
-    from operators.warc import IMAGE_MARK, iter_records
+    from operators.io.read import IMAGE_RECORD
+    from operators.io.schema import RECORD
+    from operators.io.warc import IMAGE_MARK, iter_records
     stats = Stats("read")
     with_images = cfg.images.enabled and cfg.images.from_warc
     buf: list[dict] = []
@@ -137,37 +125,19 @@ def read_span(path: str, index: int, k: int, span, cfg, run_id: str) -> tuple[pa
     image_file = None
     if images:
         stats.incr("image_records", len(images))
-        image_file = _write_staged(cfg.output, run_id, WARC_IMAGES, f"w{index:06d}-{k:05d}",
+        image_file = write_staged(cfg.output, run_id, WARC_IMAGES, f"w{index:06d}-{k:05d}",
                                    pa.Table.from_pylist(images, schema=IMAGE_RECORD))
     return pa.Table.from_pylist(buf, schema=RECORD), {
         "records": len(buf), "stats": stats.to_dict(), "image_file": image_file,
         "first": span.first, "next": span.next, "whole": span.whole}
 
 
-def _write_staged(output: str, run_id: str, folder: str, name: str, table: pa.Table) -> str:
-    """One Parquet file under the run's staging folder; returns its path relative to the output."""
-    from operators.storage import resolve
-    from operators.writer import staging_dir
-    fs, root = resolve(output)
-    root = root.rstrip("/")
-    path = posixpath.join(staging_dir(root, run_id), folder, f"{name}.parquet")
-    fs.create_dir(posixpath.dirname(path), recursive=True)
-    pq.write_table(table, path, filesystem=fs, compression="lz4")   # temporary: cheap to write and read
-    return posixpath.relpath(path, root)
-
-
-def _read_staged(output: str, rel: str) -> pa.Table:
-    from operators.storage import resolve
-    fs, root = resolve(output)
-    return pq.read_table(posixpath.join(root.rstrip("/"), rel), filesystem=fs)
-
-
 def process_records(records: pa.Table, part: str, cfg, run_id: str) -> tuple[dict, pa.Table | None]:
     """The per-document operators over a table of records (a span's, in `process_span_records`);
     the selection's drops and the kept documents staged (one file each) for the final pass.
     Returns (result, KEYS table or None without dedup)."""
-    from operators.minhash import KEYS, dedup_columns
-    from operators.schema import DOCUMENT, validate_documents
+    from operators.dedup.minhash import KEYS, dedup_columns
+    from operators.io.schema import DOCUMENT, validate_documents
     cpu0 = time.process_time()
     ops = chain(cfg, run_id)
     minhash = Stats("minhash")
@@ -195,11 +165,11 @@ def process_records(records: pa.Table, part: str, cfg, run_id: str) -> tuple[dic
                 _add_per_warc(per_warc, count_by_warc(rejected, True))
         kept_parts.append(t)
     kept = pa.concat_tables(kept_parts) if kept_parts else DOCUMENT.empty_table()
-    kept_file = _write_staged(cfg.output, run_id, KEPT, part, kept) if kept.num_rows else None
+    kept_file = write_staged(cfg.output, run_id, KEPT, part, kept) if kept.num_rows else None
     rejected = pa.concat_tables(rejected_parts) if rejected_parts else DOCUMENT.empty_table()
     rejected_file = None
     if rejected.num_rows and cfg.writer.write_rejected:
-        rejected_file = _write_staged(cfg.output, run_id, SELECTED_OUT, part, rejected)
+        rejected_file = write_staged(cfg.output, run_id, SELECTED_OUT, part, rejected)
     stats = [op.stats.drain() for op in ops] + ([minhash.to_dict()] if cfg.dedup.enabled else [])
     result = {"part": part, "stats": stats, "kept": kept_file, "kept_rows": kept.num_rows,
               "rejected": rejected_file, "rejected_rows": rejected.num_rows,
@@ -231,7 +201,7 @@ def process_span_records(path: str, index: int, k: int, start: int, end: int | N
     """The body of the `process_span` task: read one span of a WARC and run the per-document
     operators over its records (`process_records`); the result carries the span's read outcome
     under "read"."""
-    from operators.warc import Span
+    from operators.io.warc import Span
     cpu0 = time.process_time()
     records, read = read_span(path, index, k, Span(start, end, exact), cfg, run_id)
     result, keys = process_records(records, f"w{index:06d}-{k:05d}", cfg, run_id)
@@ -248,7 +218,7 @@ def process_span(path, index, k, start, end, exact, cfg, run_id):
 def span_plan(path: str, cfg) -> list[tuple[int, int | None]]:
     """[start, end) byte ranges of about `ray.bytes_per_task` covering the WARC (one range when it
     is small or its size cannot be had: its reading task then reports why)."""
-    from operators.storage import open_input
+    from operators.io.storage import open_input
     step = cfg.ray.bytes_per_task
     try:
         f = open_input(path, cfg.reader.io)
@@ -267,7 +237,7 @@ def span_plan(path: str, cfg) -> list[tuple[int, int | None]]:
 
 def merge_reads(path: str, reads: list[dict]) -> ReadResult:
     """One WARC's ReadResult from its spans' read outcomes (in span order)."""
-    from operators.warc import failed_kinds
+    from operators.io.warc import failed_kinds
     stats = Stats("read")
     stats.incr("files")
     for r in reads:
@@ -371,8 +341,8 @@ def streaming_pass(cfg, cfg_ref, paths: list[str], run_id: str, process=None
 def dedup_unit(cfg, excluded: pa.Array, *keys: pa.Table):
     """The unit's outcome in one task, leaving out the `excluded` documents (winners of an
     earlier round that the image rules drop)."""
-    from operators.dedup_probe import unit_index
-    from operators.unit_dedup import deduplicate
+    from operators.dedup.probe import unit_index
+    from operators.dedup.unit import deduplicate
     cpu0 = time.process_time()
     table = _keys_less(keys, excluded)
     index_docs = index_images = None
@@ -389,8 +359,8 @@ def dedup_distributed(cfg, key_refs: list, excluded: pa.Array) -> tuple[Any, dic
     """The same outcome by the distributed stages (flows/ray_ops.duplicate_clusters) for a unit
     too large for one task; URL duplicates and repeated images (narrow rows) in one task each."""
     from flows.ray_ops import duplicate_clusters, read_index
-    from operators import dedup_index as di
-    from operators.unit_dedup import OUTCOME
+    from operators.dedup import index as di
+    from operators.dedup.unit import OUTCOME
     pre = ray.get(_url_pass.remote(cfg, excluded, *key_refs))
     ds = ray.data.from_arrow_refs(key_refs)
     losers = set(pre.docs["id"].to_pylist()) | set(excluded.to_pylist())
@@ -425,7 +395,7 @@ def dedup_distributed(cfg, key_refs: list, excluded: pa.Array) -> tuple[Any, dic
 
 def _keys_less(keys: tuple, ids: pa.Array | None) -> pa.Table:
     """The unit's key tables as one, less the rows whose id is in `ids`."""
-    from operators.minhash import KEYS
+    from operators.dedup.minhash import KEYS
     table = pa.concat_tables(keys) if keys else KEYS.empty_table()
     if ids is not None and len(ids):
         table = table.filter(pc.invert(pc.is_in(table["id"], value_set=ids)))
@@ -449,8 +419,8 @@ def _url_pass(cfg, excluded: pa.Array, *keys: pa.Table):
     """URL duplicates only (the distributed path's first step): no band keys, no text hashes."""
     import dataclasses
 
-    from operators.dedup_probe import unit_index
-    from operators.unit_dedup import deduplicate
+    from operators.dedup.probe import unit_index
+    from operators.dedup.unit import deduplicate
     table = _keys_less(keys, excluded)
     index_docs = unit_index(cfg.output, table)[0] if cfg.dedup.index else None
     table = table.set_column(table.schema.get_field_index("minhash_bands"), "minhash_bands",
@@ -462,8 +432,8 @@ def _url_pass(cfg, excluded: pa.Array, *keys: pa.Table):
 
 @ray.remote(num_cpus=1)
 def _repeated_pass(cfg, dropped: pa.Array, *keys: pa.Table):
-    from operators.dedup_probe import unit_index
-    from operators.unit_dedup import repeated_images
+    from operators.dedup.probe import unit_index
+    from operators.dedup.unit import repeated_images
     table = _keys_less(keys, dropped)
     index_images = unit_index(cfg.output, table)[1] if cfg.dedup.index else None
     stats = Stats("images")
@@ -476,7 +446,7 @@ def _repeated_pass(cfg, dropped: pa.Array, *keys: pa.Table):
 def _staged_batches(output: str, rels: list[str], rows: int):
     """The staged parts' documents in batches of at most `rows` (a task's memory stays bounded
     whatever the size of its group of parts)."""
-    from operators.storage import resolve
+    from operators.io.storage import resolve
     fs, root = resolve(output)
     for rel in rels:
         with fs.open_input_file(posixpath.join(root.rstrip("/"), rel)) as f:
@@ -490,16 +460,16 @@ def finalize_records(kept: list[str], selected_out: list[str], part: str, keys: 
     output part, read in batches of `writer.row_group_rows`) with the unit's outcome and image
     results written in, then `documents/` and `rejected/` parts (with the selection's drops of
     the same chunks, `selected_out`) and their index rows."""
-    from operators.dedup_index import DOCS, stage_part
-    from operators.unit_dedup import apply_outcome
-    from operators.writer import PartWriter
+    from operators.dedup.index import DOCS, stage_part
+    from operators.dedup.unit import apply_outcome
+    from operators.io.writer import PartWriter
     cpu0 = time.process_time()
     sel = cfg.select.enabled
     dup_stats, img_stats = Stats("duplicates"), Stats("images")
     clip = None
     if cfg.images.enabled and cfg.images.clip.enabled:
-        from operators.image_stage import ClipDocuments
-        clip = _cached(("clip", cfg.config_hash()), lambda: ClipDocuments(cfg.images))
+        from operators.images.stage import ClipDocuments
+        clip = cached(("clip", cfg.config_hash()), lambda: ClipDocuments(cfg.images))
         clip.stats.drain()
     writer = PartWriter(cfg.output, run_id, part, cfg.writer, select_enabled=sel)
     per_warc: dict[str, list[int]] = {}
@@ -520,7 +490,7 @@ def finalize_records(kept: list[str], selected_out: list[str], part: str, keys: 
             rows = outcome_docs.filter(pc.is_in(outcome_docs["id"], value_set=ids))
             docs = apply_outcome(docs, rows, repeated, sel, dup_stats, img_stats)
         if cfg.images.enabled:
-            from operators.image_stage import apply_results
+            from operators.images.stage import apply_results
             docs = apply_results(docs, res.filter(pc.is_in(res["id"], value_set=ids)), cfg.images, img_stats)
             if clip is not None:
                 docs = clip(docs)
@@ -626,8 +596,8 @@ def run_unit_flow(cfg, paths: list[str], run_id: str, process=None) -> UnitRun:
 def finish_unit(cfg, paths: list[str], run_id: str, streamed: Streamed) -> UnitRun:
     """Dedup, images and the final pass of a streamed unit; stages everything its commit moves.
     Reads the dedup index: the previous unit must have committed."""
-    from operators.dedup_index import stage_part
-    from operators.unit_dedup import Outcome
+    from operators.dedup.index import stage_part
+    from operators.dedup.unit import Outcome
     counts = Counts()
     cfg_ref, results, key_refs, reads, phases = (streamed.cfg_ref, streamed.results, streamed.key_refs,
                                                  streamed.reads, streamed.phases)
@@ -766,8 +736,8 @@ class Resolved:
 
     def _resolve(self, refs: pa.Table) -> tuple[pa.Table | None, list[str]]:
         from flows.ray_ops import StatsCollector, image_results, stage_embeddings, stage_images
-        from operators.image_stage import RESOLVE_IN, warc_image_rows
-        from operators.storage import resolve
+        from operators.images.stage import RESOLVE_IN, warc_image_rows
+        from operators.io.storage import resolve
         cfg = self.cfg
         parts = partitions(cfg)
         if not cfg.images.actors.num_gpus:   # CPU scoring: plain tasks
@@ -802,18 +772,18 @@ class Resolved:
 
 @ray.remote(num_cpus=1)
 def _probe_part(cfg, run_id: str, docs_files: list[str], images: pa.Table, superseded: pa.Table) -> str:
-    from operators.dedup_probe import stage_unit_part
+    from operators.dedup.probe import stage_unit_part
     return stage_unit_part(cfg.output, run_id, docs_files, images, superseded, cfg.dedup.bands, cfg.dedup.num_perm)
 
 
 @ray.remote(num_cpus=1)
 def _content_repeats(cfg, outcome, refs: pa.Table, results: pa.Table | None):
     """`outcome` with the images repeated by content among `refs` (the (url, id) references the
-    image stage resolved) added (unit_dedup.repeated_content): their
+    image stage resolved) added (dedup.unit.repeated_content): their
     (id, url) references to `repeated`, this unit's content-key counts to `image_counts` (the
     index keeps them beside the URL counts); and the pass's stats."""
-    from operators.dedup_probe import image_counts_for
-    from operators.unit_dedup import CONTENT_KEY, PHASH_KEY, repeated_content
+    from operators.dedup.probe import image_counts_for
+    from operators.dedup.unit import CONTENT_KEY, PHASH_KEY, repeated_content
     stats = Stats("repeated_content")
     if results is None or results.num_rows == 0:
         return outcome, stats.to_dict()
@@ -834,7 +804,7 @@ def _content_repeats(cfg, outcome, refs: pa.Table, results: pa.Table | None):
 def _winners_dropped(cfg, outcome, excluded: pa.Array, results: pa.Table | None, *keys: pa.Table) -> pa.Array:
     """Ids of the documents that won something in this outcome (kept a cluster of two or more,
     or are the newest fetch of a URL fetched again) and that the image rules will drop."""
-    from operators.image_stage import image_rule_drops
+    from operators.images.stage import image_rule_drops
     d = outcome.docs
     winners = pa.concat_arrays([
         d.filter(pc.and_(pc.is_null(d["drop_reason"]), pc.equal(d["id"], d["dup_cluster_id"])))["id"].combine_chunks(),
@@ -853,7 +823,7 @@ def _winners_dropped(cfg, outcome, excluded: pa.Array, results: pa.Table | None,
 @ray.remote(num_cpus=1)
 def _image_refs(outcome, excluded: pa.Array, *keys: pa.Table) -> pa.Table:
     """(url, id) of the images of the documents dedup kept, less the repeated ones."""
-    from operators.unit_dedup import image_ref_rows
+    from operators.dedup.unit import image_ref_rows
     gone = pa.concat_arrays([outcome.docs.filter(pc.is_valid(outcome.docs["drop_reason"]))["id"].combine_chunks(),
                              excluded])
     table = _keys_less(keys, gone)
@@ -867,8 +837,8 @@ def _image_refs(outcome, excluded: pa.Array, *keys: pa.Table) -> pa.Table:
 
 @ray.remote(num_cpus=1)
 def _image_refs_from_parts(cfg, kept: list[str]) -> pa.Table:
-    from operators.images import image_refs
-    tables = [image_refs(_read_staged(cfg.output, k).select(["id", "images", "image_info", "drop_reason"]))
+    from operators.dedup.repeated_images import image_refs
+    tables = [image_refs(read_staged(cfg.output, k).select(["id", "images", "image_info", "drop_reason"]))
               for k in kept]
     return pa.concat_tables(tables) if tables else pa.table({"url": pa.array([], pa.string()),
                                                              "id": pa.array([], pa.string())})

@@ -19,12 +19,12 @@ tests use it):
 - `runs`           one row per `_runs/<run_id>/`: status, start, seconds, inputs, documents written
                    and rejected (the writer's counters), config hash, whether it committed
 - `ledger`         the latest `_ledger/` entry of every input WARC (state done / failed, attempts,
-                   error, records, documents, rejected, unit run id; operators/ledger.py)
+                   error, records, documents, rejected, unit run id; operators/io/ledger.py)
 - `image_table`    the content-addressed `images/` table (`sha256`, stored copy in `data`), when the
                    output has one; any other table a run commits beside them (e.g. `image_embeddings/`)
                    gets a view of its folder's name
 
-What is read. `operators.writer.commit` moves a run's parts into `documents/`, `rejected/`,
+What is read. `operators.io.writer.commit` moves a run's parts into `documents/`, `rejected/`,
 `images/` and `_index/` after writing the list of moves (`_runs/<run_id>/commit.json`), and writes
 the manifest `_index/_committed/<run_id>.json` last. Only runs with a manifest are committed; their
 files are the destinations of their intent (for the index tables, the manifest's own list). A part
@@ -40,7 +40,7 @@ standard AWS environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`
 `AWS_ENDPOINT_URL`; a custom endpoint is addressed path-style, TLS by its scheme), else from
 botocore's credential chain (profiles, instance roles) when botocore is installed; they go into
 a DuckDB secret and are never printed. The small JSON records (manifests, intents, stats) and the
-listings are read through `operators.storage.resolve` (pyarrow.fs), the project's one I/O layer.
+listings are read through `operators.io.storage.resolve` (pyarrow.fs), the project's one I/O layer.
 """
 from __future__ import annotations
 
@@ -55,8 +55,8 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from operators.dedup_index import COMMITTED_DIR
-from operators.storage import is_uri, resolve
+from operators.dedup.index import COMMITTED_DIR
+from operators.io.storage import is_uri, resolve
 
 TABLES = ("documents", "rejected", "images")   # the folders commit moves a run's parts into
 IMAGE_COLUMNS = ("document_id", "document_url", "position", "image_index", "url")
@@ -129,7 +129,7 @@ def _committed(store: _Store) -> tuple[dict[str, list[str]], dict[str, dict]]:
         raise OutputError(
             f"no committed runs in {store.output}: no manifest in {COMMITTED_DIR}/"
             + (" (documents/ has Parquet parts, but no run committed them: an interrupted commit is "
-               "finished by the next run, operators.writer.recover)" if has_parts else ""))
+               "finished by the next run, operators.io.writer.recover)" if has_parts else ""))
     named: dict[str, set[str]] = {t: set() for t in TABLES}
     superseded: list[str] = []
     no_intent = []
@@ -285,8 +285,8 @@ def connect(output: str | None = None):
     """
     import duckdb
 
-    from operators.dedup_index import SUPERSEDED
-    from operators.schema import DOCUMENT
+    from operators.dedup.index import SUPERSEDED
+    from operators.io.schema import DOCUMENT
 
     output = output or default_output()
     if is_uri(output) and not output.startswith("s3://"):
@@ -337,8 +337,8 @@ LEDGER = pa.schema([("warc", pa.string()), ("state", pa.string()), ("attempts", 
 
 
 def _ledger_table(output: str) -> pa.Table:
-    """The latest ledger entry of every WARC (operators/ledger.py), one row each."""
-    from operators.ledger import read_ledger
+    """The latest ledger entry of every WARC (operators/io/ledger.py), one row each."""
+    from operators.io.ledger import read_ledger
     rows = [{k: e.get(k) for k in LEDGER.names} for e in read_ledger(output).values()]
     return pa.Table.from_pylist(rows, schema=LEDGER)
 

@@ -120,7 +120,7 @@ def apply(ds: ray.data.Dataset, factory: Callable[[], Operator], op_cls: type[Op
 
 
 # ---------------------------------------------------------------- duplicate clustering
-# Stages and their memory/scaling are described in operators/dedup.py. Every keyed stage is
+# Stages and their memory/scaling are described in operators/dedup/clusters.py. Every keyed stage is
 # `_by_key`: a hash repartition by the key (Ray Data's hash shuffle; with `keys=` each partition
 # comes out as ONE block, which is what `groupby().map_groups()` relies on too) followed by a
 # vectorised function over the whole block. Dataset.join is not used: in Ray 2.60 it needs
@@ -146,7 +146,7 @@ def _by_key(ds: ray.data.Dataset, key: str, num_partitions: int, udf: Callable, 
 
 
 def _with_host(batch: pa.Table) -> pa.Table:
-    from operators.urls import url_host
+    from operators.io.urls import url_host
     return batch.append_column("host", pa.array([url_host(u) for u in batch["url"].to_pylist()], pa.string()))
 
 
@@ -158,12 +158,12 @@ def _counted(batch: pa.Table, fn: Callable, name: str, collector, **kwargs: Any)
 
 
 def _resolve_then(batch: pa.Table, then: Callable, **kwargs: Any) -> pa.Table:
-    from operators.dedup import resolve
+    from operators.dedup.clusters import resolve
     return then(resolve(batch), **kwargs)
 
 
 def _jump(batch: pa.Table, collector) -> pa.Table:
-    from operators.dedup import jumped, resolve
+    from operators.dedup.clusters import jumped, resolve
     t = jumped(resolve(batch))
     stats = Stats("dedup_jump")
     stats.incr("changed", int(pc.sum(t["changed"]).as_py() or 0))
@@ -172,7 +172,7 @@ def _jump(batch: pa.Table, collector) -> pa.Table:
 
 
 def _kept(batch: pa.Table, collector) -> pa.Table:
-    from operators.dedup import kept_in_components
+    from operators.dedup.clusters import kept_in_components
     t = kept_in_components(batch)
     stats = Stats("dedup_keep")
     stats.incr("documents_in_clusters", t.num_rows)
@@ -203,7 +203,7 @@ def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
     signature estimate against `index_docs`, at `index_threshold`, default `threshold`). `index_docs`: earlier runs' kept documents (the
     dedup index's `docs` table): they take part in the buckets and components, win their
     components (they are published), and get no output row."""
-    from operators import dedup
+    from operators.dedup import clusters as dedup
 
     names = set(ds.schema().names)
     needed = ["id", "text_chars", "num_images", key_column] + ([extra_key_column] if extra_key_column else [])
@@ -310,7 +310,7 @@ _DUP_COLUMNS = ("_k", "_cid", "_kept", "_tag")
 
 def _column_order(names) -> list[str]:
     """DOCUMENT's columns in schema order, then any others by name."""
-    from operators.schema import DOCUMENT
+    from operators.io.schema import DOCUMENT
     pos = {n: i for i, n in enumerate(DOCUMENT.names)}
     return sorted(names, key=lambda n: (pos.get(n, len(pos)), n))
 
@@ -422,8 +422,8 @@ def without_ids(ds: ray.data.Dataset, ids: ray.data.Dataset, num_partitions: int
 
 def read_index(output: str, itable: str) -> ray.data.Dataset | None:
     """The committed rows of one dedup-index table as a dataset (None when there are none)."""
-    from operators.dedup_index import TABLES, committed_files
-    from operators.storage import resolve
+    from operators.dedup.index import TABLES, committed_files
+    from operators.io.storage import resolve
     files = committed_files(output, itable)
     if not files:
         return None
@@ -433,13 +433,13 @@ def read_index(output: str, itable: str) -> ray.data.Dataset | None:
 
 def stage_table(ds: ray.data.Dataset, output: str, run_id: str, folder: str, schema: pa.Schema) -> list[str]:
     """Write `ds` (conformed to `schema`) as the run's staged parts under `_staging/<folder>`;
-    returns their paths relative to the output (for `operators.writer.commit`)."""
+    returns their paths relative to the output (for `operators.io.writer.commit`)."""
     import posixpath
 
     import pyarrow.fs as pafs
 
-    from operators.storage import resolve
-    from operators.writer import staging_dir
+    from operators.io.storage import resolve
+    from operators.io.writer import staging_dir
     fs, root = resolve(output)
     root = root.rstrip("/")
     path = posixpath.join(staging_dir(root, run_id), folder)
@@ -469,7 +469,7 @@ def _tag(batch: pa.Table, tag: int, columns: dict[str, pa.DataType]) -> pa.Table
 
 
 def _images_apply(batch: pa.Table, config: Any, helpers: dict, collector, only_listed: bool = False) -> pa.Table:
-    from operators.image_stage import apply_results
+    from operators.images.stage import apply_results
     docs = batch.filter(pc.equal(batch["_tag"], 0))
     side = batch.filter(pc.equal(batch["_tag"], 1))
     results = pa.table({"id": side["_k"], **{src: side[helper] for helper, (src, _t) in helpers.items()}})
@@ -494,16 +494,16 @@ def _actor_kwargs(config: Any, factory: Callable, collector) -> dict[str, Any]:
 def resolve_images(ds: ray.data.Dataset, warc_records: ray.data.Dataset | None, config: Any, num_partitions: int,
                    collector, retry: Callable | None = None
                    ) -> tuple[ray.data.Dataset, ray.data.Dataset, ray.data.Dataset | None]:
-    """The image stage (operators/image_stage.py): references of the kept documents and the
+    """The image stage (operators/images/stage.py): references of the kept documents and the
     input's image records shuffled by host, each URL resolved once (WARC record, else fetch) and
     decoded; unique images (by sha256) scored by model actors (NSFW, CLIP image embeddings);
     results joined back to the documents by id; with CLIP on, a second actor pool scores each
     document's images against its text blocks. Returns the documents, the unique images (kind-1
     rows, for images/) and their scores (sha256, nsfw, clip_embedding; None when nothing was
     scored). `ds` is read twice: pass a materialised dataset. `retry` (a retry run): the function
-    that picks the references to resolve again (image_stage.retry_reference_rows); the other
+    that picks the references to resolve again (images.stage.retry_reference_rows); the other
     images keep their earlier results."""
-    from operators import image_stage as st
+    from operators.images import stage as st
     rows = ds.map_batches(retry or st.reference_rows, batch_format="pyarrow", zero_copy_batch=True)
     if warc_records is not None:
         rows = rows.union(warc_records.map_batches(st.warc_image_rows, batch_format="pyarrow"))
@@ -518,11 +518,11 @@ def resolve_images(ds: ray.data.Dataset, warc_records: ray.data.Dataset | None, 
 
 def image_results(rows: ray.data.Dataset, config: Any, num_partitions: int, collector
                   ) -> tuple[ray.data.Dataset, ray.data.Dataset, ray.data.Dataset | None, dict]:
-    """The image stage on narrow rows (image_stage.RESOLVE_IN: references and WARC image
+    """The image stage on narrow rows (images.stage.RESOLVE_IN: references and WARC image
     records): each URL resolved once and decoded, unique images scored by the model actors.
     Returns the references with their results (id, url, result fields, scores), the unique
     images, their scores (None when nothing was scored) and the result columns' types."""
-    from operators import image_stage as st
+    from operators.images import stage as st
     # by host (each host's URLs in one partition: the fetcher's per-host limits hold stage-wide)
     rows = rows.map_batches(_with_host, batch_format="pyarrow")
     resolved = _by_key(rows, "host", num_partitions, _counted, fn=st.resolve_block, name="fetch",
@@ -572,7 +572,7 @@ def _stage_new(rows: ray.data.Dataset, output: str, run_id: str, folder: str, sc
     """Stage `rows` for the content-addressed table `folder`, less the keys (`key` columns) an
     earlier run of this output already wrote there: each key is written once per output."""
     from flows.report import table_dataset
-    from operators.storage import resolve
+    from operators.io.storage import resolve
     existing = table_dataset(output, folder)
     if existing is not None:
         fs, _ = resolve(output)
@@ -588,7 +588,7 @@ def stage_images(unique: ray.data.Dataset, output: str, run_id: str, keep_bytes:
                  ) -> list[str]:
     """Stage the run's unique images for the content-addressed `images/` table, less those an
     earlier run of this output already wrote (by sha256)."""
-    from operators.image_stage import IMAGE_TABLE, image_table_rows
+    from operators.images.stage import IMAGE_TABLE, image_table_rows
     if not unique.count():   # nothing decoded (no images, or none could be had)
         return []
     rows = unique.map_batches(image_table_rows, fn_kwargs={"run_id": run_id, "keep_bytes": keep_bytes},
@@ -600,7 +600,7 @@ def stage_embeddings(scores: ray.data.Dataset, output: str, run_id: str, model: 
                      ) -> list[str]:
     """Stage the run's CLIP image embeddings for `image_embeddings/` (sha256, model, embedding),
     less the (sha256, model) pairs an earlier run of this output already wrote."""
-    from operators.image_stage import EMBEDDING_TABLE, embedding_rows
+    from operators.images.stage import EMBEDDING_TABLE, embedding_rows
     rows = scores.map_batches(embedding_rows, fn_kwargs={"run_id": run_id, "model": model},
                               batch_format="pyarrow")
     return _stage_new(rows, output, run_id, "image_embeddings", EMBEDDING_TABLE, ["sha256", "model"],

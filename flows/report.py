@@ -7,7 +7,7 @@ import re
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from operators.storage import resolve
+from operators.io.storage import resolve
 
 
 def format_stats(stats: list[dict]) -> str:
@@ -51,7 +51,7 @@ def summarize(output: str, run_id: str | None = None) -> str:
     docs = table_dataset(output, "documents")
     if docs is not None:
         con.register("docs", docs)
-        lang = "coalesce(language, '(none)')"  # identified by fastText (operators/langid.py)
+        lang = "coalesce(language, '(none)')"  # identified by fastText (operators/text/langid.py)
         n, imgs, langs = con.execute(
             f"SELECT count(*), coalesce(sum(num_images), 0), count(DISTINCT language) FROM docs {where}",
             params).fetchone()
@@ -88,7 +88,7 @@ MAX_ROWS = 12       # table rows and chart bars of the top-N sections
 def write_report(output: str, run_id: str, record: dict) -> str:
     """Write `_runs/<run_id>/report.md` and its PNG charts for a run record (stats.json); returns
     the report's path. The charts are written first, so the report never links a missing one."""
-    from operators.writer import run_dir, write_bytes, write_text
+    from operators.io.writer import run_dir, write_bytes, write_text
 
     langs = None
     if record.get("kind") != "retry_images":

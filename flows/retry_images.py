@@ -36,11 +36,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
-from operators.config import ConfigError, RunConfig, load_config
-from operators.image_stage import RETRY_STATUSES, retry_reference_rows, retryable
-from operators.schema import DOCUMENT, validate_documents
-from operators.storage import resolve
-from operators.writer import commit, recover, split_by_selection, staging_dir, write_text
+from flows.config import ConfigError, RunConfig, load_config
+from operators.images.stage import RETRY_STATUSES, retry_reference_rows, retryable
+from operators.io.schema import DOCUMENT, validate_documents
+from operators.io.storage import resolve
+from operators.io.writer import commit, recover, split_by_selection, staging_dir, write_text
 
 log = logging.getLogger("interleaf.retry")
 
@@ -110,9 +110,9 @@ def _write_file(group: pa.Table, output: str, run_id: str, select_enabled: bool,
 def run(cfg: RunConfig, run_ids: list[str] | None = None, statuses: tuple[str, ...] = RETRY_STATUSES,
         run_id: str | None = None) -> dict:
     """Retry the failed images of `run_ids` (all runs when None) in `cfg.output`; returns the run
-    record. Holds the output's writer lock (operators/lock.py) throughout, as a crawl run does."""
+    record. Holds the output's writer lock (operators/io/lock.py) throughout, as a crawl run does."""
     from flows.crawl import new_run_id
-    from operators.lock import WriterLock
+    from operators.io.lock import WriterLock
     run_id = run_id or new_run_id()
     with WriterLock(cfg.output, run_id, cfg.lock, command=" ".join(sys.argv)) as lock:
         return _run_locked(cfg, run_ids, statuses, run_id, lock)
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from operators.lock import LockLost, OutputLocked
+    from operators.io.lock import LockLost, OutputLocked
     try:
         record = run(cfg, args.run or None, tuple(args.status) or RETRY_STATUSES)
     except (OutputLocked, LockLost) as e:

@@ -7,7 +7,7 @@ chain gains from it (its time is in regular expressions, numpy and fastText, alr
     python -m flows.native build     # make setup does this; ~20 s on 2 cores
     python -m flows.native status    # which modules run compiled here
 
-A compiled module is stored as `operators/_native/<module>.<digest>.so` (sha256 of its .py and the
+A compiled module is stored as `operators/text/_native/<module>.<digest>.so` (sha256 of its .py and the
 compiler directives, 16 hex), and
 `operators/__init__.py` installs a finder that loads it in place of the source *only* when the
 digest of the source file next to it is the same: an edited module runs as Python until the next
@@ -26,8 +26,9 @@ import sys
 import warnings
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-MODULES = ("boilerplate", "extract")   # operators.<name> that have a compiled copy
+PACKAGE = "operators.text"                                # the package of the compiled modules
+PACKAGE_DIR = Path(__file__).resolve().parent / "text"
+MODULES = ("boilerplate", "extract")   # operators.text.<name> that have a compiled copy
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]   # .cpython-311-x86_64-linux-gnu.so
 # Python's semantics exactly: annotations are not turned into C type checks (`html: str` must
 # still accept bytes and None, as the source does). Part of the digest: new flags, new copies.
@@ -95,7 +96,7 @@ class _Created(importlib.machinery.ExtensionFileLoader):
         return self._module
 
 
-def install(package: str = "operators", package_dir: Path = PACKAGE_DIR, names=MODULES) -> None:
+def install(package: str = PACKAGE, package_dir: Path = PACKAGE_DIR, names=MODULES) -> None:
     """Put the finder first on sys.meta_path (once per package); nothing when turned off."""
     if not enabled():
         return
@@ -104,7 +105,7 @@ def install(package: str = "operators", package_dir: Path = PACKAGE_DIR, names=M
     sys.meta_path.insert(0, NativeFinder(package, package_dir, names))
 
 
-def status(package_dir: Path = PACKAGE_DIR, names=MODULES, package: str = "operators") -> dict[str, str]:
+def status(package_dir: Path = PACKAGE_DIR, names=MODULES, package: str = PACKAGE) -> dict[str, str]:
     """name -> "compiled" (a matching copy is built and on; for a module already imported: the
     copy is what runs), "source" (not built for this source, or the copy did not load), or "off"
     (INTERLEAF_NATIVE=0)."""
@@ -120,7 +121,7 @@ def status(package_dir: Path = PACKAGE_DIR, names=MODULES, package: str = "opera
     return out
 
 
-def build(package: str = "operators", package_dir: Path = PACKAGE_DIR, names=MODULES) -> dict[str, str]:
+def build(package: str = PACKAGE, package_dir: Path = PACKAGE_DIR, names=MODULES) -> dict[str, str]:
     """Compiles each module whose matching copy is missing; removes copies of older sources.
 
     Returns name -> "built" / "up to date" / "failed: <why>". Needs Cython and a C compiler; a
@@ -154,13 +155,17 @@ def _compile(package: str, source: Path, want: Path) -> str:
         return "failed: Cython is not installed (pip install cython)"
     name = source.stem
     with tempfile.TemporaryDirectory(prefix="interleaf-native-") as tmp:
-        # the module keeps its dotted name (PyInit_<name>, __name__ = package.name)
-        pkg = Path(tmp) / package
-        pkg.mkdir()
-        (pkg / "__init__.py").write_text("")
+        # the module keeps its dotted name (PyInit_<name>, __name__ = package.name): the same
+        # package folders, each with an __init__.py
+        pkg = Path(tmp)
+        for part in package.split("."):
+            pkg = pkg / part
+            pkg.mkdir()
+            (pkg / "__init__.py").write_text("")
         shutil.copyfile(source, pkg / f"{name}.py")
+        rel = "/".join(package.split("."))
         cmd = [sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-3", "-q",
-               *(a for d in DIRECTIVES for a in ("-X", d)), f"{package}/{name}.py"]
+               *(a for d in DIRECTIVES for a in ("-X", d)), f"{rel}/{name}.py"]
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         built = list(pkg.glob(f"{name}.*.so")) + list(pkg.glob(f"{name}.*.pyd"))
         if proc.returncode != 0 or not built:

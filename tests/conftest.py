@@ -119,7 +119,7 @@ def flow_output(ray_local, tmp_path_factory):
     session: (output folder, RunResult). Tests read it; one that changes an output copies it first."""
     from flows.crawl import run
     from flows.make_sample import write_sample_warc
-    from operators.config import load_config
+    from flows.config import load_config
 
     base = tmp_path_factory.mktemp("sample-run")
     warc = base / "sample.warc.gz"

@@ -2,9 +2,9 @@
 import pyarrow as pa
 import pytest
 
-from operators.clean import DEFAULT_BOILERPLATE, CleanBlocks, CleanConfig, required_literal
-from operators.quality import QualityConfig
-from operators.schema import DOCUMENT, validate_documents
+from operators.text.clean import DEFAULT_BOILERPLATE, CleanBlocks, CleanConfig, required_literal
+from operators.text.quality import QualityConfig
+from operators.io.schema import DOCUMENT, validate_documents
 from tests.factories import doc_row
 
 IMG = {"alt": "a", "width": 640, "height": 480}

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from operators.config import ConfigError, RunConfig, load_config
+from flows.config import ConfigError, RunConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

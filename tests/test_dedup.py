@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pytest
 
-from operators import dedup
-from operators.dedup import UnionFind, choose_kept, components, keep_rank_key, star_edges
+from operators.dedup import clusters as dedup
+from operators.dedup.clusters import UnionFind, choose_kept, components, keep_rank_key, star_edges
 from operators.stats import Stats
 
 UTC = timezone.utc
@@ -352,7 +352,7 @@ def _doc_table(texts: dict[str, str], dates=None, urls=None) -> pa.Table:
 
 
 def _verify_locally(cands: pa.Table, docs: pa.Table, threshold: float, index_docs: pa.Table | None = None):
-    from operators.minhash import MinHashConfig
+    from operators.dedup.minhash import MinHashConfig
     rows = dedup.document_rows(docs, MinHashConfig())
     if index_docs is not None:
         rows = pa.concat_tables([rows, dedup.index_rows(index_docs)])
@@ -363,7 +363,7 @@ def _verify_locally(cands: pa.Table, docs: pa.Table, threshold: float, index_doc
 
 
 def test_verification_keeps_pairs_at_or_above_the_threshold():
-    from operators.minhash import MinHashConfig, document_text, hashed_batch
+    from operators.dedup.minhash import MinHashConfig, document_text, hashed_batch
     base = _words(400, 1)
     near = base[:380] + _words(20, 2)            # 20 words replaced at the end: J ~ 0.88
     far = base[:250] + _words(150, 3)            # J ~ 0.45
@@ -386,7 +386,7 @@ def test_verification_keeps_pairs_at_or_above_the_threshold():
 
 
 def test_verification_against_the_index_uses_the_signature():
-    from operators.minhash import MinHashConfig
+    from operators.dedup.minhash import MinHashConfig
     base = _words(400, 5)
     old = _doc_table({"old": " ".join(base)})
     index = dedup.index_doc_rows(old, MinHashConfig())

@@ -7,11 +7,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from operators import dedup_index as di
-from operators import writer
-from operators.schema import DOCUMENT
-from operators.storage import resolve
-from operators.writer import PartWriter, WriterConfig, abandoned_runs, clean_abandoned, commit, recover
+from operators.dedup import index as di
+from operators.io import writer
+from operators.io.schema import DOCUMENT
+from operators.io.storage import resolve
+from operators.io.writer import PartWriter, WriterConfig, abandoned_runs, clean_abandoned, commit, recover
 from tests.factories import doc_row
 
 

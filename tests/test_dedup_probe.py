@@ -1,4 +1,4 @@
-"""The dedup index's probe parts (operators/dedup_probe.py), without Ray: lookups read by block
+"""The dedup index's probe parts (operators/dedup/probe.py), without Ray: lookups read by block
 find exactly what a full scan finds, a unit's dedup against probed parts equals its dedup against
 the whole index, compaction changes nothing but the number of parts, and runs from before probe
 parts are still read whole."""
@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from operators import dedup_index as di
-from operators import dedup_probe as dp
-from operators.dedup import DedupConfig
-from operators.unit_dedup import deduplicate
-from operators.writer import commit
+from operators.dedup import index as di
+from operators.dedup import probe as dp
+from operators.dedup.clusters import DedupConfig
+from operators.dedup.unit import deduplicate
+from operators.io.writer import commit
 
 BANDS, PERM = 4, 8
 

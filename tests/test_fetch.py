@@ -1,4 +1,4 @@
-"""operators/fetch.py against a local image server (tests/image_server.py, 127.0.0.1 only).
+"""operators/images/fetch.py against a local image server (tests/image_server.py, 127.0.0.1 only).
 
 Nothing here reaches the internet: every URL either points at the local server or is refused
 before any connection is made (the refusal tests assert that the server never saw the request).
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from operators.fetch import (
+from operators.images.fetch import (
     AddressRefused,
     FetchConfig,
     FetchResult,
@@ -26,7 +26,7 @@ from operators.fetch import (
     parse_ip_host,
     url_refusal,
 )
-from operators.imageio import decode
+from operators.images.decode import decode
 from tests.image_server import ImageServer
 
 
@@ -316,7 +316,7 @@ def test_per_host_rps_must_be_positive():
 
 
 def test_url_host_is_the_politeness_key():
-    from operators.urls import url_host
+    from operators.io.urls import url_host
     assert url_host("https://IMG.Example.com:8443/a.png") == "img.example.com"
     assert url_host("http://[::1]/x") == "::1" and url_host("not a url") == "" and url_host(None) == ""
 

@@ -9,8 +9,8 @@ import pytest
 
 from flows.crawl import run
 from flows.make_sample import write_sample_warc
-from operators.config import load_config
-from operators.schema import DOCUMENT, validate_documents
+from flows.config import load_config
+from operators.io.schema import DOCUMENT, validate_documents
 from tests.test_provenance import record_at
 
 ROOT = Path(__file__).resolve().parents[1]

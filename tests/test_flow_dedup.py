@@ -12,9 +12,9 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.warcwriter import WARCWriter
 
 from flows.crawl import run
-from operators import dedup_index
-from operators.config import load_config
-from operators.urls import url_key
+from operators.dedup import index as dedup_index
+from flows.config import load_config
+from operators.io.urls import url_key
 from tests.test_flow import ROOT, read_dir, sample  # noqa: F401  (module-scoped fixture)
 
 
@@ -112,7 +112,7 @@ def test_interrupted_commit_leaves_the_index_as_it_was(ray_local, sample, tmp_pa
     url = sorted(d["url"] for d in read_dir(out / "documents")[0])[0]
     refetch(warc, new_warc, {url: url})
 
-    import operators.writer as writer
+    import operators.io.writer as writer
     real_write_text, real_resolve = writer.write_text, writer.resolve
 
     def crash_on_intent(output, rel, text):

@@ -11,7 +11,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from flows.crawl import run
-from operators.config import load_config
+from flows.config import load_config
 from tests.image_server import ImageServer, image_bytes
 from tests.test_flow import ROOT, read_dir, sample  # noqa: F401  (module-scoped fixture)
 
@@ -107,7 +107,7 @@ def test_clip_in_the_flow(ray_local, sample, tmp_path):  # noqa: F811
     go to image_embeddings/ once per output, and the report says CLIP ran."""
     import numpy as np
 
-    from operators.image_models import TEST_CLIP_NAME, write_test_clip_files
+    from operators.images.models import TEST_CLIP_NAME, write_test_clip_files
     warc, _ = sample
     weights, model_config = write_test_clip_files(str(tmp_path / "clip"))
     overrides = ["images.clip.enabled=true", f"images.clip.model={TEST_CLIP_NAME}", f"images.clip.weights={weights}",

@@ -17,8 +17,8 @@ import pytest
 from flows.crawl import run
 from flows.make_sample import write_sample_warc
 from flows.query import connect
-from operators.config import load_config
-from operators.ledger import read_ledger
+from flows.config import load_config
+from operators.io.ledger import read_ledger
 from tests.test_flow import ROOT
 
 PARTS = 3
@@ -61,7 +61,7 @@ def warcs(tmp_path_factory) -> list[Path]:
 def rerun_gives_the_clean_result(out: Path, inputs: list[str], clean_out: Path) -> None:
     """A rerun into `out` finishes what is missing: every WARC done, each document once, the
     clean run's corpus and dedup index."""
-    from operators.dedup_index import read_table
+    from operators.dedup.index import read_table
     cfg = load_config(ROOT / "configs/local.yaml", UNITS, input=inputs, output=str(out))
     assert not run(cfg, inputs).failed
     ledger = read_ledger(str(out))
@@ -261,7 +261,7 @@ def test_killed_run_resumes_to_the_clean_result(ray_local, clean, warcs, tmp_pat
         assert {op["name"]: op["counters"] for op in run_record["operators"]} == \
             {op["name"]: op["counters"] for op in clean_record["operators"]}
     # the killed driver's writer lock expires by itself (its lease: 3 s here) ...
-    from operators.lock import read_lock
+    from operators.io.lock import read_lock
     held = read_lock(str(out))
     assert held is not None and held["released"] is (victim == "worker")
     while victim == "driver" and read_lock(str(out))["expires"] > time.time():
@@ -317,8 +317,8 @@ def _inject(monkeypatch, step: str, victim: str) -> dict:
     """Make the commit of unit `victim` fail once at `step`; returns what fired."""
     import flows.crawl
     import flows.report
-    import operators.writer as writer
-    from operators import dedup_index
+    import operators.io.writer as writer
+    from operators.dedup import index as dedup_index
     fired: dict = {}
 
     def once() -> None:
@@ -376,7 +376,7 @@ def test_a_commit_failing_at_any_step_then_a_rerun_give_the_clean_result(ray_loc
     its WARCs `failed` under `<unit>-failed` (never under its own id) and stops the run; one that
     failed after its intent is completed, stays `done`, and the run goes on."""
     from flows.crawl import new_run_id
-    from operators.writer import commit_state
+    from operators.io.writer import commit_state
     out = tmp_path / "out"
     inputs = [str(p) for p in warcs]
     cfg = load_config(ROOT / "configs/local.yaml", UNITS, input=inputs, output=str(out))

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from flows.crawl import run
-from operators.config import load_config
+from flows.config import load_config
 from tests.hostile import write_hostile_warcs
 from tests.test_flow import ROOT
 

@@ -1,4 +1,4 @@
-"""Unit tests for operators/http.py: HTTP header parsing, de-chunking, content decoding,
+"""Unit tests for operators/io/http.py: HTTP header parsing, de-chunking, content decoding,
 HTML sniffing and charset resolution."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import brotli
 import zstandard
 import pytest
 
-from operators import http as H
+from operators.io import http as H
 
 PAGE = b"<!doctype html><html><head><title>t</title></head><body><p>Hello</p></body></html>"
 

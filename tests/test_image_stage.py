@@ -3,12 +3,12 @@ NSFW scoring; the flow tests are in test_flow_images.py."""
 import pyarrow as pa
 import pytest
 
-from operators.fetch import FetchConfig
-from operators.image_stage import (RESOLVED, ImagesConfig, ScoreImages, apply_results, reference_rows,
+from operators.images.fetch import FetchConfig
+from operators.images.stage import (RESOLVED, ImagesConfig, ScoreImages, apply_results, reference_rows,
                                    resolve_block, unique_images, warc_image_rows)
-from operators.image_models import ClipConfig, NsfwConfig
-from operators.read import IMAGE_RECORD
-from operators.schema import DOCUMENT, validate_documents
+from operators.images.models import ClipConfig, NsfwConfig
+from operators.io.read import IMAGE_RECORD
+from operators.io.schema import DOCUMENT, validate_documents
 from operators.stats import Stats
 from tests.factories import doc_row
 from tests.image_server import image_bytes
@@ -146,14 +146,14 @@ def test_config_checks_name_the_key():
 
 @pytest.fixture(scope="module")
 def tiny_scorer():
-    from operators.image_models import TEST_CLIP_NAME, ClipScorer, build_random_test_clip
+    from operators.images.models import TEST_CLIP_NAME, ClipScorer, build_random_test_clip
     model, preprocess, tokenizer = build_random_test_clip(seed=0)
     return ClipScorer(ClipConfig(model=TEST_CLIP_NAME, device="cpu"), model=model, preprocess=preprocess,
                       tokenizer=tokenizer)
 
 
 def clip_config(threshold=-1.0, **over):
-    from operators.image_models import TEST_CLIP_NAME
+    from operators.images.models import TEST_CLIP_NAME
     return ImagesConfig(clip=ClipConfig(enabled=True, model=TEST_CLIP_NAME, weights="unused-injected.pt",
                                         thresholds={TEST_CLIP_NAME: threshold}, **over.pop("clip", {})), **over)
 
@@ -162,7 +162,7 @@ def test_score_images_with_clip_and_the_mlp_head(tiny_scorer, tmp_path):
     import numpy as np
     import torch
 
-    from operators.image_models import ClipNsfwHead
+    from operators.images.models import ClipNsfwHead
     rows = pa.table({"sha256": ["a", "b", "c"],
                      "data": [image_bytes("PNG", seed=1), image_bytes("JPEG", seed=2), b"garbage"]})
     head = tmp_path / "head.pt"
@@ -199,7 +199,7 @@ def _emb_results(scorer, spec):
 def test_clip_documents_scores_filters_and_keeps_the_matrix(tiny_scorer):
     import numpy as np
 
-    from operators.image_stage import CLIP_EMB, ClipDocuments
+    from operators.images.stage import CLIP_EMB, ClipDocuments
     d1 = doc("d1", [None, A, None, B, None])
     d1["texts"] = ["A red circle on a beige background.", None, "Stock prices fell today.", None,
                    "The weather will be sunny."]
@@ -252,8 +252,8 @@ def test_image_rule_drops_agree_with_apply_results(failed, min_images):
     then reaches on the whole documents, repeated images removed first."""
     import random
 
-    from operators.image_stage import image_rule_drops
-    from operators.images import remove_images
+    from operators.images.stage import image_rule_drops
+    from operators.dedup.repeated_images import remove_images
     rng = random.Random(5)
     urls = [f"https://i.example/{k}.png" for k in range(6)]
     statuses = {u: rng.choice(["ok", "ok", "http_error", "not_fetched"]) for u in urls}

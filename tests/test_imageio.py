@@ -1,4 +1,4 @@
-"""operators/imageio.py: sniffing, safe decoding, RGB conversion, pHash, the stored copy.
+"""operators/images/decode.py: sniffing, safe decoding, RGB conversion, pHash, the stored copy.
 Every image is generated here with Pillow; no network, no files."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, features
 
-from operators.imageio import DecodeConfig, decode, detect_format, hamming, phash
+from operators.images.decode import DecodeConfig, decode, detect_format, hamming, phash
 from tests.image_server import HTML, bomb_png, image_bytes, picture
 
 

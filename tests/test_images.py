@@ -2,8 +2,8 @@
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from operators.images import image_refs, index_counts, ref_counts, remove_images, repeated_refs
-from operators.schema import DOCUMENT, validate_documents
+from operators.dedup.repeated_images import image_refs, index_counts, ref_counts, remove_images, repeated_refs
+from operators.io.schema import DOCUMENT, validate_documents
 from operators.stats import Stats
 from tests.factories import doc_row
 
@@ -61,7 +61,7 @@ def test_remove_images_keeps_lists_aligned_and_counts():
 
 
 def test_content_key_hook_counts_the_same_bytes_under_many_urls():
-    from operators.images import image_content
+    from operators.dedup.repeated_images import image_content
     sha = "ab" * 32
     rows = []
     for i in range(3):

@@ -176,7 +176,7 @@ def entrypoint_commands(doc) -> list[tuple[str, list[str]]]:
 
 def entrypoint_problems(argv: list[str], where: str) -> list[str]:
     from flows.crawl import parse_args
-    from operators.config import ConfigError, load_config
+    from flows.config import ConfigError, load_config
 
     module = argv[2] if len(argv) > 2 else ""
     if not module.startswith("flows."):

@@ -1,4 +1,4 @@
-"""Every input kind through one I/O layer (operators/storage.py): http(s) Range reads with retries,
+"""Every input kind through one I/O layer (operators/io/storage.py): http(s) Range reads with retries,
 Common Crawl manifests (warc.paths.gz) from a local file, over HTTP and on S3 (moto), anonymous S3,
 and the `reader` config keys that steer them. Servers run on 127.0.0.1 inside the tests
 (tests/range_server.py, moto via tests/conftest.py)."""
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from flows.make_sample import write_sample_warc
-from operators import storage
-from operators.config import ConfigError, load_config
+from operators.io import storage
+from flows.config import ConfigError, load_config
 from operators.stats import Stats
-from operators.storage import HttpFile, IOOptions, expand_inputs, open_input, read_manifest
-from operators.warc import ReaderConfig, iter_html_records, iter_image_records
+from operators.io.storage import HttpFile, IOOptions, expand_inputs, open_input, read_manifest
+from operators.io.warc import ReaderConfig, iter_html_records, iter_image_records
 from tests.range_server import RangeServer
 
 ROOT = Path(__file__).resolve().parents[1]

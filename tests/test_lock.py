@@ -1,4 +1,4 @@
-"""The output's writer lock (operators/lock.py): one writer at a time, a lease that a killed run
+"""The output's writer lock (operators/io/lock.py): one writer at a time, a lease that a killed run
 cannot hold forever, a clear refusal, locally and on S3 (moto, tests/conftest.py)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from operators.lock import (
+from operators.io.lock import (
     LOCK_FILE,
     LockConfig,
     LockLost,

@@ -311,7 +311,7 @@ def test_redirect_404_revisit_metadata_and_other_types(records, sample):
 
 
 def test_photo_records_are_real_jpegs_and_one_is_absent(records, sample):
-    from operators.imageio import decode
+    from operators.images.decode import decode
     parsed = _parsed(records, sample)
     referenced = set().union(*(pp.urls(u) for u, pp in parsed.items()))
     manifest = sample[1]

@@ -14,10 +14,10 @@ import pyarrow as pa
 import pytest
 from datasketch import MinHash
 
-import operators.minhash as mh
-from operators.minhash import (MinHashConfig, MinHashSignatures, band_keys, document_text, estimated_jaccard,
+import operators.dedup.minhash as mh
+from operators.dedup.minhash import (MinHashConfig, MinHashSignatures, band_keys, document_text, estimated_jaccard,
                                hashed_batch, shingles, signatures)
-from operators.schema import DOCUMENT
+from operators.io.schema import DOCUMENT
 from tests.conftest import REPO
 from tests.factories import doc_row
 
@@ -191,7 +191,7 @@ def test_signature_estimate_tracks_exact_jaccard(hash_):
 
 _CHILD = """
 import json, sys
-from operators.minhash import MinHashConfig, signatures, band_keys
+from operators.dedup.minhash import MinHashConfig, signatures, band_keys
 texts = json.loads(sys.stdin.read())
 out = {}
 for h in ("sha1", "xxh3", "words64"):
@@ -364,7 +364,7 @@ def test_dolma_fixtures(shared_data):
 
 
 def test_exact_hash_normalises_text_and_includes_images():
-    from operators.minhash import exact_hash
+    from operators.dedup.minhash import exact_hash
     a = exact_hash(["Hello,  World!", None], [None, "https://x/1.png"])
     assert a == exact_hash(["hello world", None], [None, "https://x/1.png"])
     assert a != exact_hash(["hello world", None], [None, "https://x/2.png"])

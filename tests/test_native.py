@@ -111,7 +111,7 @@ so that the block survives, and a comma, or two.</p>
 
 
 def _extract_all(pages: list[tuple[str, str]]) -> list:
-    from operators.extract import ExtractConfig, extract_document
+    from operators.text.extract import ExtractConfig, extract_document
     cfg = ExtractConfig()
     out = []
     for html, url in pages:
@@ -126,7 +126,7 @@ def test_compiled_extractor_gives_the_sources_output(tmp_path, shared_data):
     state = native.status()
     if state["extract"] != "compiled":
         pytest.skip(f"the extractor is not compiled here ({state}); `python -m flows.native build`")
-    import operators.extract as ext
+    import operators.text.extract as ext
     assert ext.__file__.endswith(native.SUFFIX)
     pages = [(PAGES, "https://example.com/story")]
     files = sorted(shared_data.glob("**/*.html"))[::8]
@@ -134,7 +134,7 @@ def test_compiled_extractor_gives_the_sources_output(tmp_path, shared_data):
     pages += [(p.read_text(errors="replace"), f"https://example.com/{i}") for i, p in enumerate(files)]
     (tmp_path / "pages.json").write_text(json.dumps(pages))
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
-            "from tests.test_native import _extract_all; import operators.extract as e; "
+            "from tests.test_native import _extract_all; import operators.text.extract as e; "
             "assert e.__file__.endswith('.py'), e.__file__; "
             "print(json.dumps(_extract_all(json.load(open(sys.argv[2])))))")
     out = subprocess.run([sys.executable, "-c", code, str(ROOT), str(tmp_path / "pages.json")],

@@ -4,13 +4,13 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pytest
 
-import operators.documents as documents
+import operators.text.documents as documents
 from flows.make_sample import write_sample_warc
-from operators.documents import ExtractDocuments, RunInfo, document_id
-from operators.extract import ExtractConfig
-from operators.read import ReadWarcs
-from operators.schema import RECORD, validate_documents
-from operators.warc import ReaderConfig
+from operators.text.documents import ExtractDocuments, RunInfo, document_id
+from operators.text.extract import ExtractConfig
+from operators.io.read import ReadWarcs
+from operators.io.schema import RECORD, validate_documents
+from operators.io.warc import ReaderConfig
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_a_page_past_the_extraction_time_limit_is_counted_and_kept_as_an_empty_d
 
 
 def test_unexpected_extractor_failure_is_an_empty_document_with_a_recorded_error(monkeypatch):
-    import operators.extract as extract
+    import operators.text.extract as extract
 
     def boom(*a, **k):
         raise ValueError("pathological page")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from operators.pii import PiiConfig, RedactPII, redact
-from operators.schema import DOCUMENT, validate_documents
+from operators.text.pii import PiiConfig, RedactPII, redact
+from operators.io.schema import DOCUMENT, validate_documents
 from tests.factories import doc_row
 
 ON = PiiConfig(enabled=True)
@@ -67,7 +67,7 @@ def test_on_in_the_common_crawl_config_and_in_the_chain():
     from pathlib import Path
 
     from flows.pipeline import chain
-    from operators.config import load_config
+    from flows.config import load_config
     root = Path(__file__).resolve().parents[1]
     nightly = load_config(root / "configs/nightly.yaml")
     assert nightly.pii.enabled and not load_config(root / "configs/local.yaml").pii.enabled

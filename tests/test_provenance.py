@@ -10,7 +10,7 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator as WarcioIterator
 
 from operators.stats import Stats
-from operators.warc import ReaderConfig, iter_html_records
+from operators.io.warc import ReaderConfig, iter_html_records
 
 pytestmark = pytest.mark.shared
 

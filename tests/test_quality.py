@@ -6,11 +6,11 @@ import pyarrow as pa
 import pytest
 import stopwordsiso
 
-from operators.quality import (
+from operators.text.quality import (
     QUALITY_FIELDS, FlaggedWords, QualityConfig, QualitySignals, WordList, base_language,
     batch_signals, document_signals, words,
 )
-from operators.schema import DOCUMENT, QUALITY, validate_documents
+from operators.io.schema import DOCUMENT, QUALITY, validate_documents
 from tests.factories import doc_row
 
 approx = pytest.approx
@@ -362,7 +362,7 @@ def test_operator_on_empty_and_multi_chunk_tables():
 
 
 def test_ngrams_without_pandas_give_the_same_values(monkeypatch):
-    import operators.quality as q
+    import operators.text.quality as q
     texts = [["a b a b c"], ["a a a a"], ["one two three four five one two three four five"], []]
     want = batch_signals(texts, ["en"] * 4, [0] * 4, None)
     monkeypatch.setattr(q, "_factorize", None)

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.query import OutputError, committed_files, connect
-from operators import dedup_index
-from operators.schema import IMAGE_INFO
-from operators.writer import commit
+from operators.dedup import index as dedup_index
+from operators.io.schema import IMAGE_INFO
+from operators.io.writer import commit
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "explore.ipynb"

@@ -194,7 +194,7 @@ def test_report_on_s3(moto_s3):
 @pytest.mark.ray
 def test_report_of_the_sample_run(ray_local, sample, tmp_path):  # noqa: F811
     from flows.crawl import run
-    from operators.config import load_config
+    from flows.config import load_config
 
     warc, _ = sample
     cfg = load_config(ROOT / "configs/local.yaml", [], input=[str(warc)], output=str(tmp_path))

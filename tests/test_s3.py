@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.make_sample import write_sample_warc
-from operators.config import load_config
-from operators.schema import DOCUMENT
+from flows.config import load_config
+from operators.io.schema import DOCUMENT
 from operators.stats import Stats
-from operators.storage import expand_inputs
-from operators.warc import ReaderConfig, iter_html_records
+from operators.io.storage import expand_inputs
+from operators.io.warc import ReaderConfig, iter_html_records
 from tests.factories import doc_row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def s3(moto_s3, tmp_path_factory):
 
 def test_uri_glob_has_local_glob_semantics(tmp_path):
     """The patterns matched on object keys select what glob.glob selects on the same tree."""
-    from operators.storage import _glob_regex
+    from operators.io.storage import _glob_regex
 
     files = ["a.warc.gz", "b.warc.gz", "ab.warc", "x/a.warc.gz", "x/y/c.warc.gz", "x/y/z/d.warc",
              "]q.gz", "^a.gz", "-.gz", "x/]b.gz", "[a.gz"]
@@ -126,7 +126,7 @@ def test_reader_on_s3_offsets_are_exact(s3):
 def test_writer_at_bucket_root(s3):
     """Output at a bucket root: ensure_dir, staged parts, commit, run records, report."""
     from flows.report import summarize
-    from operators.writer import PartWriter, WriterConfig, commit, ensure_dir, write_text
+    from operators.io.writer import PartWriter, WriterConfig, commit, ensure_dir, write_text
 
     client = s3["client"]
     client.create_bucket(Bucket="interleaf-root")
@@ -177,7 +177,7 @@ def test_flow_s3_in_s3_out(s3, ray_local):
                                                                   + ledger)
     assert any("/images/part-" in k for k in index)   # the sample's images, from its WARC, in images/
     assert f"out/crawl/_index/_committed/{res.run_id}.json" in got and any("/_index/docs/" in k for k in index)
-    assert any("/_index/probe/" in k for k in index)   # the part later runs probe (operators/dedup_probe.py)
+    assert any("/_index/probe/" in k for k in index)   # the part later runs probe (operators/dedup/probe.py)
 
     def rows(ks):
         return [r for k in ks for r in pq.read_table(

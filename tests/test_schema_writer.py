@@ -2,8 +2,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from operators.schema import DOCUMENT, SchemaError, validate_documents
-from operators.writer import PartWriter, WriterConfig, commit, staging_dir
+from operators.io.schema import DOCUMENT, SchemaError, validate_documents
+from operators.io.writer import PartWriter, WriterConfig, commit, staging_dir
 from tests.factories import doc_row
 
 

@@ -1,9 +1,9 @@
 import pyarrow as pa
 import pytest
 
-from operators.schema import DOCUMENT, QUALITY
-from operators.select import Select, SelectConfig
-from operators.writer import split_by_selection
+from operators.io.schema import DOCUMENT, QUALITY
+from operators.text.select import Select, SelectConfig
+from operators.io.writer import split_by_selection
 from tests.factories import doc_row
 
 
@@ -81,7 +81,7 @@ def test_unknown_quality_rule_is_an_error_naming_it(key):
 
 
 def test_duplicates_are_dropped_only_among_kept_documents():
-    from operators.select import SelectDuplicates
+    from operators.text.select import SelectDuplicates
     t = table(doc_row(id="a", dup_cluster_id="a"),
               doc_row(id="b", dup_cluster_id="a"),
               doc_row(id="c", dup_cluster_id="a", drop_reason="no_text", drop_reasons=["no_text"]),

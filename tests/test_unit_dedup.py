@@ -1,4 +1,4 @@
-"""A unit's dedup in one task (operators/unit_dedup.py): the same clusters as the reference and as
+"""A unit's dedup in one task (operators/dedup/unit.py): the same clusters as the reference and as
 the distributed stages, URL duplicates, repeated images, and the outcome written into documents.
 Ray-free except the one test that runs the distributed path beside it."""
 from __future__ import annotations
@@ -9,11 +9,11 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pytest
 
-from operators import dedup
-from operators.dedup import DedupConfig
-from operators.minhash import KEYS, dedup_columns
+from operators.dedup import clusters as dedup
+from operators.dedup.clusters import DedupConfig
+from operators.dedup.minhash import KEYS, dedup_columns
 from operators.stats import Stats
-from operators.unit_dedup import apply_outcome, cluster, components, deduplicate
+from operators.dedup.unit import apply_outcome, cluster, components, deduplicate
 from tests.factories import doc_row
 from tests.test_dedup import MAX_BUCKET, SCHEMA, _planted_rows, _reference
 
@@ -69,7 +69,7 @@ def _near_duplicate_docs(n_groups: int = 12, seed: int = 7) -> list[dict]:
 
 
 def _keys(docs: list[dict], config: DedupConfig) -> pa.Table:
-    from operators.schema import DOCUMENT
+    from operators.io.schema import DOCUMENT
     _, keys = dedup_columns(pa.Table.from_pylist(docs, schema=DOCUMENT), config, keys=True)
     return keys
 
@@ -109,7 +109,7 @@ def test_repeated_images_counted_over_kept_documents_and_index():
 
 
 def test_apply_outcome_marks_drops_and_clusters():
-    from operators.schema import DOCUMENT
+    from operators.io.schema import DOCUMENT
     docs = pa.Table.from_pylist([make_document(f"https://x.example/{i}", texts=[f"text {i} " * 20])
                                  for i in range(3)], schema=DOCUMENT)
     ids = docs["id"].to_pylist()
@@ -159,7 +159,7 @@ def test_single_task_and_distributed_paths_give_the_same_clusters(ray_local):
 
 
 def test_repeated_content_counts_bytes_under_any_url_and_earlier_runs():
-    from operators.unit_dedup import repeated_content
+    from operators.dedup.unit import repeated_content
     refs = pa.table({"url": ["u1", "u2", "u3", "p1", "x"], "id": ["a", "b", "c", "a", "b"]})
     res = pa.table({"url": ["u1", "u2", "u3", "p1", "x"], "status": ["ok", "ok", "ok", "ok", "http_error"],
                     "sha256": ["L", "L", "L", "P", None]})
@@ -182,7 +182,7 @@ def test_repeated_content_counts_bytes_under_any_url_and_earlier_runs():
 def test_repeated_content_counts_near_copies_by_perceptual_hash():
     """Three re-encodings of one picture (three sha256, one pHash) and a photo used once: with
     max 2 the near-copies go, counted apart from the exact-byte pass; off, nothing goes."""
-    from operators.unit_dedup import repeated_content
+    from operators.dedup.unit import repeated_content
     refs = pa.table({"url": ["r1", "r2", "r3", "ph"], "id": ["a", "b", "c", "a"]})
     res = pa.table({"url": ["r1", "r2", "r3", "ph"], "status": ["ok"] * 4, "sha256": ["S1", "S2", "S3", "S4"],
                     "phash": ["ff00ff00ff00ff00"] * 3 + ["0123456789abcdef"]})

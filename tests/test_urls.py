@@ -1,4 +1,4 @@
-from operators.urls import (
+from operators.io.urls import (
     best_srcset_url, is_data_uri, is_placeholder, parse_dimension, parse_srcset, resolve_base,
     resolve_url, url_key,
 )

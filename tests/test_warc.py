@@ -1,4 +1,4 @@
-"""Unit tests for operators/warc.py on small WARCs built here in memory (one gzip member per
+"""Unit tests for operators/io/warc.py on small WARCs built here in memory (one gzip member per
 record, like Common Crawl, or uncompressed)."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator as WarcioIterator
 
 from operators.stats import Stats
-from operators.warc import ReaderConfig, iter_html_records
+from operators.io.warc import ReaderConfig, iter_html_records
 
 KEYS = {"url", "warc_path", "warc_record_offset", "warc_record_length", "warc_record_id",
         "warc_date", "payload_digest", "http_status", "content_type", "charset", "html"}
@@ -541,7 +541,7 @@ def test_gzip_member_without_trailer_is_damage(tmp_path):
 
 
 def test_image_records(tmp_path):
-    from operators.warc import iter_image_records
+    from operators.io.warc import iter_image_records
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
     jpg = b"\xff\xd8\xff\xe0" + b"\x00" * 40
     recs = [record(http(png, headers=[("Content-Type", "image/png")]), uri="http://example.com/a.png"),
@@ -567,7 +567,7 @@ def test_image_records(tmp_path):
 # -- spans: one WARC read by several tasks ------------------------------------------------------
 
 def read_spans(path: str, cuts: list[int]) -> tuple[list[list[dict]], list, Stats]:
-    from operators.warc import Span, iter_records
+    from operators.io.warc import Span, iter_records
     stats = Stats("read")
     bounds = [0] + cuts + [None]
     spans, rows = [], []
@@ -643,7 +643,7 @@ def test_a_content_length_shorter_than_the_payload_in_a_gzip_member_is_recorded(
 
 
 def test_a_refused_record_is_recorded_with_its_file_offset_and_url_as_a_warning(tmp_path):
-    from operators.warc import failed_kinds
+    from operators.io.warc import failed_kinds
     big = record(http(PAGE * 200), uri="http://example.com/big")
     path, offs = write(tmp_path, [record(uri="http://example.com/0"), big, record(uri="http://example.com/2")])
     rows, stats = read(path, max_payload_bytes=5_000)

@@ -85,7 +85,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from operators.minhash import MinHashConfig
+from operators.dedup.encoding import DATE_NULL, _u32_bytes, rank_columns, signature_bytes  # noqa: F401
+from operators.dedup.minhash import MinHashConfig
 from operators.stats import Stats
 
 
@@ -102,7 +103,7 @@ class DedupConfig(MinHashConfig):
     index_threshold: float = 0.75     # the same against earlier runs, on the signature estimate (sd ~0.03 at 0.8)
     index: bool = True                # dedup against earlier runs' index in the output, and append to it
     single_task_max_documents: int = 250_000  # a unit with at most this many documents with keys is deduplicated in
-                                      # one task (operators/unit_dedup.py); larger ones by the distributed stages
+                                      # one task (operators/dedup/unit.py); larger ones by the distributed stages
 
     def __post_init__(self):
         super().__post_init__()
@@ -120,7 +121,6 @@ class DedupConfig(MinHashConfig):
             raise ValueError("dedup.max_image_repeats must be >= 0 or null")
 
 TEXT_KEY_PREFIX = b"\xff\xff"
-DATE_NULL = np.iinfo(np.int64).max   # nulls last
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -370,19 +370,11 @@ def candidate_rows(cands: pa.Table) -> pa.Table:
                      "tag": pa.array(np.zeros(n, np.int8))}, schema=VERIFY)
 
 
-def _u32_bytes(values: np.ndarray, n_rows: int, offsets: np.ndarray) -> pa.Array:
-    """Rows of uint32 values (row i = values[offsets[i]:offsets[i+1]]) as binary little-endian."""
-    data = np.ascontiguousarray(values, dtype="<u4").view(np.uint8)
-    return pa.BinaryArray.from_buffers(pa.binary(), n_rows,
-                                       [None, pa.py_buffer((offsets * 4).astype(np.int32).tobytes()),
-                                        pa.py_buffer(data.tobytes())])
-
-
 def document_rows(docs: pa.Table, config: MinHashConfig) -> pa.Table:
     """V1/V2 map rows for this run's documents that take part (text, keys, not dropped): the
     signature and the sorted distinct shingle hashes of each (computed from `texts`, or taken
     from the `signature` and `shingles` columns of key rows)."""
-    from operators.minhash import document_text, hashed_batch, signatures_from_hashes
+    from operators.dedup.minhash import document_text, hashed_batch, signatures_from_hashes
     take = pc.fill_null(pc.greater(docs["text_chars"], 0), False)
     if "drop_reason" in docs.column_names:
         take = pc.and_(take, pc.is_null(docs["drop_reason"]))
@@ -410,12 +402,6 @@ def document_rows(docs: pa.Table, config: MinHashConfig) -> pa.Table:
     return pa.table({"k": docs["id"].cast(pa.string()), "v": pa.nulls(n, pa.string()),
                      "ok": pa.nulls(n, pa.bool_()), "sig": sig, "sh": sh,
                      "tag": pa.array(np.ones(n, np.int8))}, schema=VERIFY)
-
-
-def signature_bytes(sigs: np.ndarray) -> pa.Array:
-    """MinHash signatures [n, num_perm] as one binary value each (uint32 little-endian)."""
-    n, p = sigs.shape
-    return _u32_bytes(np.asarray(sigs, np.uint32).reshape(-1), n, np.arange(n + 1) * p)
 
 
 def index_rows(index_docs: pa.Table) -> pa.Table:
@@ -585,26 +571,6 @@ def relabeled(resolved: pa.Table, end: str) -> pa.Table:
     return t
 
 
-def rank_columns(table: pa.Table) -> pa.Table:
-    """(id, text_chars, num_images, date) with nulls filled: sorting by -text_chars, -num_images,
-    date, id ascending is the keep rule (see `keep_rank_key`)."""
-    if "provenance" in table.column_names:
-        date = pc.struct_field(table["provenance"], "warc_date")
-    elif "warc_date" in table.column_names:
-        date = table["warc_date"]
-    else:
-        date = pa.nulls(table.num_rows, pa.timestamp("s", tz="UTC"))
-    if pa.types.is_timestamp(date.type):
-        date = pc.cast(pc.cast(date, pa.timestamp("s", tz="UTC")), pa.int64())
-    date = pc.fill_null(pc.cast(date, pa.int64()), int(DATE_NULL))
-    return pa.table({
-        "id": table["id"].cast(pa.string()),
-        "text_chars": pc.fill_null(table["text_chars"].cast(pa.int64()), 0),
-        "num_images": pc.fill_null(table["num_images"].cast(pa.int64()), 0),
-        "date": date,
-    })
-
-
 _RANK = np.dtype([("text_chars", ">i8"), ("num_images", ">i8"), ("date", ">i8")])
 
 
@@ -674,7 +640,7 @@ def kept_in_components(block: pa.Table) -> pa.Table:
 
 # ---------------------------------------------------------------- URL duplicates
 # The same URL fetched more than once (in several WARCs of a run, or in an earlier run): the most
-# recent fetch is kept. Keyed by `operators.urls.url_key` (scheme, default port, fragment
+# recent fetch is kept. Keyed by `operators.io.urls.url_key` (scheme, default port, fragment
 # ignored). Ties on the date go to an earlier run's document (it is published), then to the keep
 # rule. A losing document of this run is dropped as `duplicate_url` naming the winner in
 # `dup_cluster_id`; a losing document of an earlier run is recorded as superseded in the index
@@ -689,8 +655,8 @@ URL_LOSERS = pa.schema([pa.field("id", pa.string()), pa.field("winner", pa.strin
 
 def url_views(docs: pa.Table) -> pa.Table:
     """(url key, id, date, rank, old=false) of this run's documents selection kept (documents, or
-    key rows (operators/minhash.KEYS), whose URL key is computed already)."""
-    from operators.urls import url_key
+    key rows (operators/dedup/minhash.KEYS), whose URL key is computed already)."""
+    from operators.io.urls import url_key
     if "drop_reason" in docs.column_names:
         docs = docs.filter(pc.is_null(docs["drop_reason"]))
     ranks = rank_columns(docs)
@@ -740,12 +706,12 @@ def url_losers(block: pa.Table, stats: Stats | None = None) -> pa.Table:
 # ---------------------------------------------------------------- rows for the persistent index
 
 def index_doc_rows(docs: pa.Table, config: MinHashConfig) -> pa.Table:
-    """The dedup index's `docs` rows (operators/dedup_index.DOCS) of the documents a run keeps
+    """The dedup index's `docs` rows (operators/dedup/index.DOCS) of the documents a run keeps
     (`drop_reason` null): URL key, date, rank fields, exact and band keys, and the signature
     (recomputed from the text: 4 bytes x num_perm) that later runs verify their pairs against."""
-    from operators.dedup_index import DOCS
-    from operators.minhash import document_text, signatures
-    from operators.urls import url_key
+    from operators.dedup.index import DOCS
+    from operators.dedup.minhash import document_text, signatures
+    from operators.io.urls import url_key
     if "drop_reason" in docs.column_names:
         docs = docs.filter(pc.is_null(docs["drop_reason"]))
     n = docs.num_rows

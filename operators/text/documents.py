@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from operators.base import Operator, Resources
-from operators.extract import ExtractConfig, extract_document
-from operators.schema import DOCUMENT, PIPELINE_VERSION
+from operators.text.extract import ExtractConfig, extract_document
+from operators.io.schema import DOCUMENT, PIPELINE_VERSION
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,18 @@ from typing import Any
 
 import yaml
 
-from operators.clean import CleanConfig
-from operators.pii import PiiConfig
-from operators.dedup import DedupConfig
-from operators.extract import ExtractConfig
-from operators.image_stage import ImagesConfig
-from operators.langid import LangIdConfig
-from operators.ledger import LedgerConfig
-from operators.lock import LockConfig
-from operators.quality import QualityConfig
-from operators.select import SelectConfig
-from operators.warc import ReaderConfig
-from operators.writer import WriterConfig
+from operators.text.clean import CleanConfig
+from operators.text.pii import PiiConfig
+from operators.dedup.clusters import DedupConfig
+from operators.text.extract import ExtractConfig
+from operators.images.stage import ImagesConfig
+from operators.text.langid import LangIdConfig
+from operators.io.ledger import LedgerConfig
+from operators.io.lock import LockConfig
+from operators.text.quality import QualityConfig
+from operators.text.select import SelectConfig
+from operators.io.warc import ReaderConfig
+from operators.io.writer import WriterConfig
 
 
 class ConfigError(ValueError):

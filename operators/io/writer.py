@@ -2,7 +2,7 @@
 
 Parts are written under `<output>/_runs/<run_id>/_staging/<table>/` and only moved into
 `<output>/<table>/` when the run commits (`commit`); the run's dedup-index parts (staged under
-`_staging/index/<itable>/` by `operators.dedup_index.stage_part`) go to `<output>/_index/<itable>/`
+`_staging/index/<itable>/` by `operators.dedup.index.stage_part`) go to `<output>/_index/<itable>/`
 in the same commit. A run that crashes before committing leaves its parts in the staging folder,
 which readers of `documents/`, `rejected/` and the index never look at. A move is a rename on a
 local filesystem; on an object store each final object is written whole, so no reader sees a
@@ -12,7 +12,7 @@ The commit is crash-safe: (1) the list of moves is written whole to `_runs/<run_
 (the intent), (2) the moves are done, each one safe to redo, (3) the index manifest
 `_index/_committed/<run_id>.json` is written last (index readers only read files a manifest
 lists), (4) the staging folder is removed. `recover` rolls forward a run that crashed between (1)
-and (3). See `operators.dedup_index` for the argument.
+and (3). See `operators.dedup.index` for the argument.
 """
 from __future__ import annotations
 
@@ -28,15 +28,14 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from operators import dedup_index
-from operators.schema import DOCUMENT, validate_documents
+from operators.io.layout import (EXTRA_TABLES, INDEX_DIR, INDEX_FOLDERS, INDEX_TABLES, TABLES, intent_path,  # noqa: F401
+                                 manifest_path, run_dir, staging_dir)
+from operators.io.schema import DOCUMENT, validate_documents
+from operators.io.storage import resolve
 from operators.stats import Stats
-from operators.storage import resolve
 
 log = logging.getLogger(__name__)
 
-TABLES = ("documents", "rejected")
-EXTRA_TABLES = ("images", "image_embeddings")   # staged by the image stage (content-addressed by sha256)
 
 
 @dataclass(frozen=True)
@@ -58,14 +57,6 @@ class WriterConfig:
         if isinstance(self.abandoned_after_hours, bool) or not isinstance(self.abandoned_after_hours, (int, float)) \
                 or self.abandoned_after_hours < 0:
             raise ValueError(f"writer.abandoned_after_hours must be a number >= 0, not {self.abandoned_after_hours!r}")
-
-
-def run_dir(output: str, run_id: str) -> str:
-    return posixpath.join(output.rstrip("/"), "_runs", run_id)
-
-
-def staging_dir(output: str, run_id: str) -> str:
-    return posixpath.join(run_dir(output, run_id), "_staging")
 
 
 def split_by_selection(table: pa.Table, select_enabled: bool) -> dict[str, pa.Table]:
@@ -134,17 +125,12 @@ def _destination(rel: str, run_id: str, stage: str) -> str:
     parts = posixpath.relpath(rel, stage).split("/") if rel.startswith(stage + "/") else []
     if len(parts) == 2 and parts[0] in TABLES + EXTRA_TABLES:
         return posixpath.join(parts[0], f"part-{run_id}-{parts[1]}")
-    if parts == ["ledger", "entries.jsonl"]:   # operators/ledger.py: the unit's WARC states
+    if parts == ["ledger", "entries.jsonl"]:   # operators/io/ledger.py: the unit's WARC states
         return posixpath.join("_ledger", f"{run_id}.jsonl")
-    if len(parts) == 3 and parts[0] == "index" and parts[1] in dedup_index.FOLDERS:
-        return posixpath.join(dedup_index.INDEX_DIR, parts[1], f"part-{run_id}-{parts[2]}")
+    if len(parts) == 3 and parts[0] == "index" and parts[1] in INDEX_FOLDERS:
+        return posixpath.join(INDEX_DIR, parts[1], f"part-{run_id}-{parts[2]}")
     raise ValueError(f"unexpected staged file {rel} (expected {stage}/<documents|rejected>/<file> "
-                     f"or {stage}/index/<{'|'.join(dedup_index.TABLES)}>/<file>)")
-
-
-def intent_path(run_id: str) -> str:
-    """The commit intent of a run, relative to the output root."""
-    return posixpath.join("_runs", run_id, "commit.json")
+                     f"or {stage}/index/<{'|'.join(INDEX_TABLES)}>/<file>)")
 
 
 def commit(output: str, run_id: str, staged: list[str], replace: dict[str, str] | None = None) -> list[str]:
@@ -182,14 +168,14 @@ def _apply_intent(output: str, run_id: str, moves: list[list[str]]) -> None:
             fs.move(s, d)
         elif fs.get_file_info(d).type != pafs.FileType.File:
             raise FileNotFoundError(f"run {run_id}: staged file {src} is missing and was not moved to {dst}")
-    files: dict[str, list[str]] = {t: [] for t in dedup_index.TABLES}
-    prefix = dedup_index.INDEX_DIR + "/"
+    files: dict[str, list[str]] = {t: [] for t in INDEX_TABLES}
+    prefix = INDEX_DIR + "/"
     for _, dst in moves:
         if dst.startswith(prefix):
             files.setdefault(dst[len(prefix):].split("/", 1)[0], []).append(dst)
     manifest = {"run_id": run_id, "committed": datetime.now(timezone.utc).isoformat(),
                 "files": {t: sorted(v) for t, v in files.items()}}
-    write_text(output, dedup_index.manifest_path(run_id), json.dumps(manifest, indent=1))
+    write_text(output, manifest_path(run_id), json.dumps(manifest, indent=1))
     try:
         fs.delete_dir(staging_dir(root, run_id))
     except (FileNotFoundError, OSError):
@@ -213,7 +199,7 @@ def commit_state(output: str, run_id: str) -> str:
     "intent" (interrupted after its intent: `roll_forward` finishes it) or "committed"."""
     fs, root = resolve(output)
     root = root.rstrip("/")
-    if fs.get_file_info(posixpath.join(root, dedup_index.manifest_path(run_id))).type == pafs.FileType.File:
+    if fs.get_file_info(posixpath.join(root, manifest_path(run_id))).type == pafs.FileType.File:
         return "committed"
     if fs.get_file_info(posixpath.join(root, intent_path(run_id))).type == pafs.FileType.File:
         return "intent"

@@ -16,7 +16,7 @@ IMAGE_INFO = pa.struct([
     pa.field("alt", pa.string()),
     pa.field("width", pa.int32()),       # declared in the HTML (attributes), not measured
     pa.field("height", pa.int32()),
-    # filled by the image stage (operators/image_stage.py); null when it did not run
+    # filled by the image stage (operators/images/stage.py); null when it did not run
     pa.field("status", pa.string()),     # ok | not_fetched | http_error | timeout | too_large | not_image |
                                          # refused_address | refused_scheme | opted_out | too_many_redirects |
                                          # connection_error | invalid_url | decode_error | too_large_pixels | too_small
@@ -41,7 +41,7 @@ LANGUAGE_CANDIDATE = pa.struct([
     pa.field("score", pa.float32()),
 ])
 
-# Text-quality signals of a document (operators/quality.py computes them; selection reads them).
+# Text-quality signals of a document (operators/text/quality.py computes them; selection reads them).
 # Ratios are in [0, 1]; a signal that does not apply (no words, no stopword list for the
 # language, no images) is null. "Lines" are the lines of the text blocks, "paragraphs" the blocks.
 QUALITY = pa.struct([
@@ -109,10 +109,10 @@ DOCUMENT = pa.schema([
     pa.field("text_languages", pa.list_(pa.string())),   # aligned with texts; null at images / unidentified
     pa.field("text_language_scores", pa.list_(pa.float32())),
     pa.field("blocks_removed", pa.int32()),              # text blocks removed by block-level cleaning
-    pa.field("pii_replaced", pa.int32()),                # e-mails, phones, IPs replaced (operators/pii.py); null: off
+    pa.field("pii_replaced", pa.int32()),                # e-mails, phones, IPs replaced (operators/text/pii.py); null: off
     pa.field("quality", QUALITY),
     pa.field("text_hash", pa.string()),                  # exact-duplicate key: hash of the normalised text
-    pa.field("minhash_bands", pa.list_(pa.uint64())),    # one LSH band key per band (operators/minhash.py)
+    pa.field("minhash_bands", pa.list_(pa.uint64())),    # one LSH band key per band (operators/dedup/minhash.py)
     pa.field("dup_cluster_id", pa.string()),             # id of the document kept for this one's cluster
     pa.field("http_status", pa.int32()),
     pa.field("content_type", pa.string()),

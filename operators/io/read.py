@@ -7,9 +7,9 @@ from typing import Iterator
 import pyarrow as pa
 
 from operators.base import Operator, Resources
-from operators.schema import RECORD
+from operators.io.schema import RECORD
 from operators.stats import Stats
-from operators.warc import ReaderConfig, failed_kinds, iter_html_records
+from operators.io.warc import ReaderConfig, failed_kinds, iter_html_records
 
 
 @dataclass
@@ -27,7 +27,7 @@ class ReadWarcs(Operator):
 
     Streams each file: memory is bounded by one batch, whatever the WARC's size. A file that
     reported damage or could not be read counts in `files_failed` (not one with only a warning,
-    `operators.warc.WARNING_KINDS`).
+    `operators.io.warc.WARNING_KINDS`).
     """
 
     name = "read"
@@ -71,7 +71,7 @@ class ReadWarcs(Operator):
         return kinds
 
 
-# An image record of a WARC (operators/warc.iter_image_records / iter_records rows).
+# An image record of a WARC (operators/io/warc.iter_image_records / iter_records rows).
 IMAGE_RECORD = pa.schema([
     pa.field("url", pa.string()), pa.field("warc_path", pa.string()),
     pa.field("warc_record_offset", pa.int64()), pa.field("warc_record_length", pa.int64()),

@@ -34,8 +34,8 @@ from typing import Iterable
 
 import pyarrow.fs as pafs
 
-from operators.read import ReadResult
-from operators.storage import resolve
+from operators.io.read import ReadResult
+from operators.io.storage import resolve
 
 LEDGER_DIR = "_ledger"
 RETRIED_KINDS = ("unreadable_warc",)   # a file that reported only these (or none read) is `failed`
@@ -135,8 +135,8 @@ def entries(paths: list[str], outcomes: dict[str, ReadResult], written: dict[str
 
 def stage_entries(output: str, run_id: str, rows: list[dict]) -> str:
     """Write a unit's entries into its staging folder; returns the path relative to the output
-    (operators/writer.commit moves it to _ledger/<run_id>.jsonl)."""
-    from operators.writer import staging_dir
+    (operators/io/writer.commit moves it to _ledger/<run_id>.jsonl)."""
+    from operators.io.writer import staging_dir
     fs, root = resolve(output)
     root = root.rstrip("/")
     path = posixpath.join(staging_dir(root, run_id), "ledger", "entries.jsonl")

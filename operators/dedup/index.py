@@ -8,7 +8,7 @@ Layout, under the output root (beside `documents/` and `rejected/`):
     _index/_committed/<run_id>.json                 the run's manifest: {"run_id", "committed", "files"}
 
 A run stages its index parts next to its document parts, under `_runs/<run_id>/_staging/index/<itable>/`
-(`stage_part`), and `operators.writer.commit` moves both into place together.
+(`stage_part`), and `operators.io.writer.commit` moves both into place together.
 
 Crash safety. Readers of the index never list `_index/<itable>/`: they read exactly the files named by the
 manifests in `_index/_committed/` (`committed_files`), and a manifest is written (whole: temp name, then move)
@@ -16,17 +16,17 @@ only after every file of its run is in place. So:
 
 - a crash before the commit intent (`_runs/<run_id>/commit.json`) is written leaves the run's parts in its
   staging folder: nothing in `documents/`, `rejected/` or the committed index changed; the run is simply
-  abandoned (`operators.writer.abandoned_runs` lists such runs; `clean_abandoned` removes their staging later);
+  abandoned (`operators.io.writer.abandoned_runs` lists such runs; `clean_abandoned` removes their staging later);
 - a crash after the intent, while files are being moved or before the manifest is written, leaves some files
   at their destination and some in staging. The index still reads as before (no manifest, and files under
-  `_index/` that no manifest lists are ignored). `operators.writer.recover` redoes the moves from the intent
+  `_index/` that no manifest lists are ignored). `operators.io.writer.recover` redoes the moves from the intent
   (each move is idempotent), then writes the manifest, so the run is rolled forward: its documents and its
   index rows then appear exactly once. Call `recover` before a run reads the index, with no other run
   committing at the same time: `documents/` is read by listing, so between such a crash and `recover` it may
   already show some of the interrupted run's parts.
 
 This module is Ray-free. `read_table` is for small-scale use and tests; a Ray flow reads the paths from
-`committed_files` with `ray.data.read_parquet` (filesystem from `operators.storage.resolve`).
+`committed_files` with `ray.data.read_parquet` (filesystem from `operators.io.storage.resolve`).
 """
 from __future__ import annotations
 
@@ -37,10 +37,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from operators.storage import resolve
+from operators.io.layout import (COMMITTED_DIR, INDEX_DIR, INDEX_FOLDERS, INDEX_PROBE, INDEX_TABLES,  # noqa: F401
+                                 manifest_path, staging_dir)
+from operators.io.storage import resolve
 
-INDEX_DIR = "_index"
-COMMITTED_DIR = posixpath.join(INDEX_DIR, "_committed")
 
 DOCS = pa.schema([
     ("id", pa.string()),
@@ -62,13 +62,9 @@ SUPERSEDED = pa.schema([
     ("run_id", pa.string()),
 ])
 TABLES = {"docs": DOCS, "images": IMAGES, "superseded": SUPERSEDED}
-PROBE = "probe"          # operators/dedup_probe.py: the parts later units probe (not Parquet)
-FOLDERS = (*TABLES, PROBE)
-
-
-def manifest_path(run_id: str) -> str:
-    """The manifest of a committed run, relative to the output root."""
-    return posixpath.join(COMMITTED_DIR, f"{run_id}.json")
+PROBE = INDEX_PROBE      # operators/dedup/probe.py: the parts later units probe (not Parquet)
+FOLDERS = INDEX_FOLDERS
+assert tuple(TABLES) == INDEX_TABLES, "operators/io/layout.INDEX_TABLES names these tables"
 
 
 def _check_itable(itable: str) -> pa.Schema:
@@ -103,9 +99,8 @@ def stage_part(output: str, run_id: str, itable: str, part_name: str, table: pa.
     """Write one part of index table `itable` to the run's staging folder.
 
     Returns its path relative to the output root (as `PartWriter.close()` does), to be passed to
-    `operators.writer.commit`; a table without rows writes nothing and returns None.
+    `operators.io.writer.commit`; a table without rows writes nothing and returns None.
     """
-    from operators.writer import staging_dir  # writer imports this module
 
     table = conform(table, itable)
     if table.num_rows == 0:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from operators.base import Operator, Resources
-from operators.schema import put_column
+from operators.io.schema import put_column
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from operators.storage import resolve
+from operators.io.storage import resolve
 
 MAGIC = b"ILPROBE1"
 BLOCK = 256          # keys per block: one read per block a unit's key falls into
@@ -57,7 +57,7 @@ def _sorted_lookup(keys: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
 
 def build_arrays(docs: pa.Table, images: pa.Table | None, superseded: pa.Table | None,
                  bands: int, num_perm: int) -> dict[str, np.ndarray]:
-    """The arrays of a probe part from DOCS rows (operators/dedup_index.DOCS), (url, documents)
+    """The arrays of a probe part from DOCS rows (operators/dedup/index.DOCS), (url, documents)
     image counts and (id, ...) superseded rows."""
     n = docs.num_rows
     arrays: dict[str, np.ndarray] = {}
@@ -241,8 +241,8 @@ class Part:
         return k[hit], vals.astype(np.int64)
 
     def docs(self, rows: np.ndarray) -> pa.Table:
-        """DOCS rows (operators/dedup_index.DOCS) of the payload rows `rows`."""
-        from operators.dedup_index import DOCS
+        """DOCS rows (operators/dedup/index.DOCS) of the payload rows `rows`."""
+        from operators.dedup.index import DOCS
         rows = np.unique(rows)
         if not len(rows):
             return DOCS.empty_table()
@@ -295,7 +295,7 @@ class ProbeIndex:
     def matching_docs(self, keys: pa.Table) -> pa.Table:
         """The earlier documents (DOCS rows, superseded ones left out) that share a band key, a
         text hash or a URL key with the KEYS rows `keys`: what the unit's dedup can match."""
-        from operators.dedup_index import DOCS
+        from operators.dedup.index import DOCS
         band_q = pc.list_flatten(keys["minhash_bands"]).to_numpy(zero_copy_only=False).astype(np.uint64)
         text_q = h64([t for t in keys["text_hash"].to_pylist() if t is not None])
         url_q = h64([u for u in keys["url_key"].to_pylist() if u is not None])
@@ -381,8 +381,8 @@ def compact(output: str, merge: int = MERGE) -> str | None:
     import secrets
     from datetime import datetime, timezone
 
-    from operators import dedup_index as di
-    from operators.writer import write_text
+    from operators.dedup import index as di
+    from operators.io.writer import write_text
     ms = di.manifests(output)
     files = di.committed_files(output, di.PROBE, ms)
     if len(files) <= 2 * merge:
@@ -421,7 +421,7 @@ def unit_index(output: str, keys: pa.Table) -> tuple[pa.Table, pa.Table, dict]:
     parts existed (Parquet only) are read whole, as before."""
     import pyarrow.parquet as pq
 
-    from operators import dedup_index as di
+    from operators.dedup import index as di
     fs, root = resolve(output)
     root = root.rstrip("/")
     ms = di.manifests(output)
@@ -459,7 +459,7 @@ def image_counts_for(output: str, urls: list[str]) -> pa.Table:
     the probe parts, and from runs committed before probe parts existed (read whole, filtered)."""
     import pyarrow.parquet as pq
 
-    from operators import dedup_index as di
+    from operators.dedup import index as di
     fs, root = resolve(output)
     root = root.rstrip("/")
     ms = di.manifests(output)
@@ -480,11 +480,11 @@ def stage_unit_part(output: str, run_id: str, docs_files: list[str], images: pa.
                     superseded: pa.Table | None, bands: int, num_perm: int) -> str:
     """Stage the unit's probe part (its kept documents from its staged `_index/docs` Parquet
     parts, its image counts, the documents it superseded) for its commit; returns its path
-    relative to the output (operators/writer.commit moves it to `_index/probe/`)."""
+    relative to the output (operators/io/writer.commit moves it to `_index/probe/`)."""
     import pyarrow.parquet as pq
 
-    from operators import dedup_index as di
-    from operators.writer import staging_dir
+    from operators.dedup import index as di
+    from operators.io.writer import staging_dir
     fs, root = resolve(output)
     root = root.rstrip("/")
     tables = [pq.read_table(posixpath.join(root, f), filesystem=fs, schema=di.DOCS) for f in docs_files]

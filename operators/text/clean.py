@@ -17,7 +17,7 @@ never removed. Each removed block counts under the first rule it fails, in this 
                   facebook/...", "follow us on", "terms of service", "terms and conditions",
                   "enable javascript" / "javascript is disabled", "skip to content", "log in to
                   comment", "leave a comment/reply", "continue reading", "powered by wordpress".
-  short           fewer than `min_words` words (`operators.quality.words`: CJK/Thai count per
+  short           fewer than `min_words` words (`operators.text.quality.words`: CJK/Thai count per
                   character). With `spare_captions`, a block right after an image is exempt:
                   figure captions are short and are exactly the text an image needs; with
                   `spare_before_image`, one right before an image too (a "Photo" label, a credit
@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators.base import Operator, Resources
-from operators.quality import SPECIAL_RE, WORD_RE, QualityConfig, base_language
+from operators.text.quality import SPECIAL_RE, WORD_RE, QualityConfig, base_language
 
 REASONS = ("boilerplate", "short", "special_chars", "flagged_words", "other_language")
 

@@ -219,7 +219,7 @@ def _require(module: str, setting: str, install: str) -> None:
 
 
 def _check_exists(path: str | None, key: str) -> None:
-    from operators.storage import resolve  # pyarrow: imported when needed (bench/gpu_images.py runs without it)
+    from operators.io.storage import resolve  # pyarrow: imported when needed (bench/gpu_images.py runs without it)
 
     if not path:
         raise ValueError(f"{key} is not set")
@@ -238,7 +238,7 @@ def local_copy(path: str, cache_dir: str | None = None) -> str:
     """A local file path for `path`: itself (made absolute) when local; for an object-store URI, a
     copy downloaded once into `cache_dir` (default: <tmp>/interleaf-weights) and reused while its
     size matches, so the actors of one node fetch the weights once."""
-    from operators.storage import is_uri, resolve
+    from operators.io.storage import is_uri, resolve
 
     if not is_uri(path):
         return os.path.abspath(path.removeprefix("file://"))

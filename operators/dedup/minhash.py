@@ -1,7 +1,7 @@
 """MinHash signatures and LSH band keys of documents (scorer only: adds `minhash_bands`).
 
 The near-duplicate stage has two halves: this module turns each document into `bands` 64-bit
-band keys; the clustering (operators/dedup.py, flows/) groups documents that share a key. Two
+band keys; the clustering (operators/dedup/clusters.py, flows/) groups documents that share a key. Two
 documents share at least one key with probability
 
     P(candidate | J) = 1 - (1 - J**rows) ** bands
@@ -19,7 +19,7 @@ signature estimate of J (`estimated_jaccard`, the share of equal signature value
 
 Shingles
 --------
-text = the document's text blocks joined by "\n"; words = `operators.quality.words(text.lower())`
+text = the document's text blocks joined by "\n"; words = `operators.text.quality.words(text.lower())`
 (the tokeniser of the quality signals: each CJK character is a word, Thai etc. clusters, other
 scripts runs of letters/digits/marks; punctuation and symbols are dropped, so "Hello, world!"
 and "hello world" shingle alike). Shingles are the consecutive word `ngram`-grams joined by one
@@ -74,7 +74,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators.base import Operator, Resources
-from operators.quality import words
+from operators.text.quality import words
 
 HASHES = ("sha1", "xxh3", "words64")
 SCHEMES = ("affine32", "legacy")
@@ -375,7 +375,7 @@ class MinHashSignatures(Operator):
 # stage's references need, nothing of the text.
 KEYS = pa.schema([
     pa.field("id", pa.string()),
-    pa.field("url_key", pa.string()),               # operators.urls.url_key of the page URL
+    pa.field("url_key", pa.string()),               # operators.io.urls.url_key of the page URL
     pa.field("warc_date", pa.int64()),              # unix seconds; null when the record had none
     pa.field("text_chars", pa.int64()),
     pa.field("num_images", pa.int64()),
@@ -392,8 +392,8 @@ def dedup_columns(table: pa.Table, config: MinHashConfig, stats=None, keys: bool
     """Set `minhash_bands` and `text_hash` of a DOCUMENT batch (documents that selection already
     dropped get none: they take no part in deduplication), hashing every shingle once; with
     `keys`, also return the KEYS rows of the documents that have keys."""
-    from operators.dedup import _u32_bytes, rank_columns, signature_bytes
-    from operators.urls import url_key
+    from operators.dedup.encoding import _u32_bytes, rank_columns, signature_bytes
+    from operators.io.urls import url_key
     n = table.num_rows
     if stats is not None:
         stats.incr("in", n)

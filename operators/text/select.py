@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators.base import Operator, Resources
-from operators.schema import QUALITY
+from operators.io.schema import QUALITY
 
 SIGNALS = tuple(f.name for f in QUALITY)
 

@@ -60,8 +60,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from operators.http import decode_content
-from operators.imageio import detect_format
+from operators.io.http import decode_content
+from operators.io.formats import detect_format
 
 STATUSES = ("ok", "http_error", "timeout", "too_large", "not_image", "refused_address",
             "refused_scheme", "opted_out", "too_many_redirects", "connection_error", "invalid_url")

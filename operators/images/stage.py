@@ -4,9 +4,9 @@ For each distinct image URL of a run's kept documents (after deduplication):
 
 1. bytes: from an image record of the input WARCs when one has that URL (`images.from_warc`;
    browser-made crawls keep the images a page showed; the newest record wins), else fetched
-   (`images.fetch`, operators/fetch.py: SSRF-safe, size/time limits, opt-out), else
+   (`images.fetch`, operators/images/fetch.py: SSRF-safe, size/time limits, opt-out), else
    `not_fetched`;
-2. decoded (operators/imageio.py): format, size, sha256 of the bytes, a perceptual hash, a stored
+2. decoded (operators/images/decode.py): format, size, sha256 of the bytes, a perceptual hash, a stored
    copy (thumbnail), or a decode status (decode_error, too_large_pixels, ...);
 3. scored: Open-NSFW on each unique image (by sha256), in actors that load the model once.
 
@@ -32,10 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators.base import Operator, Resources
-from operators.fetch import FetchConfig, fetch_images
-from operators.image_models import ClipConfig, NsfwConfig
-from operators.imageio import DecodeConfig, decode
-from operators.images import image_refs
+from operators.images.fetch import FetchConfig, fetch_images
+from operators.images.models import ClipConfig, NsfwConfig
+from operators.images.decode import DecodeConfig, decode
+from operators.dedup.repeated_images import image_refs
 from operators.stats import Stats
 
 FAILED_POLICIES = ("remove", "keep")
@@ -144,7 +144,7 @@ def retry_reference_rows(docs: pa.Table, statuses: tuple[str, ...] = RETRY_STATU
 
 
 def warc_image_rows(records: pa.Table) -> pa.Table:
-    """Image records of the input WARCs (operators/warc.iter_image_records rows) as RESOLVE_IN rows."""
+    """Image records of the input WARCs (operators/io/warc.iter_image_records rows) as RESOLVE_IN rows."""
     n = records.num_rows
     return pa.table({"url": records["url"], "id": pa.nulls(n, pa.string()), "date": records["warc_date"],
                      "data": records["data"]}, schema=RESOLVE_IN)
@@ -264,14 +264,14 @@ class PrepareImages(Operator):
 
     def __init__(self, config: ImagesConfig, clip_head=None):
         super().__init__()
-        from operators.image_models import clip_cpu_transform
+        from operators.images.models import clip_cpu_transform
         self.nsfw = config.nsfw.enabled and config.nsfw.model == "open_nsfw"
         self.clip_head = None
         if config.clip.enabled:
             self.clip_head = clip_head or clip_cpu_transform(config.clip)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        from operators.image_models import open_nsfw_prepare, to_pixels
+        from operators.images.models import open_nsfw_prepare, to_pixels
         n = table.num_rows
         self.stats.incr("in", n)
         images, keep = _open(table, self.stats)
@@ -299,7 +299,7 @@ class ScoreImages(Operator):
 
     def __init__(self, config: ImagesConfig, clip_scorer=None):
         super().__init__()
-        from operators.image_models import ClipNsfwHead, ClipScorer, OpenNsfw
+        from operators.images.models import ClipNsfwHead, ClipScorer, OpenNsfw
         self.config = config
         nsfw = config.nsfw
         # the actor reserves resources.num_cpus: the models' CPU thread pools stay within it (ONNX
@@ -539,7 +539,7 @@ class ClipDocuments(Operator):
 
     def __init__(self, config: ImagesConfig, clip_scorer=None):
         super().__init__()
-        from operators.image_models import ClipScorer
+        from operators.images.models import ClipScorer
         self.config = config
         self.scorer = clip_scorer or ClipScorer(config.clip, threads=max(1, int(self.resources.num_cpus)))
         self.threshold = config.clip.threshold

@@ -1,11 +1,11 @@
 """Text-quality signals of a document: the `quality` struct (scorer only; nothing is dropped here).
 
-Every field of `operators.schema.QUALITY` is computed from the document's text blocks (the non-null
+Every field of `operators.io.schema.QUALITY` is computed from the document's text blocks (the non-null
 entries of `texts`) and its image count. A signal that does not apply is null: ratios over words
 when there are no words, over characters when there are no characters, over lines when there are
 no lines, `stopword_ratio` when the language is null or has no list, `flagged_word_ratio` when no
 flagged-word list applies, `image_ratio` for an empty document, `words_per_image` without images.
-Thresholds are not applied here: `operators/select.py` decides.
+Thresholds are not applied here: `operators/text/select.py` decides.
 
 Units
 -----
@@ -92,7 +92,7 @@ import numpy as np
 import pyarrow as pa
 
 from operators.base import Operator, Resources
-from operators.schema import QUALITY
+from operators.io.schema import QUALITY
 
 QUALITY_FIELDS = tuple(f.name for f in QUALITY)
 TOP_NGRAMS = (2, 3, 4)

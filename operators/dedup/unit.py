@@ -1,8 +1,8 @@
 """One commit unit's deduplication on its narrow key table, in one process (Ray-free).
 
-The flow (flows/pipeline.py) gathers the KEYS rows (operators/minhash.KEYS) of every document
+The flow (flows/pipeline.py) gathers the KEYS rows (operators/dedup/minhash.KEYS) of every document
 selection kept in a unit and hands them, with the dedup index's live rows, to `deduplicate`. It
-runs the same rules as the distributed stages of operators/dedup.py, on one block instead of
+runs the same rules as the distributed stages of operators/dedup/clusters.py, on one block instead of
 hash partitions, so both give the same outcome (tests/test_unit_dedup.py):
 
 1. URL duplicates (`dedup.url_losers`): the newest fetch of a URL wins; this run's losers are
@@ -28,8 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from operators import dedup as dd
-from operators.images import index_counts, ref_counts, remove_images, repeated_refs
+from operators.dedup import clusters as dd
+from operators.dedup.repeated_images import index_counts, ref_counts, remove_images, repeated_refs
 from operators.stats import Stats
 
 # One row per document whose outcome is not "kept, its own cluster".
@@ -91,7 +91,7 @@ def components(edges: pa.Table) -> pa.Table:
 
 def cluster(keys: pa.Table, index_docs: pa.Table | None, config, counts: dict) -> pa.Table:
     """(id, dup_cluster_id, dup_kept, kept_old) of this run's documents in a duplicate cluster of
-    two or more (operators/dedup.py's rules on one block); adds the stages' counts to `counts`."""
+    two or more (operators/dedup/clusters.py's rules on one block); adds the stages' counts to `counts`."""
     pair_stats, bucket_stats, verify = Stats("pairs"), Stats("buckets"), Stats("verify")
     pairs = [dd.band_pairs(keys, stats=pair_stats)]
     if index_docs is not None and index_docs.num_rows:
@@ -252,7 +252,7 @@ def repeated_content(refs: pa.Table, results: pa.Table, index_images: pa.Table |
 
 
 def image_ref_rows(keys: pa.Table) -> pa.Table:
-    """(url, id) once per distinct image URL of each key row (operators/images.REFS), in order."""
+    """(url, id) once per distinct image URL of each key row (operators/dedup/repeated_images.REFS), in order."""
     flat = pc.list_flatten(keys["images"])
     ids = keys["id"].take(pc.list_parent_indices(keys["images"]))
     t = pa.table({"url": flat, "id": ids})

@@ -4,7 +4,7 @@
         row["url"], row["html"], row["warc_record_offset"], ...
 
 Parsing is FastWARC (`fastwarc.warc.ArchiveIterator`, Rust); this module adds the per-record
-decisions (HTML or not), the HTTP body decoding (operators/http.py), provenance and damage
+decisions (HTML or not), the HTTP body decoding (operators/io/http.py), provenance and damage
 handling. No Ray in here.
 
 Which records are yielded
@@ -56,7 +56,7 @@ Parsing modes
   skipped, and reading goes on only if the next record starts exactly where the last good one
   ended (whitespace allowed). Quirks mode silently skips junk, so on uncompressed files every
   record start is checked against the previous record's end; junk means damage.
-  Only records that are HTTP-like are parsed in Python (operators/http.py): FastWARC's own HTTP
+  Only records that are HTTP-like are parsed in Python (operators/io/http.py): FastWARC's own HTTP
   parsing would swallow the body of a response without HTTP header.
 """
 from __future__ import annotations
@@ -69,9 +69,9 @@ from typing import Iterator
 
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
-from operators import http as H
+from operators.io import http as H
 from operators.stats import Stats
-from operators.storage import DEFAULT_CC_BASE, IOOptions, is_uri, open_input
+from operators.io.storage import DEFAULT_CC_BASE, IOOptions, is_uri, open_input
 
 __all__ = ["ReaderConfig", "iter_html_records", "iter_image_records"]
 
@@ -80,7 +80,7 @@ __all__ = ["ReaderConfig", "iter_html_records", "iter_image_records"]
 class ReaderConfig:
     max_payload_bytes: int = 20_000_000  # larger payloads: skipped, counted (dropped_too_large)
     sniff: bool = True  # sniff HTML when Content-Type is absent or uninformative
-    # Inputs (operators/storage.py). cc_base: prefix of the relative paths in a Common Crawl
+    # Inputs (operators/io/storage.py). cc_base: prefix of the relative paths in a Common Crawl
     # manifest (warc.paths.gz): https://data.commoncrawl.org/, s3://commoncrawl/, a mirror or a folder.
     cc_base: str = DEFAULT_CC_BASE
     s3_anonymous: bool = False  # unsigned S3 requests (public buckets), no credential lookup
@@ -695,7 +695,7 @@ class _Reader:
         }
 
     def _image(self, hdr, pos: int, status: int | None, headers: dict, body: bytes, mime: str | None) -> dict | None:
-        from operators.imageio import detect_format
+        from operators.io.formats import detect_format
         stats = self.stats
         if mime is not None and not mime.startswith("image/") and mime not in H.SNIFF_MIMES:
             stats.drop("not_image")

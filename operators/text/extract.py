@@ -33,10 +33,10 @@ from dataclasses import dataclass
 
 from selectolax.lexbor import LexborHTMLParser
 
-from operators.boilerplate import (
+from operators.text.boilerplate import (
     _CACHE as CLASSIFY_CACHE, classify, is_hidden, is_boilerplate_text,
 )
-from operators.urls import (
+from operators.io.urls import (
     best_srcset_url, is_data_uri, is_placeholder, parse_dimension, resolve_base, resolve_url,
 )
 

@@ -11,7 +11,7 @@ The key of an image is a function of (url, image_info entry): `image_url` (the d
 images are fetched, `image_content` (the sha256 of the bytes, so the same logo under many URLs is
 one image). Counting, the index's `images` table and removal only see the key string. The flow
 counts URLs before fetching and content keys (`sha256:<hex>`, and `phash:<hex>` for near-copies)
-after it (operators/unit_dedup.repeated_content, `dedup.image_content_repeats`,
+after it (operators/dedup/unit.repeated_content, `dedup.image_content_repeats`,
 `dedup.image_phash_repeats`).
 """
 from __future__ import annotations
