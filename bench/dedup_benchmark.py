@@ -25,8 +25,8 @@ checked and reported).
                        `candidate_rows` / `attach_src` / `verify_pairs`: exact Jaccard on the sorted
                        distinct 32-bit shingle hashes >= t. The ground truth uses the shingle strings;
                        the two differ only by 32-bit hash collisions (counted and reported).
-Clusters: connected components of the production path's verified edges (`dedup.components`), the
-kept document by the keep rule (`dedup.choose_kept`: most text, then smallest id). Purity = sum
+Clusters: connected components of the production path's verified edges (`tests/dedup_reference.components`), the
+kept document by the keep rule (`tests/dedup_reference.choose_kept`: most text, then smallest id). Purity = sum
 over clusters of the largest number of members from one planted group / clustered documents; a
 planted group is split when its clustered members lie in more than one cluster; chaining = members
 whose exact J to their cluster's kept document is below t. The components of the exact graph (all
@@ -63,6 +63,7 @@ import numpy as np  # noqa: E402
 
 import operators.dedup.minhash as mh  # noqa: E402
 from operators.dedup import clusters as dedup  # noqa: E402
+from tests import dedup_reference as reference  # noqa: E402
 from operators.dedup.minhash import MinHashConfig, band_keys, hashed_batch, shingles, signatures_from_hashes  # noqa: E402
 from operators.text.quality import words  # noqa: E402
 from operators.stats import Stats  # noqa: E402
@@ -402,7 +403,7 @@ def production_path(table, cfg: MinHashConfig, thresholds):
 
 def clusters_of(codes: np.ndarray, n: int) -> dict[int, list[int]]:
     """Components (of >= 2 documents) of the edges `codes` (i * n + j): root -> sorted members."""
-    labels = dedup.components(zip((codes // n).tolist(), (codes % n).tolist()))
+    labels = reference.components(zip((codes // n).tolist(), (codes % n).tolist()))
     out: dict[int, list[int]] = {}
     for x, r in labels.items():
         out.setdefault(r, []).append(x)
@@ -416,7 +417,7 @@ def cluster_stats(clusters: dict[int, list[int]], group: np.ndarray, docs: list[
     min_to_kept = 1.0
     where: dict[int, set] = {}
     for r, m in clusters.items():
-        kept = int(dedup.choose_kept([{"id": doc_id(i), "text_chars": len(docs[i]), "num_images": 0}
+        kept = int(reference.choose_kept([{"id": doc_id(i), "text_chars": len(docs[i]), "num_images": 0}
                                       for i in m])["id"][1:])
         c = Counter(int(group[i]) for i in m)
         majority += max(c.values())
@@ -760,9 +761,9 @@ def main() -> None:
                 m = sorted(m)
                 keep = [i for i in m if i not in rm]
                 dt_cl.append((m, keep[0] if len(keep) == 1 else -1))
-            ours_cl = [(m, int(dedup.choose_kept([{"id": doc_id(i), "text_chars": len(docs[i]), "num_images": 0}
+            ours_cl = [(m, int(reference.choose_kept([{"id": doc_id(i), "text_chars": len(docs[i]), "num_images": 0}
                                                   for i in m])["id"][1:])) for m in cl_ours.values()]
-            exact_cl = [(m, int(dedup.choose_kept([{"id": doc_id(i), "text_chars": len(docs[i]), "num_images": 0}
+            exact_cl = [(m, int(reference.choose_kept([{"id": doc_id(i), "text_chars": len(docs[i]), "num_images": 0}
                                                    for i in m])["id"][1:]))
                         for m in clusters_of(all_pairs[exact >= t], n).values()]
             say(f"Clusters scored against exact J >= {t} (pair universe as above: planted + LSH candidates + "

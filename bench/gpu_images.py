@@ -153,7 +153,8 @@ def main(argv=None) -> int:
         print("no CUDA device: running on CPU (use --cpu-smoke for a quick check)", file=sys.stderr)
     torch.backends.cudnn.benchmark = True
 
-    from operators.images.models import ClipConfig, ClipScorer, build_random_test_clip
+    from operators.images.models import ClipConfig, ClipScorer
+    from tests.clip_models import build_random_test_clip
 
     result: dict = {
         "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",

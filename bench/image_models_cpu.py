@@ -72,8 +72,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from operators.images.models import (ClipConfig, ClipNsfwHead, ClipScorer, NsfwConfig, OpenNsfw,
-                                        build_random_test_clip)
+    from operators.images.models import ClipConfig, ClipNsfwHead, ClipScorer, NsfwConfig, OpenNsfw
+    from tests.clip_models import build_random_test_clip
 
     images = make_images(args.images)
     batches = [images[i:i + args.batch] for i in range(0, len(images), args.batch)]

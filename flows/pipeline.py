@@ -403,8 +403,9 @@ def _keys_less(keys: tuple, ids: pa.Array | None) -> pa.Table:
 
 
 def partitions(cfg) -> int:
-    """Hash partitions of the unit's keyed stages: dedup.num_partitions, or 2 per CPU."""
-    return cfg.dedup.num_partitions or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    """Hash partitions of the unit's keyed stages (flows/ray_ops.shuffle_partitions)."""
+    from flows.ray_ops import shuffle_partitions
+    return shuffle_partitions(cfg.dedup.num_partitions)
 
 
 def _gather(ds) -> pa.Table | None:

@@ -138,6 +138,12 @@ def _nonempty(ds: ray.data.Dataset) -> ray.data.Dataset:
     return ray.data.from_arrow_refs(refs)
 
 
+def shuffle_partitions(num_partitions: int | None = None) -> int:
+    """Hash partitions of a keyed stage: `num_partitions` (dedup.num_partitions), or 2 per CPU of
+    the cluster (at least 2): the one rule every shuffle of the flow follows."""
+    return num_partitions or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+
+
 def _by_key(ds: ray.data.Dataset, key: str, num_partitions: int, udf: Callable, /, **fn_kwargs: Any
             ) -> ray.data.Dataset:
     ds = _nonempty(ds)
@@ -215,7 +221,7 @@ def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
     if missing:
         raise ValueError(f"cluster_duplicates: the dataset has no column {', '.join(missing)} "
                          f"(columns: {', '.join(sorted(names))})")
-    parts = num_partitions or ray.data.DataContext.get_current().default_hash_shuffle_parallelism
+    parts = shuffle_partitions(num_partitions)
     collector = StatsCollector.remote()
     try:
         pair_fn = dict(fn=dedup.band_pairs, name="dedup_pairs", collector=collector, key_column=key_column,
@@ -399,7 +405,7 @@ def cluster_duplicates(ds: ray.data.Dataset, key_column: str = "minhash_bands",
                                           index_threshold)
     if not counts["documents_in_clusters"]:
         return ds.map_batches(_singletons, batch_format="pyarrow"), counts
-    parts = num_partitions or ray.data.DataContext.get_current().default_hash_shuffle_parallelism
+    parts = shuffle_partitions(num_partitions)
     side_columns = {"_cid": ("dup_cluster_id", pa.string()), "_kept": ("dup_kept", pa.bool_())}
     return _join_by_id(ds, assigned, side_columns, parts, _attach_resolve), counts
 

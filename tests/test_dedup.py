@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from operators.dedup import clusters as dedup
-from operators.dedup.clusters import UnionFind, choose_kept, components, keep_rank_key, star_edges
+from tests.dedup_reference import UnionFind, choose_kept, components, keep_rank_key, star_edges
 from operators.stats import Stats
 
 UTC = timezone.utc

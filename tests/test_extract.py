@@ -406,7 +406,7 @@ def test_truncation_counted():
 def test_an_article_after_a_huge_attribute_or_script_is_kept():
     """A multi-megabyte attribute (or script) before the article used to push it past
     max_html_chars: the page was cut inside the attribute and rejected as no_text."""
-    from operators.text.extract import fit_html
+    from operators.text.repair import fit_html
     blob = "A" * 3_000_000
     for junk in (f'<div data-state="{blob}"></div>', f"<img src='data:image/png;base64,{blob}'>",
                  f"<script>var s = '{blob}';</script><style>.x{{}}{blob}</style>"):

@@ -107,7 +107,7 @@ def test_clip_in_the_flow(ray_local, sample, tmp_path):  # noqa: F811
     go to image_embeddings/ once per output, and the report says CLIP ran."""
     import numpy as np
 
-    from operators.images.models import TEST_CLIP_NAME, write_test_clip_files
+    from tests.clip_models import TEST_CLIP_NAME, write_test_clip_files
     warc, _ = sample
     weights, model_config = write_test_clip_files(str(tmp_path / "clip"))
     overrides = ["images.clip.enabled=true", f"images.clip.model={TEST_CLIP_NAME}", f"images.clip.weights={weights}",

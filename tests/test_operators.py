@@ -64,7 +64,8 @@ def test_extract_builds_valid_rows_with_provenance():
     op = ExtractDocuments(ExtractConfig(), RunInfo(run_id="r1", config_hash="h1"))
     out = validate_documents(op(pa.Table.from_pylist([record()], schema=RECORD)))
     row = out.to_pylist()[0]
-    assert row["id"] == document_id("<urn:uuid:abc>", "/data/x.warc.gz", 123)
+    # golden: sha1 of "<record id>@<file name>"; the id scheme never changes (README), so a literal
+    assert row["id"] == "432925e1935e45680bcfeab943a236286a84bcde" == document_id("<urn:uuid:abc>", "/data/x.warc.gz", 123)
     assert row["title"] == "T" and row["html_lang"] == "en"
     assert row["images"][-1] == "https://example.com/i.jpg" and row["num_images"] == 1
     info = row["image_info"][-1]
@@ -80,7 +81,8 @@ def test_malformed_date_is_null_and_missing_record_id_falls_back_to_offset():
     op = ExtractDocuments(ExtractConfig(), RunInfo("r", "h"))
     row = op(pa.Table.from_pylist([record(warc_date=None, warc_record_id="")], schema=RECORD)).to_pylist()[0]
     assert row["provenance"]["warc_date"] is None
-    assert row["id"] == document_id(None, "/elsewhere/x.warc.gz", 123)  # file name + offset, not folder
+    # golden: sha1 of "<file name>@<offset>" (not the folder)
+    assert row["id"] == "54fa2eda184df449c88a6d36a248300ec4c5d506" == document_id(None, "/elsewhere/x.warc.gz", 123)
     assert row["id"] != document_id(None, "/data/x.warc.gz", 124)
 
 

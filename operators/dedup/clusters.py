@@ -1,85 +1,10 @@
 """Duplicate clustering: band collisions -> edges -> connected components -> one kept document each.
 
-This module is Ray-free: the keep rule, a union-find and a reference `components()` (used by the
-tests as ground truth), and the batch functions (pyarrow tables in, tables out) that
-`flows/ray_ops.cluster_duplicates` maps over hash-partitioned blocks. Nothing here holds more than
-one block.
-
-Keys. A document's keys are its MinHash LSH band keys (`minhash_bands`, list<uint64>, one per
-band) and, for exact duplicates, the hash of its normalised text (`text_hash`): one more "band".
-A band key is taken together with its band position (2 bytes big-endian + 8 bytes of the key), so
-two documents collide only in the same band, as in standard LSH; the text hash key is
-b"\\xff\\xff" + the hash. Documents with no text (`text_chars` <= 0) contribute no key (all empty
-documents would otherwise be "exact duplicates" of each other); nulls contribute nothing.
-
-Keep rule (documented contract; `keep_rank_key`, vectorised as `rank_columns` + `pack_rank`): in a component
-the kept document is the one with the most text (`text_chars`), then the most images
-(`num_images`), then the earliest fetch (`provenance.warc_date`, or a plain `warc_date` column;
-nulls last), then the smallest `id`. Every document gets `dup_cluster_id` = the kept document's
-id (a singleton: its own id) and `dup_kept`.
-
-Stages (each one is a hash repartition by a key into P partitions, then a vectorised function over
-each partition, which Ray hands over as one block; see flows/ray_ops.py):
-
-1. pairs    docs -> (key, id) rows: bands+1 rows per document with text.
-2. buckets  by key: a band bucket of 2..32 ids gives every pair (candidates), a larger one star
-            pairs (min id -> each other id: n - 1, linear); a band bucket above `max_bucket` ids
-            gives none and is counted/recorded (`capped_bucket`): such a band is degenerate
-            (templates, boilerplate) and would glue unrelated documents. Exact-text buckets give a
-            star marked verified and are not capped (every member is a true duplicate). Pairs of
-            two earlier-run documents (`old`, from the index) are left out.
-2b. verify  (with a threshold) V1 by src, V2 by dst: see "verification of candidate pairs"
-            below; what is left are the edges.
-3. components, iterated until no edge is left ("rounds", logged):
-            hook:     by dst: parent(dst) = min src (edges are kept with src < dst), a forest
-                      whose roots are local minima;
-            jump:     F(x) <- F(F(x)) over the union of all hooks so far, repeated until nothing
-                      changes (pointer jumping: log2 of the tree depth per round);
-            relabel:  each edge endpoint replaced by its root, self-loops and in-block duplicate
-                      edges dropped; an empty edge list ends the loop.
-            The final F maps every non-root clustered document to its component's minimum id.
-            Rounds: a path whose ids increase along it is one round (everyone hooks to the
-            smaller neighbour, jumping collapses it in log2(length) jumps); with random ids
-            (the worst realistic case; ids are sha1) a path of 30 / 300 / 3,000 / 20,000
-            documents took 3 / 6 / 8 / 9 rounds (measured with the block functions), i.e.
-            O(log) of the component size. Each round shortens every distance to the
-            component's minimum, so rounds <= that radius in any case; `max_rounds` guards.
-4. keep     by id: documents' rank keys meet F (component of each clustered id), then by
-            component: sort by rank, first row is the kept document -> (id, dup_cluster_id,
-            dup_kept) for documents in components of >= 2 only; singletons never get here.
-5. attach   by id: documents meet that table; singletons get their own id and dup_kept = true.
-
-Memory per worker and scaling (D documents with text, B bands, P partitions; a 40-hex-char id):
-  - pairs/buckets shuffle: D*(B+1) rows of (key ~10 bytes + id 40 bytes + ~12 bytes of offsets)
-    ~ 62 bytes; D = 1e9, B = 20: ~1.3 TB through the shuffle, one partition = 1.3 TB / P in memory
-    (x2-3 while sorting): P ~ 2000 keeps a partition ~0.65 GB. (With a dense 64-bit document
-    number instead of the string id this is bands x docs x ~18 bytes; that is the first
-    optimisation if the shuffle is the bottleneck.)
-  - verify: the documents with keys as (id, signature 640 bytes, distinct shingle hashes 4 bytes
-    each) ~ 4 bytes per word, shuffled twice (V1, V2), plus the candidate pairs (deduplicated
-    in V1) carrying one document's hashes through V2; earlier runs' documents as (id,
-    signature). Only documents in some candidate pair need to travel; filtering the others
-    first (a semi-join on the candidates' ids) is the next optimisation at scale.
-  - edges: at most D*(B+1) star edges (in practice ~ documents in clusters x a few), 2 ids each
-    ~ 100 bytes/edge; every round shuffles the edges 3x (hook, 2 relabels) and F (<= clustered
-    documents) once per jump. Edges shrink every round (contracted to roots).
-  - keep: clustered documents x (id + root + rank ~ 120 bytes), two shuffles.
-  - attach: the one shuffle of the full documents (their Parquet size); to avoid it, store the
-    (id, dup_cluster_id, dup_kept) table apart (`duplicate_clusters`) and join it at selection.
-  - The driver holds counters only (a Stats actor; capped buckets recorded up to Stats' cap of
-    1000 examples); no structure on the driver grows with D. Every intermediate is materialised
-    in the object store (spills to disk) so that the iteration's lineage stays short.
-Heavy keys: a partition holds whole buckets and whole components. The cap bounds the edges of a
-band bucket, not its shuffle: a band key shared by k documents still sends k x ~62 bytes to one
-partition (10M documents ~ 0.6 GB), and an uncapped exact-text bucket or a giant component does
-the same. Past that, pre-count keys with a combinable groupby(key).count() and salt the heavy ones
-(not done here). Ray's own groupby().map_groups() has the same property.
+Design, definitions and the measurements behind them: docs/dedup-clusters.md.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Hashable, Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -120,85 +45,8 @@ class DedupConfig(MinHashConfig):
         if self.max_image_repeats is not None and self.max_image_repeats < 0:
             raise ValueError("dedup.max_image_repeats must be >= 0 or null")
 
+
 TEXT_KEY_PREFIX = b"\xff\xff"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-# ---------------------------------------------------------------- the keep rule (reference form)
-
-def _warc_date(row: Mapping[str, Any]):
-    prov = row.get("provenance")
-    if isinstance(prov, Mapping) and "warc_date" in prov:
-        return prov["warc_date"]
-    return row.get("warc_date")
-
-
-def _date_seconds(value) -> int:
-    if value is None:
-        return int(DATE_NULL)
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return int((value - _EPOCH).total_seconds())
-    return int(value)
-
-
-def keep_rank_key(row: Mapping[str, Any]) -> tuple:
-    """Sort key of the keep rule: the smallest key in a component is the kept document.
-    Most text, then most images, then earliest warc_date (nulls last), then smallest id."""
-    return (-(row.get("text_chars") or 0), -(row.get("num_images") or 0),
-            _date_seconds(_warc_date(row)), row["id"])
-
-
-def choose_kept(rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any]:
-    """The kept row of one component (the rows of a duplicate cluster)."""
-    return min(rows, key=keep_rank_key)
-
-
-# ---------------------------------------------------------------- graphs (reference form)
-
-class UnionFind:
-    """Union-find whose root is always the smallest member (deterministic labels)."""
-
-    def __init__(self) -> None:
-        self.parent: dict[Hashable, Hashable] = {}
-
-    def add(self, x: Hashable) -> None:
-        self.parent.setdefault(x, x)
-
-    def find(self, x: Hashable) -> Hashable:
-        self.add(x)
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]   # path halving
-            x = self.parent[x]
-        return x
-
-    def union(self, a: Hashable, b: Hashable) -> Hashable:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return ra
-        lo, hi = (ra, rb) if ra < rb else (rb, ra)
-        self.parent[hi] = lo
-        return lo
-
-    def labels(self) -> dict:
-        return {x: self.find(x) for x in list(self.parent)}
-
-
-def components(edges: Iterable[tuple[Hashable, Hashable]], nodes: Iterable[Hashable] = ()) -> dict:
-    """Reference: node -> smallest node of its connected component (nodes of `edges` and `nodes`)."""
-    uf = UnionFind()
-    for n in nodes:
-        uf.add(n)
-    for a, b in edges:
-        uf.union(a, b)
-    return uf.labels()
-
-
-def star_edges(bucket_ids: Iterable[Hashable]) -> list[tuple[Hashable, Hashable]]:
-    """Edges from the smallest id of a bucket to each other distinct id (n - 1 edges)."""
-    ids = sorted(set(bucket_ids))
-    return [(ids[0], other) for other in ids[1:]]
 
 
 # ---------------------------------------------------------------- batch functions (vectorised)

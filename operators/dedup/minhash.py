@@ -1,66 +1,6 @@
 """MinHash signatures and LSH band keys of documents (scorer only: adds `minhash_bands`).
 
-The near-duplicate stage has two halves: this module turns each document into `bands` 64-bit
-band keys; the clustering (operators/dedup/clusters.py, flows/) groups documents that share a key. Two
-documents share at least one key with probability
-
-    P(candidate | J) = 1 - (1 - J**rows) ** bands
-
-where J is the Jaccard similarity of their shingle sets. Defaults: ngram=5, num_perm=160,
-bands=20, rows=8 (threshold (1/bands)**(1/rows) ~= 0.69), chosen so that recall is >= 0.95
-at J >= 0.8 while pairs at J = 0.5 rarely become candidates:
-
-    J       0.50   0.60   0.70   0.75   0.80   0.85   0.90   0.95
-    P       0.075  0.287  0.695  0.879  0.975  0.998  1.000  1.000
-
-(For comparison datatrove's 14 x 8 = 112 gives 0.924 at J = 0.8, 16 x 8 = 128 gives 0.947;
-20 x 7 = 140 gives 0.991 but 0.145 at J = 0.5.) Candidates can be verified afterwards with the
-signature estimate of J (`estimated_jaccard`, the share of equal signature values).
-
-Shingles
---------
-text = the document's text blocks joined by "\n"; words = `operators.text.quality.words(text.lower())`
-(the tokeniser of the quality signals: each CJK character is a word, Thai etc. clusters, other
-scripts runs of letters/digits/marks; punctuation and symbols are dropped, so "Hello, world!"
-and "hello world" shingle alike). Shingles are the consecutive word `ngram`-grams joined by one
-space; a document with fewer than `ngram` words has one shingle of all its words; a document
-without words has no shingles and no signature (its `minhash_bands` is null, counted as
-`no_shingles`). Shingles cross text-block boundaries (images do not break a shingle).
-
-Signatures
-----------
-`signatures()` gives exactly what `datasketch.MinHash(num_perm, seed, scheme=...)` holds after
-`update(shingle.encode("utf8"))` for every shingle (hash="sha1", datasketch's default
-`sha1_hash32`), but vectorised over a batch: every shingle of the batch is hashed once, then
-one permutation pass over the concatenated hashes (chunked to bound memory) and
-`np.minimum.reduceat` per document. Two permutation schemes, both as in datasketch >= 2.0:
-
-* "affine32" (datasketch's default since 2.0.0): h = murmur3_fmix32(hash32); value_k =
-  (a_k * h + b_k) mod 2**32 with odd a_k; a, b from `np.random.RandomState(seed)`.
-* "legacy" (datasketch < 2.0, and datatrove's arithmetic): value_k = ((a_k * h + b_k) mod 2**64
-  mod (2**61 - 1)) & (2**32 - 1), computed in uint64 with the same wrap-around datasketch has.
-
-The shingle hash (`hash`) is the costly part (one sha1 per shingle: ~850 docs/s/core on the
-benchmark's 1,400-word documents), so the default is faster and not datasketch-identical:
-
-* "words64" (default): each distinct word is hashed once (blake2b-64 of its utf-8 bytes,
-  memoised per process), a shingle's hash is a polynomial of its word hashes mod 2**64 followed
-  by fmix64, all in numpy, low 32 bits; no shingle string is ever built. ~2x sha1's speed.
-* "sha1": datasketch's `sha1_hash32` of `shingle.encode("utf8")`; signatures equal datasketch's
-  (tests/test_minhash.py proves it for both schemes).
-* "xxh3": low 32 bits of `xxh3_64` of the shingle's utf-8 bytes (needs the xxhash package).
-
-All three hash the same shingles; only the 32-bit values differ, so candidate probabilities and
-Jaccard estimates are the same in distribution. Signatures of different hash options (or
-schemes, seeds, num_perm) are not comparable: keep one config per corpus. Values are returned
-as uint64 in both schemes; a document without shingles gets 2**32 - 1 everywhere (datasketch's
-empty value).
-
-Band keys
----------
-`band_keys()` hashes each band's `rows` values together with the band index into one uint64
-(a murmur3-fmix64 chain), so equal values in different bands give different keys. Nothing
-depends on Python's `hash()`, so keys are the same in every process and on every machine.
+Design, definitions and the measurements behind them: docs/dedup-minhash.md.
 """
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 
 from operators.dedup import clusters as dd
 from operators.dedup.repeated_images import index_counts, ref_counts, remove_images, repeated_refs
+from operators.io.schema import drop_kept
 from operators.stats import Stats
 
 # One row per document whose outcome is not "kept, its own cluster".
@@ -275,22 +276,8 @@ def apply_outcome(docs: pa.Table, outcome: pa.Table, repeated: dict[str, set[str
     idx = pc.index_in(ids, value_set=outcome["id"])
     cid = pc.coalesce(outcome["dup_cluster_id"].take(idx), ids)
     why = outcome["drop_reason"].take(idx).to_pylist()
-    first = docs["drop_reason"].to_pylist()
-    reasons = [list(r) if r else [] for r in docs["drop_reasons"].to_pylist()]
-    for i, reason in enumerate(why):
-        if reason is None or first[i] is not None:
-            continue
-        first[i] = reason
-        reasons[i].append(reason)
-        if select_enabled:
-            stats.drop(reason)
-        else:
-            stats.incr(f"would_drop_{reason}")
-    stats.incr("out", sum(r is None for r in first) if select_enabled else n)
     docs = docs.set_column(docs.schema.get_field_index("dup_cluster_id"), "dup_cluster_id", cid)
-    docs = docs.set_column(docs.schema.get_field_index("drop_reason"), "drop_reason", pa.array(first, pa.string()))
-    docs = docs.set_column(docs.schema.get_field_index("drop_reasons"), "drop_reasons",
-                           pa.array([r or None for r in reasons], pa.list_(pa.string())))
+    docs = drop_kept(docs, why, select_enabled, stats)
     if repeated:
         docs = remove_images(docs, repeated, image_stats)
     return docs

@@ -286,13 +286,6 @@ def url_refusal(url: str | URL, allow_private_networks: bool = False) -> tuple[s
     return None
 
 
-def check_url(url: str, allow_private_networks: bool = False) -> str | None:
-    """None when `url` may be fetched as written, else the status (refused_scheme,
-    refused_address, invalid_url). Host names still go through the resolver's check."""
-    refusal = url_refusal(url, allow_private_networks)
-    return refusal[0] if refusal else None
-
-
 class AddressRefused(OSError):
     """A host name resolved to a forbidden address (raised by SafeResolver)."""
 

@@ -36,6 +36,7 @@ from operators.images.fetch import FetchConfig, fetch_images
 from operators.images.models import ClipConfig, NsfwConfig
 from operators.images.decode import DecodeConfig, decode
 from operators.dedup.repeated_images import image_refs
+from operators.io.schema import DropReasons
 from operators.stats import Stats
 
 FAILED_POLICIES = ("remove", "keep")
@@ -399,7 +400,7 @@ def apply_results(docs: pa.Table, results: pa.Table, config: ImagesConfig, stats
     threshold = config.nsfw.threshold
     embeddings: list = [None] * docs.num_rows
     for i, doc_id in enumerate(docs["id"].to_pylist()):
-        if d.first[i] is not None:
+        if d.reasons.first[i] is not None:
             continue  # dropped before: its images were not resolved
         res = by_doc.get(doc_id, {})
         infos = d.data["image_info"][i]
@@ -489,8 +490,7 @@ class _Docs:
         self.data = {c: docs[c].to_pylist() for c in self.aligned}
         self.num_images = docs["num_images"].to_pylist()
         self.images_dropped = docs["images_dropped"].to_pylist()
-        self.first = docs["drop_reason"].to_pylist()
-        self.reasons = [list(r) if r else [] for r in docs["drop_reasons"].to_pylist()]
+        self.reasons = DropReasons(docs)
 
     def keep_only(self, i: int, keep: list[int]) -> int:
         """Keep positions `keep` of document i (every aligned list); returns the images removed."""
@@ -504,15 +504,13 @@ class _Docs:
         return removed
 
     def drop(self, i: int, reason: str, stats: Stats) -> None:
-        self.first[i] = self.first[i] or reason
-        self.reasons[i].append(reason)
+        self.reasons.add(i, reason)
         stats.drop(reason)
 
     def table(self) -> pa.Table:
         docs = self.docs
         cols = {c: self.data[c] for c in self.aligned}
-        cols.update(num_images=self.num_images, images_dropped=self.images_dropped, drop_reason=self.first,
-                    drop_reasons=[r or None for r in self.reasons])
+        cols.update(num_images=self.num_images, images_dropped=self.images_dropped, **self.reasons.columns())
         for name, values in cols.items():
             i = docs.schema.get_field_index(name)
             docs = docs.set_column(i, name, pa.array(values, docs.schema.field(name).type))
@@ -549,7 +547,7 @@ class ClipDocuments(Operator):
         emb_all = docs[CLIP_EMB].to_pylist()
         docs = docs.drop_columns([CLIP_EMB])
         d = _Docs(docs)
-        data, first = d.data, d.first
+        data, first = d.data, d.reasons.first
         keep_matrix = self.config.clip.keep_matrix
         matrices: list = [None] * docs.num_rows
         todo, embs, texts, positions = [], [], [], []

@@ -145,10 +145,6 @@ class SchemaError(ValueError):
     pass
 
 
-def empty_documents() -> pa.Table:
-    return DOCUMENT.empty_table()
-
-
 def put_column(table: pa.Table, name: str, values) -> pa.Table:
     """`table` with its DOCUMENT column `name` set to `values` (a list or array, as the field's
     type), appended when the table does not have it yet."""
@@ -201,3 +197,46 @@ def validate_documents(table: pa.Table) -> pa.Table:
     if not pc.all(pc.equal(m_null, i_null), min_count=0).as_py():
         raise SchemaError("image_info must be non-null exactly at image positions")
     return table
+
+
+class DropReasons:
+    """`drop_reason` (the first) and `drop_reasons` (every one) of a DOCUMENT table as lists: the one
+    way a dropping step (select, the duplicate rules, the image rules) records why."""
+
+    def __init__(self, table: pa.Table):
+        self.first: list[str | None] = table["drop_reason"].to_pylist()
+        self.all: list[list[str]] = [list(r) if r else [] for r in table["drop_reasons"].to_pylist()]
+
+    def add(self, i: int, reason: str) -> None:
+        """Document i fails `reason` (its first reason if it had none)."""
+        if self.first[i] is None:
+            self.first[i] = reason
+        self.all[i].append(reason)
+
+    def columns(self) -> dict[str, list]:
+        return {"drop_reason": self.first, "drop_reasons": [r or None for r in self.all]}
+
+    def write(self, table: pa.Table) -> pa.Table:
+        for name, values in self.columns().items():
+            table = put_column(table, name, values)
+        return table
+
+
+def count_drop(stats, reason: str, enabled: bool) -> None:
+    """A drop counted as one (`dropped_<reason>`) with selection on, as `would_drop_<reason>` off."""
+    if enabled:
+        stats.drop(reason)
+    else:
+        stats.incr(f"would_drop_{reason}")
+
+
+def drop_kept(table: pa.Table, why: list[str | None], enabled: bool, stats) -> pa.Table:
+    """Documents no rule dropped yet that have a reason in `why` (aligned with the rows) get it as
+    their drop reason, counted (`count_drop`); the stats' `out` counts what stays."""
+    reasons = DropReasons(table)
+    for i, reason in enumerate(why):
+        if reason is not None and reasons.first[i] is None:
+            reasons.add(i, reason)
+            count_drop(stats, reason, enabled)
+    stats.incr("out", sum(r is None for r in reasons.first) if enabled else len(reasons.first))
+    return reasons.write(table)

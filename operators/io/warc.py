@@ -1,63 +1,6 @@
 """WARC reader: one dict per HTML page in a WARC file, with exact byte provenance.
 
-    for row in iter_html_records("CC-MAIN-...warc.gz", ReaderConfig(), Stats("read")):
-        row["url"], row["html"], row["warc_record_offset"], ...
-
-Parsing is FastWARC (`fastwarc.warc.ArchiveIterator`, Rust); this module adds the per-record
-decisions (HTML or not), the HTTP body decoding (operators/io/http.py), provenance and damage
-handling. No Ray in here.
-
-Which records are yielded
-  * `response` records whose payload is HTML (Content-Type text/html or application/xhtml+xml,
-    or - with `ReaderConfig.sniff` - an absent / uninformative type such as
-    application/octet-stream or text/plain whose first bytes look like HTML);
-  * `resource` records holding HTML (browser-made archives store pages that way; they have a
-    target URI and no HTTP header: `http_status` is None). Common Crawl has none.
-  Every HTTP status is yielded (`http_status` tells); filtering 3xx/4xx is the caller's call.
-  Everything else is counted and skipped (see "Counters").
-
-Provenance
-  `warc_record_offset` is the record's first byte in the file (for .gz: the first byte of its
-  gzip member) and `warc_record_length` runs to the next record's start (or the end of the
-  file, or the start of the damage), so seeking there and reading that many bytes gives exactly
-  that record's bytes (for .gz: its whole gzip member, which decompresses to the record).
-  All records are iterated, not only responses, so offsets stay right.
-  A .gz file whose records are NOT one gzip member each (a whole-file gzip) has no seekable
-  per-record range: its rows carry offset -1 and length -1, and one
-  `errors_gzip_not_per_record` is recorded for the file.
-
-Counters (`stats`)
-  records, records_<warc-type>, html (rows yielded); drops: not_response, revisit, bad_uri,
-  too_large, bad_http (claims HTTP but has no parseable header), not_html (+ not_html_<top-level
-  MIME type>: not_html_image, not_html_application, ...), decode_error (undecodable
-  content-encoding and not HTML as is), empty (no payload); bad_warc_date (row has warc_date
-  None), sniffed_html (HTML found by sniffing), fallback_raw_body (chunked/encoded body that did
-  not decode and was used as is), io_retries (http(s) requests retried after a transient error;
-  S3 retries happen inside the AWS SDK, uncounted).
-  Errors: damaged_warc {file, offset, error} - the offset is where the damage starts: the first
-  byte of the record (gzip member) that cannot be read completely (cut file, truncated or
-  corrupt gzip member, member without its trailer), or the end of the last good record when
-  what follows is not a WARC record / not valid gzip (junk, a Content-Length that is too short).
-  Every good record before it has been yielded; in a per-record gzip file reading then resumes at
-  the next gzip member that inflates to a WARC record (counted: resumed_after_damage), else the
-  iterator ends normally.
-  unreadable_warc {file, error} - cannot be opened/read at all (missing, HTTP 404, denied,
-  transient errors beyond `ReaderConfig.retries`), or empty (0 bytes: a failed download).
-  unsupported_format {file, format, error} - an ARC file (FastWARC reads WARC only).
-  gzip_not_per_record {file, error} - see Provenance. A warning (`WARNING_KINDS`): every record
-  was read, the file is not failed.
-  record_refused {file, offset, url, reason, error} - a record left out for what it holds
-  (too_large, bad_http, decode_error; also counted as dropped_<reason>). A warning too.
-
-Parsing modes
-  FastWARC runs in strict mode (WARC/0.17, 0.18, 1.0, 1.1 all parse). When strict parsing fails
-  (FastWARC raises, or returns a header it could not parse - bare-LF header lines, ClueWeb09
-  style files), the file is re-read in FastWARC's quirks mode, the records already handled are
-  skipped, and reading goes on only if the next record starts exactly where the last good one
-  ended (whitespace allowed). Quirks mode silently skips junk, so on uncompressed files every
-  record start is checked against the previous record's end; junk means damage.
-  Only records that are HTTP-like are parsed in Python (operators/io/http.py): FastWARC's own HTTP
-  parsing would swallow the body of a response without HTTP header.
+Design, definitions and the measurements behind them: docs/warc-reader.md.
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators.base import Operator, Resources
-from operators.io.schema import QUALITY
+from operators.io.schema import QUALITY, count_drop, drop_kept, put_column
 
 SIGNALS = tuple(f.name for f in QUALITY)
 
@@ -112,18 +112,11 @@ def record_reasons(table: pa.Table, reasons: list[list[str]], enabled: bool, sta
     """Write `drop_reason` (first) and `drop_reasons` (all) and count drops (or would-be drops)."""
     first = [r[0] if r else None for r in reasons]
     for r in first:
-        if r is None:
-            continue
-        if enabled:
-            stats.drop(r)
-        else:
-            stats.incr(f"would_drop_{r}")
-    kept = sum(r is None for r in first)
-    stats.incr("out", kept if enabled else len(first))
-    table = table.set_column(table.schema.get_field_index("drop_reason"), "drop_reason",
-                             pa.array(first, pa.string()))
-    return table.set_column(table.schema.get_field_index("drop_reasons"), "drop_reasons",
-                            pa.array([r or None for r in reasons], pa.list_(pa.string())))
+        if r is not None:
+            count_drop(stats, r, enabled)
+    stats.incr("out", sum(r is None for r in first) if enabled else len(first))
+    table = put_column(table, "drop_reason", first)
+    return put_column(table, "drop_reasons", [r or None for r in reasons])
 
 
 class SelectDuplicates(Operator):
@@ -142,18 +135,6 @@ class SelectDuplicates(Operator):
         self.stats.incr("in", table.num_rows)
         if "dup_kept" in table.column_names:  # the clustering's flag; dup_cluster_id says the same
             table = table.drop_columns(["dup_kept"])
-        first = table["drop_reason"].to_pylist()
-        reasons = [list(r) if r else [] for r in table["drop_reasons"].to_pylist()]
-        for i, (doc, cluster) in enumerate(zip(table["id"].to_pylist(), table["dup_cluster_id"].to_pylist())):
-            if first[i] is None and cluster is not None and cluster != doc:
-                first[i] = "duplicate"
-                reasons[i].append("duplicate")
-                if self.config.enabled:
-                    self.stats.drop("duplicate")
-                else:
-                    self.stats.incr("would_drop_duplicate")
-        self.stats.incr("out", sum(r is None for r in first) if self.config.enabled else len(first))
-        table = table.set_column(table.schema.get_field_index("drop_reason"), "drop_reason",
-                                 pa.array(first, pa.string()))
-        return table.set_column(table.schema.get_field_index("drop_reasons"), "drop_reasons",
-                                pa.array([r or None for r in reasons], pa.list_(pa.string())))
+        why = ["duplicate" if cluster is not None and cluster != doc else None
+               for doc, cluster in zip(table["id"].to_pylist(), table["dup_cluster_id"].to_pylist())]
+        return drop_kept(table, why, self.config.enabled, self.stats)
