@@ -21,7 +21,7 @@ from operators.text.clean import CleanConfig
 from operators.text.pii import PiiConfig
 from operators.dedup.clusters import DedupConfig
 from operators.text.extract import ExtractConfig
-from operators.images.stage import ImagesConfig
+from operators.images.config import ImagesConfig
 from operators.text.langid import LangIdConfig
 from operators.io.ledger import LedgerConfig
 from operators.io.lock import LockConfig

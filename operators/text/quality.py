@@ -278,10 +278,15 @@ def _load_flagged(path: str | None, fallback: str | None) -> FlaggedWords:
 # n-gram signals for a batch
 
 _P = np.uint64(0x9E3779B97F4A7C15)
-try:
-    from pandas import factorize as _factorize
-except ImportError:  # pragma: no cover - pandas comes with ray[data]
-    _factorize = None
+@functools.lru_cache(maxsize=1)
+def _factorizer():
+    """pandas' factorize, imported on first use (pandas takes ~0.2 s to import; the run
+    configuration and the CLIs that read it never need it), or None without pandas."""
+    try:
+        from pandas import factorize
+    except ImportError:  # pragma: no cover - pandas comes with ray[data]
+        return None
+    return factorize
 
 
 def _covered_chars(p: np.ndarray, n: int, C: np.ndarray, D: np.ndarray, ndocs: int) -> np.ndarray:
@@ -300,8 +305,9 @@ def _covered_chars(p: np.ndarray, n: int, C: np.ndarray, D: np.ndarray, ndocs: i
 def _group(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(group index of each element, size of each group): pandas' hash table if present (Ray
     Data depends on pandas; 3-4x faster than sorting), else numpy's sort."""
-    if _factorize is not None:
-        inv, _ = _factorize(g)
+    factorize = _factorizer()
+    if factorize is not None:
+        inv, _ = factorize(g)
         return inv, np.bincount(inv)
     _, inv, cnt = np.unique(g, return_inverse=True, return_counts=True)
     return inv, cnt
