@@ -33,13 +33,16 @@ from dataclasses import dataclass
 
 from selectolax.lexbor import LexborHTMLParser
 
+from operators.text.page import ExtractResult  # noqa: F401 (the result type callers import from here)
+from operators.text.page import empty_result as _empty
+from operators.text.page import page_metadata as _metadata
 from operators.text.repair import defuse_nesting, fit_html, reparse_swallowed, suspicious_nesting, unswallow
 
 from operators.text.boilerplate import (
     _CACHE as CLASSIFY_CACHE, classify, is_hidden, is_boilerplate_text,
 )
 from operators.io.urls import (
-    best_srcset_url, is_data_uri, is_placeholder, parse_dimension, resolve_base, resolve_url,
+    best_srcset_url, is_data_uri, is_placeholder, parse_dimension, resolve_url,
 )
 
 
@@ -70,23 +73,6 @@ class ExtractConfig:
         for name in ("max_link_density", "sibling_threshold", "fallback_coverage"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"extract.{name} must be between 0 and 1")
-
-
-@dataclass
-class ExtractResult:
-    title: str | None
-    html_lang: str | None          # <html lang> (or xml:lang / content-language meta), stripped, as written
-    canonical_url: str | None      # <link rel=canonical> resolved to absolute
-    texts: list[str | None]        # aligned with images; at each position exactly one is non-null (OBELICS)
-    images: list[str | None]
-    image_info: list[dict | None]  # aligned; at image positions {"alt","width","height"}, None at text positions
-    dropped_images: dict[str, int]  # reason -> count (data_uri, small, invalid_url, duplicate, ...)
-    truncated: bool = False        # the HTML was cut at max_html_chars before parsing
-    error: str | None = None       # set when extraction failed unexpectedly (the result is then empty)
-
-
-def _empty(title=None, lang=None, canonical=None, truncated=False) -> ExtractResult:
-    return ExtractResult(title, lang, canonical, [], [], [], {}, truncated)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,44 +116,6 @@ _RELATED_HEADING = re.compile(
 _SENTENCE_END = frozenset('.!?"”\'»)…。！？')
 _COMMAS = re.compile(r"[,，、،]")
 _SPACES = re.compile(r"[ \t\f\v\r\u00a0\u2000-\u200b\u3000]+")
-
-
-# ---------------------------------------------------------------------------------------------
-# metadata
-
-def _metadata(tree, url: str):
-    title = lang = canonical = base_href = None
-    try:
-        node = tree.css_first("title")
-        if node is not None:
-            title = " ".join(node.text().split()) or None
-        if not title:
-            node = tree.css_first('meta[property="og:title"]')
-            if node is not None:
-                title = " ".join((node.attributes.get("content") or "").split()) or None
-        html = tree.css_first("html")
-        if html is not None:
-            attrs = html.attributes
-            lang = (attrs.get("lang") or attrs.get("xml:lang") or "").strip() or None
-        if lang is None:
-            for node in tree.css("meta[http-equiv]"):
-                if (node.attributes.get("http-equiv") or "").strip().lower() == "content-language":
-                    lang = (node.attributes.get("content") or "").strip() or None
-                    if lang:
-                        break
-        node = tree.css_first("base[href]")
-        if node is not None:
-            base_href = node.attributes.get("href")
-        base = resolve_base(url, base_href)
-        for node in tree.css("link[rel][href]"):
-            rels = (node.attributes.get("rel") or "").lower().split()
-            if "canonical" in rels:
-                canonical = resolve_url(base, node.attributes.get("href"))
-                if canonical:
-                    break
-    except Exception:  # pragma: no cover - defensive
-        base = url
-    return title, lang, canonical, base
 
 
 # ---------------------------------------------------------------------------------------------
@@ -899,75 +847,7 @@ def _extract_lexbor(html: str, url: str, cfg: ExtractConfig) -> ExtractResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# trafilatura engine
-
-_XML_BLOCKS = frozenset("p head item cell quote code list row table".split())
-
-
-def _extract_trafilatura(html: str, url: str, cfg: ExtractConfig) -> ExtractResult:
-    import xml.etree.ElementTree as ET
-
-    import trafilatura
-
-    html, truncated = fit_html(html, cfg.max_html_chars)
-    try:
-        tree = LexborHTMLParser(html)
-        title, lang, canonical, base = _metadata(tree, url)
-    except Exception:
-        title = lang = canonical = None
-        base = url
-    xml = trafilatura.extract(html, url=url, include_images=True, output_format="xml",
-                              favor_precision=False)
-    if not xml:
-        return _empty(title, lang, canonical, truncated)
-    root = ET.fromstring(xml)
-    main = root.find("main")
-    texts, images, infos, dropped = [], [], [], {}
-    buf: list = []
-
-    def flush():
-        text = " ".join("".join(buf).split())
-        buf.clear()
-        if text:
-            texts.append(text)
-            images.append(None)
-            infos.append(None)
-
-    def walk(el):
-        if el.tag == "graphic":
-            flush()
-            src = (el.get("src") or "").strip()
-            if " " in src:  # trafilatura sometimes returns a whole srcset
-                src = best_srcset_url(src) or src.split()[0]
-            if is_data_uri(src):
-                dropped["data_uri"] = dropped.get("data_uri", 0) + 1
-                return
-            u = resolve_url(base, src)
-            if u is None:
-                dropped["invalid_url"] = dropped.get("invalid_url", 0) + 1
-                return
-            if images and images[-1] == u:
-                dropped["duplicate"] = dropped.get("duplicate", 0) + 1
-                return
-            texts.append(None)
-            images.append(u)
-            infos.append({"alt": el.get("alt") or None, "width": None, "height": None})
-            return
-        if el.tag in _XML_BLOCKS:
-            flush()
-        buf.append(" " if el.tag == "lb" else el.text or "")
-        for child in el:
-            walk(child)
-            buf.append(child.tail or "")
-        if el.tag in _XML_BLOCKS:
-            flush()
-
-    walk(root if main is None else main)
-    flush()
-    return ExtractResult(title, lang, canonical, texts, images, infos, dropped, truncated)
-
-
-# ---------------------------------------------------------------------------------------------
+# the entry point (the trafilatura engine: operators/text/extract_trafilatura.py)
 
 def extract_document(html: str, url: str, config: ExtractConfig | None = None) -> ExtractResult:
     """Main content of `html` (fetched from `url`) as aligned text/image lists. Never raises."""
@@ -982,7 +862,8 @@ def extract_document(html: str, url: str, config: ExtractConfig | None = None) -
     try:
         with _time_limit(cfg.max_seconds):
             if cfg.engine == "trafilatura":
-                return _extract_trafilatura(html, url, cfg)
+                from operators.text.extract_trafilatura import extract_trafilatura
+                return extract_trafilatura(html, url, cfg)
             return _extract_lexbor(html, url, cfg)
     except ExtractionTimeout:
         res = _empty()
