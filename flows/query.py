@@ -55,7 +55,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from operators.dedup.index import COMMITTED_DIR
+from operators.io.layout import COMMITTED_DIR, RUNS_DIR, intent_path
 from operators.io.storage import is_uri, resolve
 
 TABLES = ("documents", "rejected", "images")   # the folders commit moves a run's parts into
@@ -135,7 +135,7 @@ def _committed(store: _Store) -> tuple[dict[str, list[str]], dict[str, dict]]:
     no_intent = []
     for run_id in sorted(manifests):
         superseded += [store.path(rel) for rel in manifests[run_id].get("files", {}).get("superseded", [])]
-        intent = store.read_json(posixpath.join("_runs", run_id, "commit.json"))
+        intent = store.read_json(intent_path(run_id))
         if intent is None:
             no_intent.append(run_id)
             continue
@@ -159,10 +159,10 @@ def _committed(store: _Store) -> tuple[dict[str, list[str]], dict[str, dict]]:
 
 
 def _runs_table(store: _Store, manifests: dict[str, dict]) -> pa.Table:
-    ids = {posixpath.basename(i.path) for i in store.listing("_runs") if i.type == pafs.FileType.Directory}
+    ids = {posixpath.basename(i.path) for i in store.listing(RUNS_DIR) if i.type == pafs.FileType.Directory}
     rows = []
     for run_id in sorted(ids | set(manifests)):
-        s = store.read_json(posixpath.join("_runs", run_id, "stats.json")) or {}
+        s = store.read_json(posixpath.join(RUNS_DIR, run_id, "stats.json")) or {}
         write = next((o.get("counters", {}) for o in s.get("operators", []) if o.get("name") == "write"), {})
         m = manifests.get(run_id)
         rows.append({

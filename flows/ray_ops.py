@@ -445,7 +445,7 @@ def stage_table(ds: ray.data.Dataset, output: str, run_id: str, folder: str, sch
     import pyarrow.fs as pafs
 
     from operators.io.storage import resolve
-    from operators.io.writer import staging_dir
+    from operators.io.layout import staging_dir
     fs, root = resolve(output)
     root = root.rstrip("/")
     path = posixpath.join(staging_dir(root, run_id), folder)

@@ -9,7 +9,7 @@ chain gains from it (its time is in regular expressions, numpy and fastText, alr
 
 A compiled module is stored as `operators/text/_native/<module>.<digest>.so` (sha256 of its .py and the
 compiler directives, 16 hex), and
-`operators/__init__.py` installs a finder that loads it in place of the source *only* when the
+`operators/text/__init__.py` installs a finder that loads it in place of the source *only* when the
 digest of the source file next to it is the same: an edited module runs as Python until the next
 build (no stale binary ever runs), and a machine without a compiler, or Cython, runs everything
 as Python, with the same output (tests/test_native.py compares the two on real pages).

@@ -484,7 +484,7 @@ def stage_unit_part(output: str, run_id: str, docs_files: list[str], images: pa.
     import pyarrow.parquet as pq
 
     from operators.dedup import index as di
-    from operators.io.writer import staging_dir
+    from operators.io.layout import staging_dir
     fs, root = resolve(output)
     root = root.rstrip("/")
     tables = [pq.read_table(posixpath.join(root, f), filesystem=fs, schema=di.DOCS) for f in docs_files]

@@ -214,7 +214,7 @@ def repeated_content(refs: pa.Table, results: pa.Table, index_images: pa.Table |
     pairs = [(u, i) for u, i in zip(refs["url"].to_pylist(), refs["id"].to_pylist()) if u in sha_of]
     if not pairs:
         return pa.table({"id": pa.array([], pa.string()), "url": pa.array([], pa.string())}), IMAGE_COUNTS.empty_table()
-    over: dict[str, set] = {}
+    over: set = set()    # (key, id) references over the limit, either kind (the keys carry their prefix)
     counts = []
     for prefix, key_of in kinds:
         seen: set = set()
@@ -231,22 +231,19 @@ def repeated_content(refs: pa.Table, results: pa.Table, index_images: pa.Table |
         counted = repeated_refs(pa.concat_tables(parts), max_repeats, kstats)
         this_run = pc.is_valid(counted["id"])
         hit = counted.filter(this_run)
-        over[prefix] = set(zip(hit["url"].to_pylist(), hit["id"].to_pylist()))
+        over |= set(zip(hit["url"].to_pylist(), hit["id"].to_pylist()))
         per_key = counted.filter(pc.invert(this_run))
         counts.append(pa.table({"url": per_key["url"], "documents": per_key["n"]}, schema=IMAGE_COUNTS))
         if kstats is not stats:
             stats.incr("phash_repeated", kstats.counters.get("image_urls_repeated", 0))
             stats.incr("phash_refs_removed", kstats.counters.get("image_refs_removed", 0))
-    by_sha = over.get(CONTENT_KEY, set())
-    by_phash = over.get(PHASH_KEY, set())
-    ph_of = kinds[1][1] if len(kinds) > 1 else {}
     removed = []
     for u, i in pairs:
-        if (CONTENT_KEY + sha_of[u], i) in by_sha:
+        hits = [prefix for prefix, key_of in kinds if u in key_of and (prefix + key_of[u], i) in over]
+        if hits:
             removed.append((i, u))
-        elif u in ph_of and (PHASH_KEY + ph_of[u], i) in by_phash:
-            removed.append((i, u))
-            stats.incr("near_copy_refs_removed")
+            if hits == [PHASH_KEY]:
+                stats.incr("near_copy_refs_removed")
     return (pa.table({"id": pa.array([i for i, _ in removed], pa.string()),
                       "url": pa.array([u for _, u in removed], pa.string())}),
             pa.concat_tables(counts) if counts else IMAGE_COUNTS.empty_table())

@@ -34,10 +34,10 @@ from typing import Iterable
 
 import pyarrow.fs as pafs
 
+from operators.io.layout import LEDGER_DIR, staging_dir
 from operators.io.read import ReadResult
 from operators.io.storage import resolve
 
-LEDGER_DIR = "_ledger"
 RETRIED_KINDS = ("unreadable_warc",)   # a file that reported only these (or none read) is `failed`
 
 
@@ -136,7 +136,6 @@ def entries(paths: list[str], outcomes: dict[str, ReadResult], written: dict[str
 def stage_entries(output: str, run_id: str, rows: list[dict]) -> str:
     """Write a unit's entries into its staging folder; returns the path relative to the output
     (operators/io/writer.commit moves it to _ledger/<run_id>.jsonl)."""
-    from operators.io.writer import staging_dir
     fs, root = resolve(output)
     root = root.rstrip("/")
     path = posixpath.join(staging_dir(root, run_id), "ledger", "entries.jsonl")

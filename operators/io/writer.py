@@ -28,8 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from operators.io.layout import (EXTRA_TABLES, INDEX_DIR, INDEX_FOLDERS, INDEX_TABLES, TABLES, intent_path,  # noqa: F401
-                                 manifest_path, run_dir, staging_dir)
+from operators.io.layout import (EXTRA_TABLES, INDEX_DIR, INDEX_FOLDERS, INDEX_TABLES, LEDGER_DIR, RUNS_DIR,  # noqa: F401
+                                 TABLES, intent_path, manifest_path, run_dir, staging_dir)
 from operators.io.schema import DOCUMENT, validate_documents
 from operators.io.storage import resolve
 from operators.stats import Stats
@@ -126,7 +126,7 @@ def _destination(rel: str, run_id: str, stage: str) -> str:
     if len(parts) == 2 and parts[0] in TABLES + EXTRA_TABLES:
         return posixpath.join(parts[0], f"part-{run_id}-{parts[1]}")
     if parts == ["ledger", "entries.jsonl"]:   # operators/io/ledger.py: the unit's WARC states
-        return posixpath.join("_ledger", f"{run_id}.jsonl")
+        return posixpath.join(LEDGER_DIR, f"{run_id}.jsonl")
     if len(parts) == 3 and parts[0] == "index" and parts[1] in INDEX_FOLDERS:
         return posixpath.join(INDEX_DIR, parts[1], f"part-{run_id}-{parts[2]}")
     raise ValueError(f"unexpected staged file {rel} (expected {stage}/<documents|rejected>/<file> "
@@ -260,7 +260,7 @@ def clean_abandoned(output: str, older_than_seconds: float, now: float | None = 
 
 
 def _run_ids(fs: pafs.FileSystem, root: str) -> list[str]:
-    infos = fs.get_file_info(pafs.FileSelector(posixpath.join(root, "_runs"), allow_not_found=True))
+    infos = fs.get_file_info(pafs.FileSelector(posixpath.join(root, RUNS_DIR), allow_not_found=True))
     return sorted(posixpath.basename(i.path) for i in infos if i.type == pafs.FileType.Directory)
 
 
