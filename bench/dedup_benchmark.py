@@ -63,6 +63,7 @@ import numpy as np  # noqa: E402
 
 import operators.dedup.minhash as mh  # noqa: E402
 from operators.dedup import clusters as dedup  # noqa: E402
+from operators.dedup import verify as verification  # noqa: E402
 from tests import dedup_reference as reference  # noqa: E402
 from operators.dedup.minhash import MinHashConfig, band_keys, hashed_batch, shingles, signatures_from_hashes  # noqa: E402
 from operators.text.quality import words  # noqa: E402
@@ -387,16 +388,16 @@ def production_path(table, cfg: MinHashConfig, thresholds):
     cands = dedup.bucket_edges(pairs, max_bucket=10 ** 9, stats=st["buckets"])
     cpu["keys -> candidates (band_pairs + bucket_edges)"] = time.process_time() - c0
     c0 = time.process_time()
-    drows = dedup.document_rows(table, cfg)
+    drows = verification.document_rows(table, cfg)
     cpu["document rows (shingle hashes + signatures)"] = time.process_time() - c0
     c0 = time.process_time()
-    v1 = dedup.attach_src(pa.concat_tables([dedup.candidate_rows(cands), drows]))
+    v1 = verification.attach_src(pa.concat_tables([verification.candidate_rows(cands), drows]))
     block = pa.concat_tables([v1, drows])
     cpu["attach_src"] = time.process_time() - c0
     edges = {}
     for t in thresholds:
         c0 = time.process_time()
-        edges[t] = dedup.verify_pairs(block, t, stats=st[f"verify {t}"])
+        edges[t] = verification.verify_pairs(block, t, stats=st[f"verify {t}"])
         cpu[f"verify_pairs at {t}"] = time.process_time() - c0
     return cands, edges, drows, st, cpu
 
@@ -536,7 +537,7 @@ def main() -> None:
     is_pcand = np.isin(all_pairs, p_cand_codes)
     sh_of = dict(zip(drows["k"].to_pylist(), drows["sh"].to_pylist()))
     c0 = time.process_time()
-    hash_j = np.array([dedup.jaccard(sh_of[doc_id(p // n)], sh_of[doc_id(p % n)]) for p in all_pairs.tolist()])
+    hash_j = np.array([verification.jaccard(sh_of[doc_id(p // n)], sh_of[doc_id(p % n)]) for p in all_pairs.tolist()])
     c_hash = time.process_time() - c0
     # sample of pairs neither planted nor candidates: how many are actually similar?
     rng = np.random.default_rng(args.seed)

@@ -6,7 +6,7 @@
 
 Needs torch, open_clip_torch, onnxruntime (onnxruntime-gpu for the CUDA provider), Pillow and
 numpy; the project need not be installed (the repo root goes on sys.path for
-operators.images.models; pyarrow is not needed). Nothing is downloaded.
+operators.images.clip and .nsfw; pyarrow is not needed). Nothing is downloaded.
 
   clip fp32 / fp16  open_clip ViT-B-32 with RANDOM weights: the compute is exactly that of a trained
                     checkpoint (only the numbers differ). Batches of --batch (256) images as the flow's
@@ -153,7 +153,9 @@ def main(argv=None) -> int:
         print("no CUDA device: running on CPU (use --cpu-smoke for a quick check)", file=sys.stderr)
     torch.backends.cudnn.benchmark = True
 
-    from operators.images.models import ClipConfig, ClipScorer
+    from operators.images.config import ClipConfig
+
+    from operators.images.clip import ClipScorer
     from tests.clip_models import build_random_test_clip
 
     result: dict = {
@@ -200,7 +202,9 @@ def main(argv=None) -> int:
     try:
         import onnxruntime as ort
 
-        from operators.images.models import NsfwConfig, OpenNsfw, open_nsfw_prepare
+        from operators.images.config import NsfwConfig
+
+        from operators.images.nsfw import OpenNsfw, open_nsfw_prepare
         result["onnxruntime"] = ort.__version__
         result["onnxruntime_providers"] = ort.get_available_providers()
         def crops(ims):

@@ -72,7 +72,9 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from operators.images.models import ClipConfig, ClipNsfwHead, ClipScorer, NsfwConfig, OpenNsfw
+    from operators.images.config import ClipConfig, NsfwConfig
+    from operators.images.nsfw import ClipNsfwHead, OpenNsfw
+    from operators.images.clip import ClipScorer
     from tests.clip_models import build_random_test_clip
 
     images = make_images(args.images)

@@ -196,6 +196,18 @@ def warm_chain(cfg, run_id: str) -> None:
     chain(cfg, run_id)
 
 
+@ray.remote(num_cpus=1)
+def warm_tail(images: bool) -> None:
+    """Import what the unit's tasks after the streaming pass run (dedup, the image stage, the
+    final pass) in a worker that has no span left to process, so that the single dedup task
+    that follows does not pay for its imports while the other CPUs wait."""
+    import operators.dedup.probe  # noqa: F401
+    import operators.dedup.unit  # noqa: F401
+    if images:
+        import flows.image_tasks  # noqa: F401
+        import operators.images.stage  # noqa: F401
+
+
 def process_span_records(path: str, index: int, k: int, start: int, end: int | None, exact: bool, cfg,
                          run_id: str) -> tuple[dict, pa.Table | None]:
     """The body of the `process_span` task: read one span of a WARC and run the per-document
@@ -282,6 +294,7 @@ def streaming_pass(cfg, cfg_ref, paths: list[str], run_id: str, process=None
     # a new session's workers import the operators and load their models while the first
     # spans are submitted, not inside the first span's clock
     warming = [warm_chain.remote(cfg_ref, run_id) for _ in range(cpus)] if _fresh_session() else []
+    warming_tail: list = []
     plans: dict[int, list] = {}
     done: dict[int, dict[int, tuple]] = {}
     todo: list[tuple] = []            # (index, k, start, end, exact), next first
@@ -307,6 +320,8 @@ def streaming_pass(cfg, cfg_ref, paths: list[str], run_id: str, process=None
             index, k, lo, hi, exact = todo.pop()
             res, keys = process.remote(paths[index], index, k, lo, hi, exact, cfg_ref, run_id)
             in_flight[res] = (keys, index, k)
+        if not todo and not pending and not warming_tail:   # the last spans are in flight
+            warming_tail = [warm_tail.remote(cfg.images.enabled) for _ in range(cpus)]
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=5.0)
         for w in ready:
             keys, index, k = in_flight.pop(w)
@@ -330,7 +345,7 @@ def streaming_pass(cfg, cfg_ref, paths: list[str], run_id: str, process=None
             reads[paths[index]] = merge_reads(paths[index], spans)
             del done[index]
     in_flight.clear()
-    del warming
+    del warming, warming_tail
     gc.collect()   # refs caught in cycles are freed now, while the session is alive
     return results, key_refs, reads
 
@@ -340,7 +355,8 @@ def streaming_pass(cfg, cfg_ref, paths: list[str], run_id: str, process=None
 @ray.remote(num_cpus=1)
 def dedup_unit(cfg, excluded: pa.Array, *keys: pa.Table):
     """The unit's outcome in one task, leaving out the `excluded` documents (winners of an
-    earlier round that the image rules drop)."""
+    earlier round that the image rules drop), and with images on the image references of the
+    documents it kept (`image_refs`: no second task and round trip for them)."""
     from operators.dedup.probe import unit_index
     from operators.dedup.unit import deduplicate
     cpu0 = time.process_time()
@@ -352,7 +368,8 @@ def dedup_unit(cfg, excluded: pa.Array, *keys: pa.Table):
     images = Stats("images")
     out = deduplicate(table, cfg.dedup, index_docs, index_images, images)
     out.counts.update(read)
-    return out, images.to_dict(), time.process_time() - cpu0
+    refs = image_refs(out, excluded, table) if cfg.images.enabled else None
+    return out, images.to_dict(), time.process_time() - cpu0, refs
 
 
 def dedup_distributed(cfg, key_refs: list, excluded: pa.Array) -> tuple[Any, dict]:
@@ -628,15 +645,16 @@ def finish_unit(cfg, paths: list[str], run_id: str, streamed: Streamed) -> UnitR
             rounds += 1
             t = time.time()
             if kept_rows <= cfg.dedup.single_task_max_documents:
-                outcome, image_stats, cpu = ray.get(dedup_unit.remote(cfg_ref, excluded, *key_refs))
+                outcome, image_stats, cpu, refs = ray.get(dedup_unit.remote(cfg_ref, excluded, *key_refs))
             else:
                 outcome, image_stats = dedup_distributed(cfg, key_refs, excluded)
-                cpu = 0.0
+                cpu, refs = 0.0, None
             dedup_cpu += cpu
             dedup_wall += time.time() - t
             if not cfg.images.enabled:
                 break
-            refs = ray.get(_image_refs.remote(outcome, excluded, *key_refs))
+            if refs is None:
+                refs = ray.get(_image_refs.remote(outcome, excluded, *key_refs))
             resolved.add(refs)
             if cfg.dedup.max_image_repeats is not None and cfg.dedup.image_content_repeats:
                 outcome, content_stats = ray.get(_content_repeats.remote(cfg_ref, outcome, refs, resolved.ref()))
@@ -821,19 +839,23 @@ def _winners_dropped(cfg, outcome, excluded: pa.Array, results: pa.Table | None,
     return pa.array(sorted(drops), pa.string())
 
 
-@ray.remote(num_cpus=1)
-def _image_refs(outcome, excluded: pa.Array, *keys: pa.Table) -> pa.Table:
+def image_refs(outcome, excluded: pa.Array, keys: pa.Table) -> pa.Table:
     """(url, id) of the images of the documents dedup kept, less the repeated ones."""
     from operators.dedup.unit import image_ref_rows
     gone = pa.concat_arrays([outcome.docs.filter(pc.is_valid(outcome.docs["drop_reason"]))["id"].combine_chunks(),
                              excluded])
-    table = _keys_less(keys, gone)
+    table = keys.filter(pc.invert(pc.is_in(keys["id"], value_set=gone))) if len(gone) else keys
     refs = image_ref_rows(table)
     if outcome.repeated.num_rows:
         key = pc.binary_join_element_wise(refs["id"], refs["url"], "\n")
         rep = pc.binary_join_element_wise(outcome.repeated["id"], outcome.repeated["url"], "\n")
         refs = refs.filter(pc.invert(pc.is_in(key, value_set=rep)))
     return refs
+
+
+@ray.remote(num_cpus=1)
+def _image_refs(outcome, excluded: pa.Array, *keys: pa.Table) -> pa.Table:
+    return image_refs(outcome, excluded, _keys_less(keys, excluded))
 
 
 @ray.remote(num_cpus=1)

@@ -210,6 +210,7 @@ def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
     dedup index's `docs` table): they take part in the buckets and components, win their
     components (they are published), and get no output row."""
     from operators.dedup import clusters as dedup
+    from operators.dedup import verify as verification
 
     names = set(ds.schema().names)
     needed = ["id", "text_chars", "num_images", key_column] + ([extra_key_column] if extra_key_column else [])
@@ -235,14 +236,14 @@ def duplicate_clusters(ds: ray.data.Dataset, key_column: str = "minhash_bands",
                         collector=collector, max_bucket=max_bucket).materialize()
         n_cands = cands.count()
         if threshold is not None and n_cands:
-            docs = ds.map_batches(dedup.document_rows, batch_format="pyarrow", zero_copy_batch=True,
+            docs = ds.map_batches(verification.document_rows, batch_format="pyarrow", zero_copy_batch=True,
                                   fn_kwargs={"config": verify})
             if index_docs is not None:
-                docs = docs.union(index_docs.map_batches(dedup.index_rows, batch_format="pyarrow"))
+                docs = docs.union(index_docs.map_batches(verification.index_rows, batch_format="pyarrow"))
             docs = docs.materialize()
-            v1 = _by_key(cands.map_batches(dedup.candidate_rows, batch_format="pyarrow").union(docs), "k",
-                         parts, dedup.attach_src)
-            edges = _by_key(v1.union(docs), "k", parts, _counted, fn=dedup.verify_pairs, name="dedup_verify",
+            v1 = _by_key(cands.map_batches(verification.candidate_rows, batch_format="pyarrow").union(docs), "k",
+                         parts, verification.attach_src)
+            edges = _by_key(v1.union(docs), "k", parts, _counted, fn=verification.verify_pairs, name="dedup_verify",
                             collector=collector, threshold=threshold,
                             estimate_threshold=index_threshold).materialize()
             del docs

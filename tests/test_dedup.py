@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from operators.dedup import clusters as dedup
+from operators.dedup import verify as verification
 from tests.dedup_reference import UnionFind, choose_kept, components, keep_rank_key, star_edges
 from operators.stats import Stats
 
@@ -353,12 +354,12 @@ def _doc_table(texts: dict[str, str], dates=None, urls=None) -> pa.Table:
 
 def _verify_locally(cands: pa.Table, docs: pa.Table, threshold: float, index_docs: pa.Table | None = None):
     from operators.dedup.minhash import MinHashConfig
-    rows = dedup.document_rows(docs, MinHashConfig())
+    rows = verification.document_rows(docs, MinHashConfig())
     if index_docs is not None:
-        rows = pa.concat_tables([rows, dedup.index_rows(index_docs)])
-    v1 = dedup.attach_src(pa.concat_tables([dedup.candidate_rows(cands), rows]))
+        rows = pa.concat_tables([rows, verification.index_rows(index_docs)])
+    v1 = verification.attach_src(pa.concat_tables([verification.candidate_rows(cands), rows]))
     stats = Stats("v")
-    edges = dedup.verify_pairs(pa.concat_tables([v1, rows]), threshold, stats)
+    edges = verification.verify_pairs(pa.concat_tables([v1, rows]), threshold, stats)
     return {(r["src"], r["dst"]) for r in edges.to_pylist()}, stats.counters
 
 
@@ -379,9 +380,9 @@ def test_verification_keeps_pairs_at_or_above_the_threshold():
     # the exact value agrees with a plain set computation on the same shingle hashes
     h, c = hashed_batch([texts["a"], texts["b"]], MinHashConfig())
     sa, sb = set(h[:c[0]].tolist()), set(h[c[0]:].tolist())
-    rows = dedup.document_rows(docs, MinHashConfig()).to_pylist()
+    rows = verification.document_rows(docs, MinHashConfig()).to_pylist()
     sh = {r["k"]: r["sh"] for r in rows}
-    assert dedup.jaccard(sh["a"], sh["b"]) == pytest.approx(len(sa & sb) / len(sa | sb))
+    assert verification.jaccard(sh["a"], sh["b"]) == pytest.approx(len(sa & sb) / len(sa | sb))
     assert document_text(docs["texts"][0].as_py()) == texts["a"]
 
 

