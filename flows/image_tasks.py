@@ -46,8 +46,8 @@ def _cached_ops(cfg):
 
 
 def _resolve(refs: pa.Table, image_files: list[str], cfg, parts: int):
-    """refs (url, id) of one URL bucket -> [kind-0 rows without data, stats, cpu, kind-1 rows of
-    sha256 bucket 0, ..., of bucket parts-1]."""
+    """refs (url, id) of one URL bucket -> [kind-0 rows without data, stats, cpu, number of kind-1
+    rows, kind-1 rows of sha256 bucket 0, ..., of bucket parts-1]."""
     from flows.staged import read_staged
     from operators.images.stage import RESOLVE_IN, resolve_block, warc_image_rows
     cpu0 = time.process_time()
@@ -66,7 +66,7 @@ def _resolve(refs: pa.Table, image_files: list[str], cfg, parts: int):
     decoded = out.filter(pc.equal(out["kind"], 1))
     b = _bucket(decoded["sha256"].to_pylist(), parts)
     buckets = [decoded.filter(pa.array(b == j)) for j in range(parts)]
-    return [kind0, stats.to_dict(), time.process_time() - cpu0] + buckets
+    return [kind0, stats.to_dict(), time.process_time() - cpu0, decoded.num_rows] + buckets
 
 
 def _score(cfg, run_id: str, part: str, seen: dict, *decoded: pa.Table):
@@ -117,6 +117,9 @@ def _attach(kind0: list[pa.Table], scores: list[pa.Table]) -> pa.Table:
     return refs
 
 
+HEAD = 4   # the values of `_resolve` before its buckets
+
+
 @ray.remote(num_cpus=1)
 def resolve_task(refs, image_files, cfg, parts):
     return _resolve(refs, image_files, cfg, parts)
@@ -147,12 +150,15 @@ def run_image_tasks(cfg, refs: pa.Table, image_files: list[str], run_id: str, pa
     images this unit staged before (written once)."""
     cfg_ref = ray.put(cfg)
     groups = by_host(refs, parts)
-    resolved = [resolve_task.options(num_returns=parts + 3).remote(g, image_files, cfg_ref, parts)
+    resolved = [resolve_task.options(num_returns=parts + HEAD).remote(g, image_files, cfg_ref, parts)
                 for g in groups if g.num_rows]
-    heads = [ray.get(list(r[:3])) for r in resolved]
+    heads = [ray.get(list(r[:HEAD])) for r in resolved]
     kind0 = [h[0] for h in heads]
     stats = [h[1] for h in heads]
     cpu = sum(h[2] for h in heads)
+    if not sum(h[3] for h in heads):   # no image bytes (fetch off, none in the WARCs): nothing to score or store
+        results = _attach(kind0, []) if kind0 else None
+        return results, [], stats, cpu
     seen = {t: existing_keys(cfg.output, t) for t in ("images", "image_embeddings")}
     if also_seen is not None and len(also_seen):
         extra = also_seen.combine_chunks() if isinstance(also_seen, pa.ChunkedArray) else also_seen
@@ -163,7 +169,7 @@ def run_image_tasks(cfg, refs: pa.Table, image_files: list[str], run_id: str, pa
             seen["image_embeddings"] = keys if seen["image_embeddings"] is None else pa.concat_arrays(
                 [seen["image_embeddings"], keys])
     seen_ref = ray.put(seen)
-    scored = ray.get([score_task.remote(cfg_ref, run_id, f"{prefix}{j:05d}", seen_ref, *[r[3 + j] for r in resolved])
+    scored = ray.get([score_task.remote(cfg_ref, run_id, f"{prefix}{j:05d}", seen_ref, *[r[HEAD + j] for r in resolved])
                       for j in range(parts)]) if resolved else []
     staged = [f for s in scored for f in s[1]]
     for s in scored:

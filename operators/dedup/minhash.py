@@ -366,10 +366,15 @@ def dedup_columns(table: pa.Table, config: MinHashConfig, stats=None, keys: bool
     if not keys:
         return table, None
     take = np.flatnonzero(eligible & ~empty)
-    ends = np.cumsum(counts)
-    shingle_rows = [np.unique(h32[ends[i] - counts[i]:ends[i]]) for i in take]
-    lens = np.fromiter((len(r) for r in shingle_rows), np.int64, len(shingle_rows))
-    sub = table.take(pa.array(take, pa.int64()))
+    # the sorted distinct shingle hashes of each document, in one sort: (row << 32 | hash) keys
+    row_of = np.repeat(np.arange(n, dtype=np.uint64), counts)
+    keyed = np.unique((row_of << np.uint64(32)) | h32.astype(np.uint64))
+    distinct = (keyed & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    lens = np.bincount((keyed >> np.uint64(32)).astype(np.int64), minlength=n)[take]
+    keep_rows = np.isin((keyed >> np.uint64(32)).astype(np.int64), take) if len(take) < n else None
+    distinct = distinct[keep_rows] if keep_rows is not None else distinct
+    wanted = ("id", "url", "text_chars", "num_images", "provenance", "warc_date", "text_hash", "minhash_bands")
+    sub = table.select([c for c in wanted if c in table.column_names]).take(pa.array(take, pa.int64()))
     ranks = rank_columns(sub)
     date = pc.if_else(pc.equal(ranks["date"], np.iinfo(np.int64).max), pa.scalar(None, pa.int64()), ranks["date"])
     out = pa.table({
@@ -378,8 +383,7 @@ def dedup_columns(table: pa.Table, config: MinHashConfig, stats=None, keys: bool
         "warc_date": date, "text_chars": ranks["text_chars"], "num_images": ranks["num_images"],
         "text_hash": sub["text_hash"], "minhash_bands": sub["minhash_bands"],
         "signature": signature_bytes(sigs[take]),
-        "shingles": _u32_bytes(np.concatenate(shingle_rows) if shingle_rows else np.zeros(0, np.uint32), len(take),
-                               np.concatenate([[0], np.cumsum(lens)])),
+        "shingles": _u32_bytes(distinct, len(take), np.concatenate([[0], np.cumsum(lens)])),
         "images": pa.array([[u for u in images[i] or [] if u] for i in take], pa.list_(pa.string())),
     }, schema=KEYS)
     return table, out
