@@ -97,11 +97,36 @@ def _map_index(q: pa.Table, m: pa.Table) -> pa.Array:
     return pc.index_in(q["k"], value_set=m["k"].combine_chunks())
 
 
-def _rows_of(column, idx: np.ndarray) -> dict[int, bytes | None]:
-    """{row: value} of a binary column at the distinct rows `idx`: only those values are copied
-    (a unit's shingle sets are tens of MB; a pair needs two of them)."""
-    rows = np.unique(idx)
-    return dict(zip(rows.tolist(), column.take(pa.array(rows)).to_pylist())) if len(rows) else {}
+class _Values:
+    """Zero-copy access to the values of a binary column (chunked or not) by row: `get(i)` is a
+    view into the column's data buffer, or None for a null (a unit's shingle sets are tens of MB;
+    nothing of them is copied to look at two)."""
+
+    def __init__(self, column):
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        self.parts = []
+        starts = []
+        row = 0
+        for c in chunks:
+            if c.type != pa.binary():
+                c = c.cast(pa.binary())
+            _, offs, data = c.buffers()
+            offsets = np.frombuffer(offs, np.int32)[c.offset:c.offset + len(c) + 1] if offs is not None \
+                else np.zeros(len(c) + 1, np.int32)
+            values = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+            valid = _np(pc.is_valid(c)).astype(bool)
+            self.parts.append((offsets, values, valid))
+            starts.append(row)
+            row += len(c)
+        self.starts = np.asarray(starts, np.int64)
+
+    def get(self, i: int):
+        k = int(np.searchsorted(self.starts, i, side="right")) - 1
+        offsets, values, valid = self.parts[k]
+        j = i - int(self.starts[k])
+        if not valid[j]:
+            return None
+        return values[offsets[j]:offsets[j + 1]]
 
 
 def attach_src(block: pa.Table) -> pa.Table:
@@ -125,8 +150,8 @@ def attach(q: pa.Table, m: pa.Table) -> pa.Table:
                      "tag": pa.array(np.zeros(q.num_rows, np.int8))}, schema=VERIFY)
 
 
-def jaccard(sh_a: bytes, sh_b: bytes) -> float:
-    """Exact Jaccard of two sorted distinct uint32 arrays given as bytes."""
+def jaccard(sh_a, sh_b) -> float:
+    """Exact Jaccard of two sorted distinct uint32 arrays given as bytes (or byte views)."""
     a = np.frombuffer(sh_a, "<u4")
     b = np.frombuffer(sh_b, "<u4")
     if not len(a) and not len(b):
@@ -135,7 +160,7 @@ def jaccard(sh_a: bytes, sh_b: bytes) -> float:
     return inter / (len(a) + len(b) - inter)
 
 
-def signature_jaccard(sig_a: bytes, sig_b: bytes) -> float:
+def signature_jaccard(sig_a, sig_b) -> float:
     """MinHash estimate of J: the share of equal signature values."""
     a = np.frombuffer(sig_a, "<u4")
     b = np.frombuffer(sig_b, "<u4")
@@ -160,23 +185,23 @@ def verify(q: pa.Table, m: pa.Table, threshold: float, stats: Stats | None = Non
     ok = _np(q["ok"]).astype(bool)
     keep = ok.copy()
     todo = np.flatnonzero(~ok)
-    src_sig = q["sig"].take(pa.array(todo)).to_pylist()
-    src_sh = q["sh"].take(pa.array(todo)).to_pylist()
+    src_sig, src_sh = _Values(q["sig"]), _Values(q["sh"])
     idx_np = _np(pc.fill_null(_map_index(q, m), -1)).astype(np.int64)
-    found = idx_np[todo]
-    m_sig, m_sh = _rows_of(m["sig"], found[found >= 0]), _rows_of(m["sh"], found[found >= 0])
+    m_sig, m_sh = _Values(m["sig"]), _Values(m["sh"])
     exact = estimated = rejected = missing = 0
-    for n, i in enumerate(todo):
-        j = idx_np[i]
-        if j < 0 or src_sig[n] is None:
+    for i in todo.tolist():
+        j = int(idx_np[i])
+        a_sig = src_sig.get(i)
+        if j < 0 or a_sig is None:
             missing += 1
             continue
-        if src_sh[n] is not None and m_sh[j] is not None:
+        a_sh, b_sh = src_sh.get(i), m_sh.get(j)
+        if a_sh is not None and b_sh is not None:
             exact += 1
-            sim, bar = jaccard(src_sh[n], m_sh[j]), threshold
+            sim, bar = jaccard(a_sh, b_sh), threshold
         else:
             estimated += 1
-            sim, bar = signature_jaccard(src_sig[n], m_sig[j]), estimate_threshold
+            sim, bar = signature_jaccard(a_sig, m_sig.get(j)), estimate_threshold
         if sim >= bar:
             keep[i] = True
         else:
