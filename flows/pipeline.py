@@ -196,6 +196,9 @@ def warm_chain(cfg, run_id: str) -> None:
     chain(cfg, run_id)
 
 
+WARM_TAIL_TASKS = 4   # warm_tail tasks in a session's first unit (later units find the modules imported)
+
+
 @ray.remote(num_cpus=1)
 def warm_tail(images: bool) -> None:
     """Import what the unit's tasks after the streaming pass run (dedup, the image stage, the
@@ -320,8 +323,8 @@ def streaming_pass(cfg, cfg_ref, paths: list[str], run_id: str, process=None
             index, k, lo, hi, exact = todo.pop()
             res, keys = process.remote(paths[index], index, k, lo, hi, exact, cfg_ref, run_id)
             in_flight[res] = (keys, index, k)
-        if not todo and not pending and not warming_tail:   # the last spans are in flight
-            warming_tail = [warm_tail.remote(cfg.images.enabled) for _ in range(cpus)]
+        if warming and not todo and not pending and not warming_tail:   # the last spans are in flight
+            warming_tail = [warm_tail.remote(cfg.images.enabled) for _ in range(min(cpus, WARM_TAIL_TASKS))]
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=5.0)
         for w in ready:
             keys, index, k = in_flight.pop(w)
