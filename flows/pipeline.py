@@ -8,8 +8,9 @@
         spans join end to start (`broken_link`) and reads again one that does not.
     dedup_unit (one task): URL, exact and near duplicates and repeated images on the unit's key
         tables and what they can match in the index (operators/dedup/unit.py,
-        operators/dedup/probe.py); or the distributed stages for a unit above
-        dedup.single_task_max_documents
+        operators/dedup/probe.py), with the image references of the documents it keeps; or the
+        distributed stages for a unit above dedup.single_task_max_documents. `warm_tail` imports
+        its modules (and the image stage's) on a worker the last spans leave idle
     image stage (narrow rows only): references of the documents still kept -> resolved,
         decoded, scored (flows/image_tasks.py; GPU actors: flows/ray_ops.image_results); a
         winner the image rules drop is left out and dedup runs again (`MAX_ROUNDS`)
