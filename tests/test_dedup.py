@@ -360,6 +360,13 @@ def _verify_locally(cands: pa.Table, docs: pa.Table, threshold: float, index_doc
     v1 = verification.attach_src(pa.concat_tables([verification.candidate_rows(cands), rows]))
     stats = Stats("v")
     edges = verification.verify_pairs(pa.concat_tables([v1, rows]), threshold, stats)
+    # the one-task form (operators/dedup/unit.py): pairs without the src values, looked up in `rows`
+    alone = Stats("v")
+    v1_alone = verification.attach(verification.candidate_rows(cands), rows, carry=False)
+    assert v1_alone["sh"].null_count == v1_alone.num_rows
+    edges_alone = verification.verify(v1_alone, rows, threshold, alone, src=rows)
+    order = [("src", "ascending"), ("dst", "ascending")]
+    assert edges_alone.sort_by(order).equals(edges.sort_by(order)) and alone.counters == stats.counters
     return {(r["src"], r["dst"]) for r in edges.to_pylist()}, stats.counters
 
 

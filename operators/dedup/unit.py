@@ -106,8 +106,9 @@ def cluster(keys: pa.Table, index_docs: pa.Table | None, config, counts: dict) -
         if index_docs is not None and index_docs.num_rows:
             docs.append(verification.index_rows(index_docs))
         docs = pa.concat_tables(docs)
-        v1 = verification.attach(verification.candidate_rows(cands), docs)
-        edges = verification.verify(v1, docs, config.threshold, stats=verify, estimate_threshold=config.index_threshold)
+        v1 = verification.attach(verification.candidate_rows(cands), docs, carry=False)
+        edges = verification.verify(v1, docs, config.threshold, stats=verify, estimate_threshold=config.index_threshold,
+                                    src=docs)
     else:
         edges = cands.select(["src", "dst"])
     b = bucket_stats.counters

@@ -135,12 +135,17 @@ def attach_src(block: pa.Table) -> pa.Table:
     return attach(*_lookup(block))
 
 
-def attach(q: pa.Table, m: pa.Table) -> pa.Table:
+def attach(q: pa.Table, m: pa.Table, carry: bool = True) -> pa.Table:
     """V1 on the pair rows `q` and the document rows `m` of the same keys (`attach_src`'s
-    block apart, as one task has them)."""
+    block apart, as one task has them). `carry=False`: the pairs do not carry the src document's
+    signature and shingles (one task passes `m` to `verify` as `src` instead of copying them)."""
     if q.num_rows == 0:
         return VERIFY.empty_table()
     q = q.group_by(["k", "v"]).aggregate([("ok", "any")]).rename_columns(["k", "v", "ok"])
+    if not carry:
+        n = q.num_rows
+        return pa.table({"k": q["v"], "v": q["k"], "ok": q["ok"], "sig": pa.nulls(n, pa.binary()),
+                         "sh": pa.nulls(n, pa.binary()), "tag": pa.array(np.zeros(n, np.int8))}, schema=VERIFY)
     idx = _map_index(q, m)
     need = pc.and_(pc.invert(q["ok"]), pc.is_valid(idx))
     at = pc.if_else(need, idx, pa.scalar(None, idx.type))   # null: no copy for a verified pair
@@ -176,8 +181,10 @@ def verify_pairs(block: pa.Table, threshold: float, stats: Stats | None = None,
 
 
 def verify(q: pa.Table, m: pa.Table, threshold: float, stats: Stats | None = None,
-           estimate_threshold: float | None = None) -> pa.Table:
-    """V2 on the pair rows `q` (from V1) and the document rows `m` (`verify_pairs`' block apart)."""
+           estimate_threshold: float | None = None, src: pa.Table | None = None) -> pa.Table:
+    """V2 on the pair rows `q` (from V1) and the document rows `m` (`verify_pairs`' block apart).
+    `src`: document rows to look the src documents up in (by the pair's `v`), for pairs that
+    do not carry them (`attach(..., carry=False)`)."""
     if estimate_threshold is None:
         estimate_threshold = threshold
     if q.num_rows == 0:
@@ -185,17 +192,21 @@ def verify(q: pa.Table, m: pa.Table, threshold: float, stats: Stats | None = Non
     ok = _np(q["ok"]).astype(bool)
     keep = ok.copy()
     todo = np.flatnonzero(~ok)
-    src_sig, src_sh = _Values(q["sig"]), _Values(q["sh"])
     idx_np = _np(pc.fill_null(_map_index(q, m), -1)).astype(np.int64)
     m_sig, m_sh = _Values(m["sig"]), _Values(m["sh"])
+    if src is None:   # the pair rows carry their src document's values
+        src_sig, src_sh, src_at = _Values(q["sig"]), _Values(q["sh"]), np.arange(q.num_rows)
+    else:
+        src_sig, src_sh = (m_sig, m_sh) if src is m else (_Values(src["sig"]), _Values(src["sh"]))
+        src_at = _np(pc.fill_null(pc.index_in(q["v"], value_set=src["k"].combine_chunks()), -1)).astype(np.int64)
     exact = estimated = rejected = missing = 0
     for i in todo.tolist():
-        j = int(idx_np[i])
-        a_sig = src_sig.get(i)
+        j, s_i = int(idx_np[i]), int(src_at[i])
+        a_sig = src_sig.get(s_i) if s_i >= 0 else None
         if j < 0 or a_sig is None:
             missing += 1
             continue
-        a_sh, b_sh = src_sh.get(i), m_sh.get(j)
+        a_sh, b_sh = src_sh.get(s_i), m_sh.get(j)
         if a_sh is not None and b_sh is not None:
             exact += 1
             sim, bar = jaccard(a_sh, b_sh), threshold
