@@ -848,8 +848,7 @@ def image_refs(outcome, excluded: pa.Array, keys: pa.Table) -> pa.Table:
     from operators.dedup.unit import image_ref_rows
     gone = pa.concat_arrays([outcome.docs.filter(pc.is_valid(outcome.docs["drop_reason"]))["id"].combine_chunks(),
                              excluded])
-    table = keys.filter(pc.invert(pc.is_in(keys["id"], value_set=gone))) if len(gone) else keys
-    refs = image_ref_rows(table)
+    refs = image_ref_rows(_keys_less((keys,), gone))
     if outcome.repeated.num_rows:
         key = pc.binary_join_element_wise(refs["id"], refs["url"], "\n")
         rep = pc.binary_join_element_wise(outcome.repeated["id"], outcome.repeated["url"], "\n")
@@ -859,7 +858,7 @@ def image_refs(outcome, excluded: pa.Array, keys: pa.Table) -> pa.Table:
 
 @ray.remote(num_cpus=1)
 def _image_refs(outcome, excluded: pa.Array, *keys: pa.Table) -> pa.Table:
-    return image_refs(outcome, excluded, _keys_less(keys, excluded))
+    return image_refs(outcome, excluded, _keys_less(keys, None))
 
 
 @ray.remote(num_cpus=1)

@@ -327,6 +327,21 @@ KEYS = pa.schema([
 ])
 
 
+def distinct_hashes(h32: np.ndarray, counts: np.ndarray, rows: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct hashes of each document (`h32`: the documents' hashes concatenated,
+    `counts` per document), concatenated, and how many each has; `rows` (increasing): only those
+    documents. One sort for the batch, on (row << 32 | hash) keys."""
+    n = len(counts)
+    keyed = np.unique((np.repeat(np.arange(n, dtype=np.uint64), counts) << np.uint64(32)) | h32.astype(np.uint64))
+    row_of = (keyed >> np.uint64(32)).astype(np.int64)
+    values = (keyed & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    lens = np.bincount(row_of, minlength=n)
+    if rows is None or len(rows) == n:
+        return values, lens
+    return values[np.isin(row_of, rows)], lens[rows]
+
+
 def dedup_columns(table: pa.Table, config: MinHashConfig, stats=None, keys: bool = False
                   ) -> tuple[pa.Table, pa.Table | None]:
     """Set `minhash_bands` and `text_hash` of a DOCUMENT batch (documents that selection already
@@ -366,13 +381,7 @@ def dedup_columns(table: pa.Table, config: MinHashConfig, stats=None, keys: bool
     if not keys:
         return table, None
     take = np.flatnonzero(eligible & ~empty)
-    # the sorted distinct shingle hashes of each document, in one sort: (row << 32 | hash) keys
-    row_of = np.repeat(np.arange(n, dtype=np.uint64), counts)
-    keyed = np.unique((row_of << np.uint64(32)) | h32.astype(np.uint64))
-    distinct = (keyed & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    lens = np.bincount((keyed >> np.uint64(32)).astype(np.int64), minlength=n)[take]
-    keep_rows = np.isin((keyed >> np.uint64(32)).astype(np.int64), take) if len(take) < n else None
-    distinct = distinct[keep_rows] if keep_rows is not None else distinct
+    distinct, lens = distinct_hashes(h32, counts, take)
     wanted = ("id", "url", "text_chars", "num_images", "provenance", "warc_date", "text_hash", "minhash_bands")
     sub = table.select([c for c in wanted if c in table.column_names]).take(pa.array(take, pa.int64()))
     ranks = rank_columns(sub)

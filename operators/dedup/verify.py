@@ -48,7 +48,7 @@ def document_rows(docs: pa.Table, config: MinHashConfig) -> pa.Table:
     """V1/V2 map rows for this run's documents that take part (text, keys, not dropped): the
     signature and the sorted distinct shingle hashes of each (computed from `texts`, or taken
     from the `signature` and `shingles` columns of key rows)."""
-    from operators.dedup.minhash import document_text, hashed_batch, signatures_from_hashes
+    from operators.dedup.minhash import distinct_hashes, document_text, hashed_batch, signatures_from_hashes
     take = pc.fill_null(pc.greater(docs["text_chars"], 0), False)
     if "drop_reason" in docs.column_names:
         take = pc.and_(take, pc.is_null(docs["drop_reason"]))
@@ -65,14 +65,8 @@ def document_rows(docs: pa.Table, config: MinHashConfig) -> pa.Table:
                          "tag": pa.array(np.ones(n, np.int8))}, schema=VERIFY)
     h32, counts = hashed_batch([document_text(t) for t in docs["texts"].to_pylist()], config)
     sigs = signatures_from_hashes(h32, counts, config).astype(np.uint32)
-    ends = np.cumsum(counts)
-    uniq, lens = [], np.zeros(n, np.int64)
-    for i, (lo, hi) in enumerate(zip(ends - counts, ends)):
-        u = np.unique(h32[lo:hi])
-        uniq.append(u)
-        lens[i] = len(u)
-    offsets = np.concatenate([[0], np.cumsum(lens)])
-    sh = _u32_bytes(np.concatenate(uniq) if uniq else np.zeros(0, np.uint32), n, offsets)
+    uniq, lens = distinct_hashes(h32, counts)
+    sh = _u32_bytes(uniq, n, np.concatenate([[0], np.cumsum(lens)]))
     sig = _u32_bytes(sigs.reshape(-1), n, np.arange(n + 1) * config.num_perm)
     return pa.table({"k": docs["id"].cast(pa.string()), "v": pa.nulls(n, pa.string()),
                      "ok": pa.nulls(n, pa.bool_()), "sig": sig, "sh": sh,
