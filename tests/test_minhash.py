@@ -162,6 +162,39 @@ def test_a_document_hashes_the_same_alone_and_in_any_batch(hash_):
     assert np.array_equal(signatures(texts[::-1], cfg)[::-1], batch)
 
 
+def test_distinct_hashes_are_each_documents_sorted_set():
+    rng = np.random.default_rng(7)
+    counts = np.array([0, 5, 1, 40, 0, 300, 2])
+    h32 = rng.integers(0, 50, counts.sum(), dtype=np.uint32)   # many repeats within a document
+    h32[-2:] = [0xFFFFFFFF, 0xFFFFFFFF]
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    per_doc = [np.unique(h32[a:b]) for a, b in zip(starts[:-1], starts[1:])]
+    for rows in (None, np.array([1, 3, 6]), np.array([0, 4]), np.arange(len(counts))):
+        values, lens = mh.distinct_hashes(h32, counts, rows)
+        take = range(len(counts)) if rows is None else rows
+        assert lens.tolist() == [len(per_doc[r]) for r in take]
+        want = np.concatenate([per_doc[r] for r in take]) if len(take) else np.zeros(0, np.uint32)
+        assert values.dtype == np.uint32 and values.tolist() == want.tolist()
+    values, lens = mh.distinct_hashes(np.zeros(0, np.uint32), np.zeros(3, np.int64))
+    assert len(values) == 0 and lens.tolist() == [0, 0, 0]
+
+
+def test_lower_words_are_the_lowercased_documents_words():
+    from operators.text.quality import forget_block_words, tokenise_block
+    from tests.test_quality import TRICKY_BLOCKS
+    docs = [TRICKY_BLOCKS, [None, "\u039f\u0394\u039f\u03a3", None, "\u039f\u0394\u039f\u03a3 \u0130I"], [], None, [""],
+            ["Ab CD", "\u03a3\u03a3 x"]] + [[t] for t in REAL]
+    want = [mh.words(document_text(d).lower()) for d in docs]
+    forget_block_words()
+    assert [mh.lower_words(d) for d in docs] == want
+    for d in docs:
+        for t in d or ():
+            if t:
+                tokenise_block(t)   # as clean leaves them
+    assert [mh.lower_words(d) for d in docs] == want
+    forget_block_words()
+
+
 def test_words64_hash_is_the_chain_of_word_hashes():
     import hashlib
     cfg = MinHashConfig(hash="words64")

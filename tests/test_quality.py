@@ -1,4 +1,5 @@
 """Quality signals: every field on hand-made text with values computed by hand."""
+import itertools
 import random
 from collections import Counter
 
@@ -8,7 +9,7 @@ import stopwordsiso
 
 from operators.text.quality import (
     QUALITY_FIELDS, FlaggedWords, QualityConfig, QualitySignals, WordList, base_language,
-    batch_signals, document_signals, words,
+    batch_signals, block_words, document_signals, forget_block_words, tokenise_block, words,
 )
 from operators.io.schema import DOCUMENT, QUALITY, validate_documents
 from tests.factories import doc_row
@@ -50,6 +51,32 @@ def test_words_korean_runs_and_right_to_left_scripts():
     assert words("שָׁלוֹם עולם!") == ["שָׁלוֹם", "עולם"]
     # Devanagari vowel signs are marks: whole words
     assert words("हिन्दी भाषा।") == ["हिन्दी", "भाषा"]
+
+
+TRICKY_BLOCKS = [
+    "Hello, world! It's 3 o’clock.", "", "東京タワーです", "ภาษาไทย ดี",
+    "İstanbul İZMİR", "ΟΔΟΣ.ΑΒ ΣΟΦΙΑΣ", "café́ naïve",
+    "x" * 3, "שלום عالم", "a‍b ½ ⅠⅡ",
+]
+
+
+def test_a_documents_words_are_its_blocks_words():
+    # quality counts a document's words from its blocks' words, which clean already tokenised
+    assert list(itertools.chain.from_iterable(map(words, TRICKY_BLOCKS))) == words("\n".join(TRICKY_BLOCKS))
+    forget_block_words()
+    fresh = [block_words(b) for b in TRICKY_BLOCKS]
+    held = [tokenise_block(b) for b in TRICKY_BLOCKS]
+    assert held == fresh == [words(b) for b in TRICKY_BLOCKS]
+    assert [block_words(b) for b in TRICKY_BLOCKS] == fresh
+    forget_block_words()
+    docs = [TRICKY_BLOCKS, TRICKY_BLOCKS[::-1], ["one two", None, "three"]]
+    without = batch_signals(docs, ["en"] * 3, [0, 0, 1], None)
+    for d in docs:
+        for b in d:
+            if b is not None:
+                tokenise_block(b)
+    assert batch_signals(docs, ["en"] * 3, [0, 0, 1], None) == without
+    forget_block_words()
 
 
 def test_base_language():

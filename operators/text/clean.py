@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators.base import Operator, Resources
-from operators.text.quality import SPECIAL_RE, WORD_RE, QualityConfig, base_language
+from operators.text.quality import SPECIAL_RE, QualityConfig, base_language, forget_block_words, tokenise_block
 
 REASONS = ("boilerplate", "short", "special_chars", "flagged_words", "other_language")
 
@@ -138,7 +138,7 @@ class CleanBlocks(Operator):
         `boilerplate`: the patterns worth trying on this block (`_Patterns.candidates`); None: all.
         """
         c = self.config
-        ws = WORD_RE.findall(text)
+        ws = tokenise_block(text)
         n = len(ws)
         if n <= c.boilerplate_max_words and (
                 self.boilerplate.search(text) if boilerplate is None
@@ -165,6 +165,7 @@ class CleanBlocks(Operator):
             self.stats.incr("out", n_rows)
             return table
         texts = table["texts"].to_pylist()
+        forget_block_words()   # hold this batch's blocks' words only (quality reads them next)
         languages = table["language"].to_pylist()
         need_lang = self.config.drop_other_language
         t_langs = table["text_languages"].to_pylist() if need_lang else None

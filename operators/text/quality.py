@@ -95,6 +95,33 @@ def words(text: str) -> list[str]:
     return WORD_RE.findall(text)
 
 
+BLOCK_WORDS_MAX = 1 << 17   # text blocks whose words are held per process (cleared when full)
+_BLOCK_WORDS: dict[str, list[str]] = {}
+
+
+def tokenise_block(text: str) -> list[str]:
+    """`words(text)` of a text block, held for `block_words`: `clean` tokenises every block of a
+    batch and `quality` reads the same blocks' words (a document's words are its blocks' words:
+    no word crosses the newline between two blocks), so no block is tokenised twice. Callers must
+    not modify the list."""
+    if len(_BLOCK_WORDS) >= BLOCK_WORDS_MAX:
+        _BLOCK_WORDS.clear()
+    ws = _BLOCK_WORDS[text] = WORD_RE.findall(text)
+    return ws
+
+
+def block_words(text: str) -> list[str]:
+    """`words(text)` of a text block: the list `tokenise_block` made for it in this batch, else
+    tokenised now. A pure function of the text (the held lists change speed only)."""
+    ws = _BLOCK_WORDS.get(text)
+    return WORD_RE.findall(text) if ws is None else ws
+
+
+def forget_block_words() -> None:
+    """Drop the words `tokenise_block` holds (their batch is done with, or a new one begins)."""
+    _BLOCK_WORDS.clear()
+
+
 # ---------------------------------------------------------------------------------------------
 # word lists (stopwords, flagged words)
 
@@ -424,7 +451,7 @@ def batch_signals(doc_texts: Sequence[Sequence[str | None]], languages: Sequence
         blocks = [t for t in texts if t is not None]
         joined = "\n".join(blocks)
         n_chars = sum(map(len, blocks))
-        ws = WORD_RE.findall(joined)
+        ws = list(chain.from_iterable(map(block_words, blocks)))   # == words(joined)
         all_words.append(ws)
         n_words = len(ws)
         sw = stopwords(language) if n_words else None
