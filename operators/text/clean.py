@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators.base import Operator, Resources
-from operators.text.quality import SPECIAL_RE, QualityConfig, base_language, forget_block_words, tokenise_block
+from operators.text.quality import SPECIAL_RE, QualityConfig, base_language, WORD_RE, forget_block_words, hold_block_words
 
 REASONS = ("boilerplate", "short", "special_chars", "flagged_words", "other_language")
 
@@ -138,7 +138,7 @@ class CleanBlocks(Operator):
         `boilerplate`: the patterns worth trying on this block (`_Patterns.candidates`); None: all.
         """
         c = self.config
-        ws = tokenise_block(text)
+        ws = WORD_RE.findall(text)
         n = len(ws)
         if n <= c.boilerplate_max_words and (
                 self.boilerplate.search(text) if boilerplate is None
@@ -156,6 +156,7 @@ class CleanBlocks(Operator):
                 and block_score >= c.other_language_min_score \
                 and base_language(block_language) != base_language(language):
             return "other_language"
+        hold_block_words(text, ws)   # kept: quality and MinHash read its words
         return None
 
     def __call__(self, table: pa.Table) -> pa.Table:

@@ -99,26 +99,25 @@ BLOCK_WORDS_MAX = 1 << 17   # text blocks whose words are held per process (clea
 _BLOCK_WORDS: dict[str, list[str]] = {}
 
 
-def tokenise_block(text: str) -> list[str]:
-    """`words(text)` of a text block, held for `block_words`: `clean` tokenises every block of a
-    batch and `quality` reads the same blocks' words (a document's words are its blocks' words:
-    no word crosses the newline between two blocks), so no block is tokenised twice. Callers must
-    not modify the list."""
+def hold_block_words(text: str, ws: list[str]) -> None:
+    """Hold `words(text)` of a text block for `block_words`: `clean` tokenises every block of a
+    batch and `quality` and MinHash read the kept blocks' words (a document's words are its
+    blocks' words: no word crosses the newline between two blocks), so no block is tokenised
+    twice. The list must not be modified afterwards."""
     if len(_BLOCK_WORDS) >= BLOCK_WORDS_MAX:
         _BLOCK_WORDS.clear()
-    ws = _BLOCK_WORDS[text] = WORD_RE.findall(text)
-    return ws
+    _BLOCK_WORDS[text] = ws
 
 
 def block_words(text: str) -> list[str]:
-    """`words(text)` of a text block: the list `tokenise_block` made for it in this batch, else
-    tokenised now. A pure function of the text (the held lists change speed only)."""
+    """`words(text)` of a text block: the list `hold_block_words` holds for it, else tokenised
+    now. A pure function of the text (the held lists change speed only)."""
     ws = _BLOCK_WORDS.get(text)
     return WORD_RE.findall(text) if ws is None else ws
 
 
 def forget_block_words() -> None:
-    """Drop the words `tokenise_block` holds (their batch is done with, or a new one begins)."""
+    """Drop the words `hold_block_words` holds (a new batch begins)."""
     _BLOCK_WORDS.clear()
 
 
@@ -174,7 +173,7 @@ class WordList:
 
     def _phrase_hits(self, ws: Sequence[str]) -> list[tuple[int, int]]:
         """(start, n) of every phrase occurrence."""
-        if not self.first:
+        if not self.first or self.first.isdisjoint(ws):   # most texts: no word starts a phrase
             return []
         hits = []
         n_words = len(ws)
@@ -186,7 +185,8 @@ class WordList:
 
     def count(self, ws: Sequence[str]) -> int:
         """Occurrences of entries among the words `ws` (a phrase counts once per occurrence)."""
-        return sum(map(self.single.__contains__, ws)) + len(self._phrase_hits(ws))
+        single = 0 if self.single.isdisjoint(ws) else sum(map(self.single.__contains__, ws))
+        return single + len(self._phrase_hits(ws))
 
     def covered(self, ws: Sequence[str]) -> int:
         """Number of words of `ws` covered by at least one entry."""
