@@ -106,12 +106,12 @@ def chain(cfg, run_id: str) -> list:
 
 # ---------------------------------------------------------------- the streaming pass
 
-def read_span(path: str, index: int, k: int, span, cfg, run_id: str) -> tuple[pa.Table, dict]:
-    """The HTML records of one span of a WARC (operators.io.warc.Span) as a RECORD table, and what
-    reading it gave: counts, where it began and ended (`first`, `next`, `whole`), the file of its
+def read_span(path: str, index: int, k: int, span, cfg, run_id: str) -> tuple[list[dict], dict]:
+    """The HTML records of one span of a WARC (operators.io.warc.Span) as RECORD rows (dicts: the
+    extractor takes them as they are; an Arrow table of their HTML would be built only to be
+    read back), and what reading it gave: counts, where it began and ended (`first`, `next`, `whole`), the file of its
     image records (images.from_warc: the same pass, staged as one Parquet file)."""
     from operators.io.read import IMAGE_RECORD
-    from operators.io.schema import RECORD
     from operators.io.warc import IMAGE_MARK, iter_records
     stats = Stats("read")
     with_images = cfg.images.enabled and cfg.images.from_warc
@@ -128,13 +128,13 @@ def read_span(path: str, index: int, k: int, span, cfg, run_id: str) -> tuple[pa
         stats.incr("image_records", len(images))
         image_file = write_staged(cfg.output, run_id, WARC_IMAGES, f"w{index:06d}-{k:05d}",
                                    pa.Table.from_pylist(images, schema=IMAGE_RECORD))
-    return pa.Table.from_pylist(buf, schema=RECORD), {
+    return buf, {
         "records": len(buf), "stats": stats.to_dict(), "image_file": image_file,
         "first": span.first, "next": span.next, "whole": span.whole}
 
 
-def process_records(records: pa.Table, part: str, cfg, run_id: str) -> tuple[dict, pa.Table | None]:
-    """The per-document operators over a table of records (a span's, in `process_span_records`);
+def process_records(records: list[dict], part: str, cfg, run_id: str) -> tuple[dict, pa.Table | None]:
+    """The per-document operators over RECORD rows (a span's, in `process_span_records`);
     the selection's drops and the kept documents staged (one file each) for the final pass.
     Returns (result, KEYS table or None without dedup)."""
     from operators.dedup.minhash import KEYS, dedup_columns
@@ -148,9 +148,10 @@ def process_records(records: pa.Table, part: str, cfg, run_id: str) -> tuple[dic
     keys: list[pa.Table] = []
     per_warc: dict[str, list[int]] = {}
     step = cfg.ray.records_per_batch
-    for lo in range(0, records.num_rows, step):
-        t = records.slice(lo, step)
-        for op in ops:
+    extract, rest = ops[0], ops[1:]
+    for lo in range(0, len(records), step):
+        t = extract.from_records(records[lo:lo + step])
+        for op in rest:
             t = op(t)
         if cfg.dedup.enabled:
             t, k = dedup_columns(t, cfg.dedup, minhash, keys=True)

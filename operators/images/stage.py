@@ -433,6 +433,18 @@ def image_rule_drops(docs: pa.Table, results: pa.Table, config: ImagesConfig,
     return out
 
 
+class _Columns(dict):
+    """Column name -> the batch's values of that column as a Python list, converted on first use."""
+
+    def __init__(self, docs: pa.Table):
+        super().__init__()
+        self.docs = docs
+
+    def __missing__(self, name: str) -> list:
+        values = self[name] = self.docs[name].to_pylist()
+        return values
+
+
 class _Docs:
     """A batch of documents as Python lists, for the image rules: the aligned lists (texts,
     images, image_info, text languages), num_images, images_dropped and the drop reasons; remove
@@ -443,7 +455,7 @@ class _Docs:
     def __init__(self, docs: pa.Table):
         self.docs = docs
         self.aligned = [c for c in self.ALIGNED if c in docs.column_names]
-        self.data = {c: docs[c].to_pylist() for c in self.aligned}
+        self.data = _Columns(docs)   # converted when first used: most batches touch images and image_info only
         self.num_images = docs["num_images"].to_pylist()
         self.images_dropped = docs["images_dropped"].to_pylist()
         self.reasons = DropReasons(docs)
@@ -465,7 +477,7 @@ class _Docs:
 
     def table(self) -> pa.Table:
         docs = self.docs
-        cols = {c: self.data[c] for c in self.aligned}
+        cols = {c: self.data[c] for c in self.aligned if c in self.data}   # the others are as they were
         cols.update(num_images=self.num_images, images_dropped=self.images_dropped, **self.reasons.columns())
         for name, values in cols.items():
             i = docs.schema.get_field_index(name)
