@@ -109,8 +109,9 @@ def chain(cfg, run_id: str) -> list:
 def read_span(path: str, index: int, k: int, span, cfg, run_id: str) -> tuple[list[dict], dict]:
     """The HTML records of one span of a WARC (operators.io.warc.Span) as RECORD rows (dicts: the
     extractor takes them as they are; an Arrow table of their HTML would be built only to be
-    read back), and what reading it gave: counts, where it began and ended (`first`, `next`, `whole`), the file of its
-    image records (images.from_warc: the same pass, staged as one Parquet file)."""
+    read back), and what reading it gave: counts, where it began and ended (`first`, `next`,
+    `whole`), the file of its image records (images.from_warc: the same pass, staged as one
+    Parquet file)."""
     from operators.io.read import IMAGE_RECORD
     from operators.io.warc import IMAGE_MARK, iter_records
     stats = Stats("read")
@@ -139,6 +140,7 @@ def process_records(records: list[dict], part: str, cfg, run_id: str) -> tuple[d
     Returns (result, KEYS table or None without dedup)."""
     from operators.dedup.minhash import KEYS, dedup_columns
     from operators.io.schema import DOCUMENT, validate_documents
+    from operators.text.quality import forget_block_words
     cpu0 = time.process_time()
     ops = chain(cfg, run_id)
     minhash = Stats("minhash")
@@ -166,6 +168,7 @@ def process_records(records: list[dict], part: str, cfg, run_id: str) -> tuple[d
                 rejected_parts.append(rejected)
                 _add_per_warc(per_warc, count_by_warc(rejected, True))
         kept_parts.append(t)
+    forget_block_words()   # the last batch's words, held by clean for quality and MinHash
     kept = pa.concat_tables(kept_parts) if kept_parts else DOCUMENT.empty_table()
     kept_file = write_staged(cfg.output, run_id, KEPT, part, kept) if kept.num_rows else None
     rejected = pa.concat_tables(rejected_parts) if rejected_parts else DOCUMENT.empty_table()

@@ -46,7 +46,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators.base import Operator, Resources
-from operators.text.quality import SPECIAL_RE, QualityConfig, base_language, WORD_RE, forget_block_words, hold_block_words
+from operators.text.quality import (SPECIAL_RE, WORD_RE, QualityConfig, base_language, forget_block_words,
+                                    hold_block_words)
 
 REASONS = ("boilerplate", "short", "special_chars", "flagged_words", "other_language")
 
