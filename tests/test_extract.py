@@ -204,6 +204,22 @@ def test_figure_declaring_an_image_object_without_its_img_keeps_the_image_in_pla
         assert not any(run(page(article(other))).images)
 
 
+
+def test_figure_image_inside_a_click_to_enlarge_wrapper_is_kept():
+    """la-nacion: `<figure><div class="conModal"><img>` ("modal" is a soft boilerplate hint)."""
+    for wrapper in ('<div class="conModal f-imagenRelacionada"><span class="icon-resize"></span>{}</div>',
+                    '<a class="js-image-lightbox" href="/img/big.jpg">{}</a>'):
+        img = '<img src="/img/mapuche-w280.jpg">'
+        fig = f'<figure>{wrapper.format(img)}<figcaption>Foto: LA NACION</figcaption></figure>'
+        r = run(page(article(fig)))
+        check_aligned(r)
+        i = r.images.index("https://news.example.com/img/mapuche-w280.jpg")
+        assert r.texts[i - 1] == P1 and r.texts[i + 1] == "Foto: LA NACION"
+        # the same wrapper outside a figure still marks a pop-up, and a flagged figure stays flagged
+        assert "https://news.example.com/img/mapuche-w280.jpg" not in run(page(article(wrapper.format(img)))).images
+        flagged = fig.replace("<figure>", '<figure class="modal-gallery">')
+        assert "https://news.example.com/img/mapuche-w280.jpg" not in run(page(article(flagged))).images
+
 def test_lazy_image_prefers_real_source_over_placeholder():
     img = ('<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" data-src="/photos/real.jpg">'
            '<img src="/static/placeholder.png" data-original="https://cdn.example.com/b.jpg">')

@@ -226,7 +226,8 @@ class _Walk:
         ostack: list = []       # bit codes of the open elements
         nexts: list = []        # next siblings of the open elements
         fstack: list = []       # eids of the open flagged (soft boilerplate) elements
-        figure_stack: list = []  # [had_image, deferred_blocks, in_caption, declared image URL]
+        # [had_image, deferred_blocks, in_caption, declared image URL, len(fstack) at its start]
+        figure_stack: list = []
         picture_sources: list = []
         last_img_placeholder = False
         skip_tags, block_tags, special_tags = SKIP_TAGS, BLOCK_TAGS, SPECIAL_TAGS
@@ -235,6 +236,14 @@ class _Walk:
         buf_append = buf.append
         ostack_append, ostack_pop = ostack.append, ostack.pop
         nexts_append, nexts_pop = nexts.append, nexts.pop
+
+        def image_flags() -> tuple:
+            # a figure's own image is content whatever soft hint ("modal", "lightbox": the
+            # click-to-enlarge wrapper) sits between the <figure> and its <img>
+            if figure_stack and len(fstack) > figure_stack[-1][4]:
+                k = figure_stack[-1][4]
+                return tuple(fstack[:k]) + tuple(f for f in fstack[k:] if el_flag[f] != 2)
+            return tuple(fstack)
 
         def flush():
             nonlocal buf_link
@@ -307,7 +316,7 @@ class _Walk:
                         if code & C_CAPTION and figure_stack:
                             figure_stack[-1][2] = False
                         if code & C_FIGURE and figure_stack:
-                            had_image, deferred, _, declared = figure_stack.pop()
+                            had_image, deferred, _, declared, _ = figure_stack.pop()
                             if declared is not None and not had_image:
                                 # a schema.org ImageObject whose <img> a script renders
                                 info = image({"src": declared}, ())
@@ -362,7 +371,7 @@ class _Walk:
                     if info is not None:
                         if buf:
                             flush()
-                        blocks.append(["i", info, 0, 0, tuple(anc), "img", 0, tuple(fstack)])
+                        blocks.append(["i", info, 0, 0, tuple(anc), "img", 0, image_flags()])
                         if figure_stack:
                             figure_stack[-1][0] = True
                         last_img_placeholder = False
@@ -398,7 +407,7 @@ class _Walk:
                                         if buf:
                                             flush()
                                         blocks.append(["i", info, 0, 0, tuple(anc), "img", 0,
-                                                       tuple(fstack)])
+                                                       image_flags()])
                                         if figure_stack:
                                             figure_stack[-1][0] = True
                             last_img_placeholder = False
@@ -485,7 +494,8 @@ class _Walk:
                     article_depth += 1
                 elif tag == "figure":
                     code |= C_FIGURE
-                    figure_stack.append([False, [], False, declared_image(attrs) if attrs else None])
+                    figure_stack.append([False, [], False, declared_image(attrs) if attrs else None,
+                                         len(fstack)])
                 elif tag == "figcaption":
                     if figure_stack:
                         code |= C_CAPTION
