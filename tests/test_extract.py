@@ -205,20 +205,63 @@ def test_figure_declaring_an_image_object_without_its_img_keeps_the_image_in_pla
 
 
 
-def test_figure_image_inside_a_click_to_enlarge_wrapper_is_kept():
+def test_figure_image_inside_a_soft_wrapper_is_kept():
     """la-nacion: `<figure><div class="conModal"><img>` ("modal" is a soft boilerplate hint)."""
-    for wrapper in ('<div class="conModal f-imagenRelacionada"><span class="icon-resize"></span>{}</div>',
-                    '<a class="js-image-lightbox" href="/img/big.jpg">{}</a>'):
-        img = '<img src="/img/mapuche-w280.jpg">'
-        fig = f'<figure>{wrapper.format(img)}<figcaption>Foto: LA NACION</figcaption></figure>'
-        r = run(page(article(fig)))
-        check_aligned(r)
-        i = r.images.index("https://news.example.com/img/mapuche-w280.jpg")
-        assert r.texts[i - 1] == P1 and r.texts[i + 1] == "Foto: LA NACION"
-        # the same wrapper outside a figure still marks a pop-up, and a flagged figure stays flagged
-        assert "https://news.example.com/img/mapuche-w280.jpg" not in run(page(article(wrapper.format(img)))).images
-        flagged = fig.replace("<figure>", '<figure class="modal-gallery">')
-        assert "https://news.example.com/img/mapuche-w280.jpg" not in run(page(article(flagged))).images
+    img = '<img src="/img/mapuche-w280.jpg">'
+    url = "https://news.example.com/img/mapuche-w280.jpg"
+    wrapper = '<div class="conModal f-imagenRelacionada"><span class="icon-resize"></span>{}</div>'
+    fig = f'<figure>{wrapper.format(img)}<figcaption>Foto: LA NACION</figcaption></figure>'
+    r = run(page(article(fig)))
+    check_aligned(r)
+    i = r.images.index(url)
+    assert r.texts[i - 1] == P1 and r.texts[i + 1] == "Foto: LA NACION"
+    # the same wrapper outside a figure still marks a pop-up, and a flagged figure stays flagged
+    assert url not in run(page(article(wrapper.format(img)))).images
+    assert url not in run(page(article(fig.replace("<figure>", '<figure class="modal-dialog">')))).images
+
+
+@pytest.mark.parametrize("viewer", [
+    '<a class="js-image-lightbox" href="/img/big.jpg">{}</a>',
+    '<a class="image-popup" href="/img/big.jpg">{}</a>',
+    '<a class="fancyboxSlide overlayWrap" href="/img/big.jpg">{}</a>',
+    '<div class="mmo-lightbox">{}</div>',
+    '<figure class="wp-caption lightbox-gallery">{}<figcaption>Das Futter im Test.</figcaption></figure>',
+    '<div class="field field--name-field-header-image">{}</div>',
+    '<div class="headerImage">{}</div>'])
+def test_image_inside_an_image_viewer_wrapper_is_kept(viewer):
+    """Click-to-enlarge wrappers around an article's photos ("lightbox", "image-popup") and
+    lead-image wrappers ("header-image") are soft hints for text but not for the photos in them;
+    logos and banners in them, and the images of other soft wrappers, are still dropped."""
+    img = '<img src="/img/photo.jpg" width="800" height="450">'
+    r = run(page(article(viewer.format(img))))
+    check_aligned(r)
+    i = r.images.index("https://news.example.com/img/photo.jpg")
+    assert r.texts[i - 1] == P1
+    for other in ('<div class="modal-dialog">{}</div>', '<div class="toolbar">{}</div>',
+                  '<div class="video-overlay">{}</div>', '<div id="push-popup" class="popup">{}</div>'):
+        assert "https://news.example.com/img/photo.jpg" not in run(page(article(other.format(img)))).images
+    for not_photo in ('<img src="/img/site-logo.png">', '<img src="/img/w800.gif" alt="MoreBikes Logo">',
+                      '<img src="/img/w800.gif" width="1230" height="205">'):
+        assert not any(run(page(article(viewer.format(not_photo)))).images)
+
+
+def test_lead_photo_between_headline_and_body_is_kept_in_place():
+    """An article's lead photo often sits beside its headline, outside the body's container: it
+    is kept, after the headline and before the body, like the headline and the standfirst."""
+    def layout(img: str) -> str:
+        return page(f'<div class="top"><h1>Council approves budget</h1>{img}</div>'
+                    f'<div class="story"><p>{P1}</p><p>{P2}</p><p>{P3}</p></div>')
+    r = run(layout('<img src="/uploads/2024/01/chamber-1200x675.jpg" width="1200" height="675">'))
+    check_aligned(r)
+    assert r.texts[0] == "Council approves budget" and r.texts[2] == P1
+    assert r.images[1] == "https://news.example.com/uploads/2024/01/chamber-1200x675.jpg"
+    # not a photo: site furniture, ads, logos, banners, icons, counters
+    for junk in ('<img src="/img/arrow.gif">', '<img src="/ad_images/shop_120x200.jpg">',
+                 '<img src="/img/site-logo.png">', '<img src="/img/promo_970x250.png">',
+                 '<img src="/img/lead.jpg" width="1000" height="200">', '<img src="/img/lead.jpg" width="64">',
+                 '<img src="/wp-content/themes/x/header.jpg">', '<img src="/counter.php?id=3">'):
+        assert not any(run(layout(junk)).images), junk
+
 
 def test_lazy_image_prefers_real_source_over_placeholder():
     img = ('<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" data-src="/photos/real.jpg">'

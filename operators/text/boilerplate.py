@@ -8,6 +8,9 @@ pattern bits:
 
 - STRONG: boilerplate (menus, sharing, comments, related, cookie banners, ads, sidebars ...)
 - SOFT: weaker hints (modal, lightbox, toolbar, read-more ...), ignored next to STRICT content
+- VIEWER: an image viewer's wrapper ("lightbox", "fancybox", "image-popup", "zoom-image") or an
+  article's lead image ("header-image"): soft for its text, but the images in it are content
+  (click-to-enlarge around the article's photos), logos and banner-shaped images excepted
 - WEAK: readability's "maybe" hints (header, banner, ...), ignored next to CONTENT hints
 - CONTENT / STRICT: content containers ("article", "entry-content", "post-body" ...)
 - POS / NEG: readability's class weights (+25 / -25)
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-STRONG, WEAK, CONTENT, NEG, POS, SOFT, STRICT = 1, 2, 4, 8, 16, 32, 64
+STRONG, WEAK, CONTENT, NEG, POS, SOFT, STRICT, VIEWER = 1, 2, 4, 8, 16, 32, 64, 128
 
 
 def _trie_regex(words) -> re.Pattern:
@@ -76,6 +79,8 @@ postmeta byline dateline timestamp
 _SOFT_TOK = frozenset("tools tool print modal popup".split())
 _AD_SUB = re.compile(r"(?<![a-z])ad(?:sense|slot|-slot|-container|container|wrap|-wrap|box|-box|"
                      r"unit|-unit|-banner|banner|vert)")
+_VIEWER = re.compile(r"lightbox|fancybox|(?:image|img|figure|photo|gallery|picture)-*(?:popup|modal|zoom)|"
+                     r"(?:popup|modal|zoom|header)-*(?:image|img|figure|photo|gallery|picture)")
 _CONTENT_STRICT = re.compile(r"(?:^|-)(?:article|content|story|entry|main|body|text|post)(?:-|$)")
 # Class names that describe taxonomy or responsive visibility, not the element's role
 # (WordPress "tag-foo category-bar", Bootstrap "hidden-xs", Elementor "elementor-hidden-mobile").
@@ -138,6 +143,8 @@ def name_bits(name: str) -> int:
                 bits |= SOFT
             if _CONTENT_STRICT.search(s) is not None:
                 bits |= STRICT
+            if _VIEWER.search(s.replace("_", "-")) is not None:
+                bits |= VIEWER
             if s == "hid":
                 bits |= NEG
     if len(_NAME_BITS) >= _NAME_BITS_MAX:
@@ -175,7 +182,8 @@ def boilerplate_kind(tag: str, attrs: dict, bits: int | None = None) -> str | No
     None: content (or unknown); "drop": skip it; "form": skip unless it holds a lot of text;
     "header": skip unless inside an article or holding the <h1>; "check_size": boilerplate,
     walked but flagged (its blocks are dropped unless the chosen container lies inside it);
-    "soft": like check_size, but also kept where it holds real paragraphs.
+    "soft": like check_size, but also kept where it holds real paragraphs; "viewer": soft, but
+    the images in it are content (an image viewer's click-to-enlarge wrapper).
     `bits`: the element's `class_bits`, when already known.
     """
     if tag == "body" or tag == "html":
@@ -199,7 +207,9 @@ def boilerplate_kind(tag: str, attrs: dict, bits: int | None = None) -> str | No
     if bits & STRONG:
         return None if tag in ("article", "main") else "check_size"
     if (bits & SOFT and not bits & STRICT) or (bits & WEAK and not bits & CONTENT):
-        return None if tag in ("article", "main", "h1", "h2") else "soft"
+        if tag in ("article", "main", "h1", "h2"):
+            return None
+        return "viewer" if bits & VIEWER else "soft"
     return None
 
 

@@ -10,14 +10,15 @@ Engine "lexbor" (default) is our own extractor on selectolax's lexbor parser:
    srcset, <picture>, <noscript> fallbacks) and per-element text / link-text totals; elements
    whose tag / class / id / role look like boilerplate (menus, sharing, comments, related,
    cookie banners, ads, sidebars ...) are *flagged*, not cut, so a misleading wrapper class
-   cannot lose the article;
+   cannot lose the article; an image viewer's or lead image's wrapper ("lightbox",
+   "header-image") and a soft hint inside a <figure> do not flag the photos in them;
 3. readability-style scoring of containers from their paragraphs (commas, length, link density,
    class weights, <article>/<main>/articleBody bonuses), top container, climbing, siblings; a
    whole-body fallback when the container holds too little of the page's text;
 4. emission in document order of the blocks inside the chosen containers: flagged subtrees,
    link-dense and UI-chrome blocks, "Related articles" sections and orphan headings dropped;
-   the headline and an intro paragraph just before the container kept; figure captions
-   follow their image; consecutive duplicate images dropped.
+   the headline, an intro paragraph and the lead photo just before the container kept;
+   figure captions follow their image; consecutive duplicate images dropped.
 
 Engine "trafilatura" runs trafilatura (XML output with images) as a fallback engine.
 `extract_document` never raises.
@@ -143,7 +144,7 @@ class _Walk:
         self.el_text: list = []
         self.el_link: list = []
         self.el_kids: list = []
-        self.el_flag: list = []
+        self.el_flag: list = []    # 0 none, 1 boilerplate, 2 soft hint, 3 image viewer (soft)
         self.dropped: dict = {}
         self.unflag: set = set()   # flagged elements judged to be content after all
 
@@ -237,13 +238,17 @@ class _Walk:
         ostack_append, ostack_pop = ostack.append, ostack.pop
         nexts_append, nexts_pop = nexts.append, nexts.pop
 
-        def image_flags() -> tuple:
-            # a figure's own image is content whatever soft hint ("modal", "lightbox": the
-            # click-to-enlarge wrapper) sits between the <figure> and its <img>
-            if figure_stack and len(fstack) > figure_stack[-1][4]:
-                k = figure_stack[-1][4]
-                return tuple(fstack[:k]) + tuple(f for f in fstack[k:] if el_flag[f] != 2)
-            return tuple(fstack)
+        def image_flags(info) -> tuple:
+            # an image viewer's wrapper (flag 3: "lightbox", "image-popup", "header-image") does
+            # not flag the photos in it (logos and banners it does), and a figure's own image is
+            # content whatever soft hint sits between the <figure> and its <img> (la-nacion's
+            # click-to-enlarge "conModal")
+            if not fstack:
+                return ()
+            k = figure_stack[-1][4] if figure_stack else len(fstack)
+            viewer = 3 if not _looks_like_logo(info) else -1
+            return tuple(f for i, f in enumerate(fstack)
+                         if el_flag[f] != viewer and (i < k or el_flag[f] != 2))
 
         def flush():
             nonlocal buf_link
@@ -371,7 +376,7 @@ class _Walk:
                     if info is not None:
                         if buf:
                             flush()
-                        blocks.append(["i", info, 0, 0, tuple(anc), "img", 0, image_flags()])
+                        blocks.append(["i", info, 0, 0, tuple(anc), "img", 0, image_flags(info)])
                         if figure_stack:
                             figure_stack[-1][0] = True
                         last_img_placeholder = False
@@ -407,7 +412,7 @@ class _Walk:
                                         if buf:
                                             flush()
                                         blocks.append(["i", info, 0, 0, tuple(anc), "img", 0,
-                                                       image_flags()])
+                                                       image_flags(info)])
                                         if figure_stack:
                                             figure_stack[-1][0] = True
                             last_img_placeholder = False
@@ -433,11 +438,11 @@ class _Walk:
             kind, weight = kw if kw is not None else classify(tag, attrs)
             code = C_BLOCK if tag in block_tags else 0
             if kind is not None and not first:
-                if kind == "check_size" or kind == "soft":
+                if kind == "check_size" or kind == "soft" or kind == "viewer":
                     # soft: the subtree is walked but its blocks are flagged; they are dropped
                     # unless the chosen container lies inside it (a misleading wrapper class)
                     code = C_BLOCK | C_FLAG  # flagged inline wrappers become blocks
-                    soft = kind == "soft"
+                    flag = 2 if kind == "soft" else 3 if kind == "viewer" else 1
                 elif kind == "header":
                     # page headers (logo, menus) go; headers of articles / with the headline stay
                     if not (article_depth or node.css_first("h1") is not None):
@@ -483,7 +488,7 @@ class _Walk:
                 b_link.append(0)
                 if code & C_FLAG:
                     fstack.append(eid)
-                    el_flag[eid] = 2 if soft else 1
+                    el_flag[eid] = flag
                 if tag == "td" or tag == "th":
                     code |= C_CELL
                 elif tag == "pre":
@@ -526,6 +531,46 @@ SWALLOWING_LINK_CHARS = 300   # an <a> holding 2+ paragraphs and this much text 
 
 
 _IMAGE_PATH = re.compile(r"\.(?:jpe?g|png|gif|webp|avif)(?:$|[?#&])", re.I)
+
+
+def _looks_like_logo(image) -> bool:
+    """A (candidate URLs, info) image that names a logo, or is banner-shaped (declared 4:1 or
+    wider): not a photo, even inside an image viewer's or a lead image's wrapper."""
+    cands, info = image
+    width, height = info["width"], info["height"]
+    if width and height and width >= 4 * height:
+        return True
+    alt = info["alt"]
+    return (alt is not None and "logo" in alt.lower()) or any("logo" in c.lower() for c in cands)
+
+
+# a lead photo is a JPEG / PNG / WebP / AVIF file (GIFs there are old sites' furniture, URLs
+# without an image file mostly counters); not a theme, plugin or WordPress header crop
+_PHOTO_FILE = re.compile(r"\.(?:jpe?g|png|webp|avif)(?:$|[?#&/])", re.I)
+_NOT_PHOTO = re.compile(r"/themes?/|/plugins/|/layouts?/|/cropped-|icon|logo|button|sprite|banner|"
+                        r"print|pdf|arrow|avatar|headshot|autor|author|rss|opml|advert|"
+                        r"(?<![a-z])ads?(?:_images)?/", re.I)
+_URL_SIZE = re.compile(r"(?<!\d)(\d{2,4})x(\d{2,4})(?!\d)")
+
+
+def _lead_photo(image) -> bool:
+    """Whether an image just before the article body, outside it, reads as its lead photo: a
+    photo file, no declared side under 100 px, not banner-shaped, and no icon, logo, avatar,
+    theme or plugin asset by its URL or alt text."""
+    cands, info = image
+    width, height = info["width"], info["height"]
+    if (width is not None and width < 100) or (height is not None and height < 100):
+        return False
+    if _looks_like_logo(image):
+        return False
+    url = cands[0]
+    if _PHOTO_FILE.search(url) is None or _NOT_PHOTO.search(url) is not None:
+        return False
+    for w, h in _URL_SIZE.findall(url):
+        w, h = int(w), int(h)   # "970x250" in the file name: an ad slot's banner
+        if w >= 3.5 * h or h >= 3.5 * w:
+            return False
+    return not (width and height and (width >= 3.5 * height or height >= 3.5 * width))
 
 
 def declared_image(attrs: dict) -> str | None:
@@ -728,6 +773,8 @@ def _emit(walk: _Walk, chosen, cfg: ExtractConfig) -> tuple[list, list, list]:
             b = blocks[j]
             if b[0] == "t" and not b[7] and b[2] >= 80 and b[3] < 0.2 * b[2]:
                 lead.add(j)
+            elif b[0] == "i" and not b[7] and _lead_photo(b[1]):
+                lead.add(j)   # the article's lead photo, between its headline and its body
     # flagged elements inside the container holding most of its text are false positives
     el_depth, el_text, el_flag = walk.el_depth, walk.el_text, walk.el_flag
     base = walk.base
@@ -737,7 +784,7 @@ def _emit(walk: _Walk, chosen, cfg: ExtractConfig) -> tuple[list, list, list]:
     for b in blocks:
         if b[7] and b[0] == "t" and b[2] >= 150 and b[3] < 0.2 * b[2]:
             for f in b[7]:
-                if el_flag[f] == 2:
+                if el_flag[f] >= 2:
                     void.add(f)
     if selected is not None:
         p = scored_top
