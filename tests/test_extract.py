@@ -272,6 +272,22 @@ def test_lazy_image_prefers_real_source_over_placeholder():
     assert not any("placeholder" in u or u.startswith("data:") for u in r.images if u)
 
 
+def test_lazy_image_in_other_data_attributes():
+    """CNN's size family (data-src-mini ... data-src-full16x9: the largest), tagDiv's
+    data-img-url (its retina copy first), wp.pl's data-lsrc."""
+    cnn = ('<img class="media__image" alt="The president" data-src-mini="//cdn.example.com/a-small-169.jpg" '
+           'data-src-large="//cdn.example.com/a-large-169.jpg" data-src-full16x9="//cdn.example.com/a-full-169.jpg" '
+           'data-src-xsmall="//cdn.example.com/a-medium-plus-169.jpg" src="data:image/gif;base64,R0lGODlhAQABAIAAAP">')
+    tagdiv = ('<img class="entry-thumb" src="data:image/png;base64,iVBORw0KGgo" width="218" height="150" '
+              'data-img-url="/uploads/b-218x150.jpg" data-img-retina-url="/uploads/b-436x300.jpg">')
+    wp = '<img width="243" height="140" data-lsrc="https://v.wpimg.example/c3.jpg">'
+    r = run(page(article(cnn + tagdiv + wp)))
+    check_aligned(r)
+    assert [u for u in r.images if u] == ["https://cdn.example.com/a-full-169.jpg",
+                                          "https://news.example.com/uploads/b-436x300.jpg",
+                                          "https://v.wpimg.example/c3.jpg"]
+
+
 def test_srcset_largest_width_chosen_over_placeholder():
     img = ('<img src="/spacer.gif" srcset="/a-320.jpg 320w, /a-1280.jpg 1280w, /a-640.jpg 640w">'
            '<img data-srcset="/b-1x.jpg 1x, /b-2x.jpg 2x">')

@@ -74,6 +74,12 @@ def test_placeholders():
     assert is_placeholder("blank.gif?v=1")
     assert is_placeholder("")
     assert not is_placeholder("https://x.org/photos/beach.jpg")
+    assert is_placeholder("/media/2007/0809/20070809__tspacer.gif")
+    assert is_placeholder("/img/1x1transparent.gif")
+    assert is_placeholder("/v2002/\\v2002\\Contenidos\\todos_logos\\spacer.gif")
+    # a photo whose long name holds such a word
+    assert not is_placeholder("/uploads/2018/03/Vaubel_2000Pixel056-e1540106438822.jpg")
+    assert not is_placeholder("/reviews/google-pixel-7-review-hands-on.jpg")
     assert is_data_uri(" DATA:image/png;base64,xx") and not is_data_uri("https://a/b.png")
 
 

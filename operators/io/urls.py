@@ -128,8 +128,13 @@ def is_placeholder(raw: str | None) -> bool:
     raw = raw.strip()
     if is_data_uri(raw) or raw == "about:blank":
         return True
-    name = raw.split("?", 1)[0].split("#", 1)[0].rsplit("/", 1)[-1]
-    return _PLACEHOLDER.search(name) is not None
+    name = raw.split("?", 1)[0].split("#", 1)[0].replace("\\", "/").rsplit("/", 1)[-1]
+    if _PLACEHOLDER.search(name) is None:
+        return False
+    # a placeholder's name is short ("blank.gif", "lazy-placeholder.png", "1x1transparent.gif",
+    # "20070809__tspacer.gif"); a longer one that holds such a word names a photo
+    # ("Vaubel_2000Pixel056-e1540106438822.jpg", "google-pixel-7-review-hands-on.jpg")
+    return len(name.split(".", 1)[0]) <= 24
 
 
 def parse_dimension(value: str | None) -> int | None:

@@ -97,7 +97,11 @@ TAG_INIT = {"div": 5, "article": 8, "main": 5, "section": 3, "pre": 3, "td": 3, 
 MAX_COMMAS = 10  # commas counted per paragraph (name lists are not articles)
 FLAG_PENALTY = 0.3  # score share of paragraphs inside soft-boilerplate elements
 _LAZY_ATTRS = ("data-src", "data-original", "data-lazy-src", "data-url", "data-hi-res-src",
-               "data-full-src", "data-lazy")
+               "data-full-src", "data-lazy", "data-original-src", "data-img-retina-url",
+               "data-img-url", "data-lsrc", "data-echo")
+# responsive sets spelled as attributes ("data-src-mini" ... "data-src-full16x9"): largest first
+_SIZE_WORDS = ("full", "xxlarge", "xlarge", "large", "big", "medium", "small", "xsmall", "mini",
+               "thumb")
 _SRCSET_ATTRS = ("data-srcset", "srcset", "data-lazy-srcset")
 # Headings that introduce related-content teasers (several languages).
 _RELATED_HEADING = re.compile(
@@ -195,6 +199,8 @@ class _Walk:
                 v = best_srcset_url(srcset)
                 if v and not is_placeholder(v):
                     cands.append(v)
+            if not cands:
+                cands = _sized_sources(attrs)
             if src and not is_placeholder(src):
                 cands.append(src)
             if not cands:
@@ -531,6 +537,20 @@ SWALLOWING_LINK_CHARS = 300   # an <a> holding 2+ paragraphs and this much text 
 
 
 _IMAGE_PATH = re.compile(r"\.(?:jpe?g|png|gif|webp|avif)(?:$|[?#&])", re.I)
+
+
+def _sized_sources(attrs: dict) -> list:
+    """URLs of `data-src-<size>` attributes (CNN's "data-src-mini" ... "data-src-full16x9"),
+    the largest size word first."""
+    found = []
+    for key, value in attrs.items():
+        if key.startswith("data-src-") and value and not is_placeholder(value):
+            size = key[9:]
+            rank = next((i for i, word in enumerate(_SIZE_WORDS) if size.startswith(word)),
+                        len(_SIZE_WORDS))
+            found.append((rank, value))
+    found.sort(key=lambda item: item[0])
+    return [value for _, value in found]
 
 
 def _looks_like_logo(image) -> bool:
