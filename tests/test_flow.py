@@ -145,6 +145,11 @@ def test_every_shared_warc_in_one_run(ray_local, shared_data, tmp_path):
     # provenance of every output row from the real Common Crawl WARCs leads back to its record
     cc_rows = [r for r in docs + rejected if "/cc-warc-" in r["provenance"]["warc_path"]]
     assert len(cc_rows) >= 10
+    # offline (fetch off), Common Crawl's pages keep their image URLs, each marked not yet fetched
+    cc_images = [(url, info) for r in docs if "/cc-warc-" in r["provenance"]["warc_path"]
+                 for url, info in zip(r["images"], r["image_info"]) if url is not None]
+    assert len(cc_images) >= 20
+    assert {info["status"] for _, info in cc_images} == {"not_fetched"}
     for r in cc_rows:
         p = r["provenance"]
         rid, uri, _ = record_at(p["warc_path"], p["warc_record_offset"], p["warc_record_length"])
