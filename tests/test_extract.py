@@ -263,6 +263,21 @@ def test_lead_photo_between_headline_and_body_is_kept_in_place():
         assert not any(run(layout(junk)).images), junk
 
 
+def test_image_titled_with_the_headline_is_kept_inside_a_share_widget():
+    """qq.com wraps the lead photo in a "share this picture" widget; its alt text is the headline
+    (the <title> less the site's suffix). Share buttons titled with the headline are not photos."""
+    head = "<title>Council approves budget for parks and schools_News_Example</title>"
+    widget = ('<div class="mbArticleSharePic"><div class="mbArticleShareBtn"><span>Share</span></div>'
+              '<img alt="Council approves budget for parks and schools" src="{}"></div>')
+    r = run(page(article(widget.format("/pics/139214868.jpg")), head=head))
+    check_aligned(r)
+    i = r.images.index("https://news.example.com/pics/139214868.jpg")
+    assert r.texts[i - 1] == P1
+    for other in (widget.format("/wp-content/plugins/social/img/facebook.png"),
+                  widget.replace("Council approves budget for parks and schools", "A park").format("/pics/1.jpg")):
+        assert not any(run(page(article(other), head=head)).images)
+
+
 def test_lazy_image_prefers_real_source_over_placeholder():
     img = ('<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" data-src="/photos/real.jpg">'
            '<img src="/static/placeholder.png" data-original="https://cdn.example.com/b.jpg">')

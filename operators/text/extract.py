@@ -553,6 +553,17 @@ def _sized_sources(attrs: dict) -> list:
     return [value for _, value in found]
 
 
+def _headline_image(image, headline: str) -> bool:
+    """Whether an image's alt text is the page's headline, most of the casefolded <title>, which
+    it begins ("DeepMind新电脑已可利用记忆自学 人工智能迈上新台阶" of "DeepMind新电脑已可利用记忆自学
+    人工智能迈上新台阶_科技_腾讯网"), and the image reads as a photo (`_lead_photo`: share buttons
+    titled with the headline do not)."""
+    alt = image[1]["alt"]
+    if not alt or not headline or len(alt) < 12 or 2 * len(alt) < len(headline):
+        return False
+    return headline.startswith(alt.casefold()) and _lead_photo(image)
+
+
 def _looks_like_logo(image) -> bool:
     """A (candidate URLs, info) image that names a logo, or is banner-shaped (declared 4:1 or
     wider): not a photo, even inside an image viewer's or a lead image's wrapper."""
@@ -757,8 +768,11 @@ def _choose(walk: _Walk, cfg: ExtractConfig):
     return selected, top, parent, top
 
 
-def _emit(walk: _Walk, chosen, cfg: ExtractConfig) -> tuple[list, list, list]:
-    """Aligned (texts, images, image_info) of the chosen containers, in document order."""
+def _emit(walk: _Walk, chosen, cfg: ExtractConfig, title: str | None = None) -> tuple[list, list, list]:
+    """Aligned (texts, images, image_info) of the chosen containers, in document order.
+    `title`: the page's <title>; an image whose alt text is the headline is content wherever it
+    sits in the container (news sites wrap their lead photo in share widgets)."""
+    headline = " ".join(title.split()).casefold() if title else ""
     texts: list = []
     images: list = []
     infos: list = []
@@ -841,7 +855,8 @@ def _emit(walk: _Walk, chosen, cfg: ExtractConfig) -> tuple[list, list, list]:
             if kind == "i":
                 dropped["not_main"] = dropped.get("not_main", 0) + 1
             continue
-        if i in skip or (fl and any(el_depth[f] > depth and f not in void for f in fl)):
+        if i in skip or (fl and any(el_depth[f] > depth and f not in void for f in fl) and
+                         not (kind == "i" and _headline_image(payload, headline))):
             if kind == "i":
                 dropped["not_main"] = dropped.get("not_main", 0) + 1
             else:
@@ -919,7 +934,7 @@ def _extract_lexbor(html: str, url: str, cfg: ExtractConfig) -> ExtractResult:
                 if sum(b[2] for b in walk2.blocks) > sum(b[2] for b in walk.blocks):
                     walk = walk2
     chosen = _choose(walk, cfg)
-    texts, images, infos = _emit(walk, chosen, cfg)
+    texts, images, infos = _emit(walk, chosen, cfg, title)
     return ExtractResult(title, lang, canonical, texts, images, infos, dict(walk.dropped), truncated)
 
 
