@@ -575,8 +575,9 @@ def _looks_like_logo(image) -> bool:
     return (alt is not None and "logo" in alt.lower()) or any("logo" in c.lower() for c in cands)
 
 
-# a lead photo is a JPEG / PNG / WebP / AVIF file (GIFs there are old sites' furniture, URLs
-# without an image file mostly counters); not a theme, plugin or WordPress header crop
+# a lead photo is a JPEG / PNG / WebP / AVIF file (unlike `_IMAGE_PATH`, no GIF: GIFs there are
+# old sites' furniture; URLs without an image file mostly counters); not a theme, plugin or
+# WordPress header crop
 _PHOTO_FILE = re.compile(r"\.(?:jpe?g|png|webp|avif)(?:$|[?#&/])", re.I)
 _NOT_PHOTO = re.compile(r"/themes?/|/plugins/|/layouts?/|/cropped-|icon|logo|button|sprite|banner|"
                         r"print|pdf|arrow|avatar|headshot|autor|author|rss|opml|advert|"
@@ -768,7 +769,8 @@ def _choose(walk: _Walk, cfg: ExtractConfig):
     return selected, top, parent, top
 
 
-def _emit(walk: _Walk, chosen, cfg: ExtractConfig, title: str | None = None) -> tuple[list, list, list]:
+def _emit(walk: _Walk, chosen, cfg: ExtractConfig,
+          title: str | None = None) -> tuple[list, list, list]:
     """Aligned (texts, images, image_info) of the chosen containers, in document order.
     `title`: the page's <title>; an image whose alt text is the headline is content wherever it
     sits in the container (news sites wrap their lead photo in share widgets)."""
