@@ -15,7 +15,7 @@ import argparse
 import importlib.util
 from pathlib import Path
 
-DEFAULT_TOOLS = Path("/work/shared/tools")
+DEFAULT_TOOLS = Path(__file__).resolve().parents[2] / "shared" / "tools"   # ../shared beside the repo
 
 
 def load_scorer(tools: Path):
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
             print(f"      {kind:7} {image[-80:]}\n              truth: ...{context}"
                   + (f"\n              ours:  ...{ours}" if kind == "order" else ""))
     perfect = sum(r[0] == 1 and r[1] == 1 for r in rows)
-    print(f"({perfect} pages with every image found and in order not listed)")
+    print(f"not listed: {perfect} of {n} pages (every image found and in order)")
     return 0
 
 
