@@ -65,12 +65,12 @@ def main(argv=None) -> int:
     rows = []
     for truth in truths:
         doc = docs.get(scorer.join_key(truth["url"]))
+        count = len(scorer.expected_images(truth["blocks"]))
         if doc is None:
-            rows.append((0.0, 0.0, len(scorer.expected_images(truth["blocks"])), truth["url"], None))
+            rows.append((0.0, 0.0, count, truth["url"], None))
             continue
         scores = scorer.image_scores(doc, truth["blocks"])
-        rows.append((scores["image_recall"], scores.get("image_order", 0.0),
-                     len(scorer.expected_images(truth["blocks"])), truth["url"],
+        rows.append((scores["image_recall"], scores.get("image_order", 0.0), count, truth["url"],
                      misses(scorer, doc, truth["blocks"])))
     n = len(rows)
     print(f"{n} pages expect images; imgR {sum(r[0] for r in rows) / n:.3f}, "

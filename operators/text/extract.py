@@ -252,7 +252,8 @@ class _Walk:
             if not fstack:
                 return ()
             k = figure_stack[-1][4] if figure_stack else len(fstack)
-            viewer = 3 if not _looks_like_logo(info) else -1
+            has_viewer = 3 in map(el_flag.__getitem__, fstack)
+            viewer = 3 if has_viewer and not _looks_like_logo(info) else -1
             return tuple(f for i, f in enumerate(fstack)
                          if el_flag[f] != viewer and (i < k or el_flag[f] != 2))
 
@@ -579,9 +580,9 @@ def _looks_like_logo(image) -> bool:
 # old sites' furniture; URLs without an image file mostly counters); not a theme, plugin or
 # WordPress header crop
 _PHOTO_FILE = re.compile(r"\.(?:jpe?g|png|webp|avif)(?:$|[?#&/])", re.I)
-_NOT_PHOTO = re.compile(r"/themes?/|/plugins/|/layouts?/|/cropped-|icon|logo|button|sprite|banner|"
+_NOT_PHOTO = re.compile(r"/themes?/|/plugins/|/layouts?/|/cropped-|icon|button|sprite|banner|"
                         r"print|pdf|arrow|avatar|headshot|autor|author|rss|opml|advert|"
-                        r"(?<![a-z])ads?(?:_images)?/", re.I)
+                        r"(?<![a-z])ads?(?:_images)?/", re.I)   # logos: `_looks_like_logo`
 _URL_SIZE = re.compile(r"(?<!\d)(\d{2,4})x(\d{2,4})(?!\d)")
 
 
